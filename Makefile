@@ -1,0 +1,107 @@
+# thumbd — build, test, demo, install.
+#
+# Adds to the user's CFLAGS/LDFLAGS, never replaces them.  Every library comes
+# from pkg-config.  Sanitizer builds live in their own build directory so they
+# never mix objects with the plain build:
+#   make test SANITIZE=address,undefined
+#   make test SANITIZE=thread
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DESTDIR    ?=
+
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+PKG_CONFIG ?= pkg-config
+PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih
+
+# Debian packages: build dependencies, then what the tests and the demo run.
+DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
+            libpng-dev libwebp-dev libinih-dev
+DEB_TEST  = python3 ca-certificates
+
+VERSION   := 0.1.0
+
+ifeq ($(SANITIZE),)
+B := build
+SANFLAGS :=
+else
+B := build/san-$(subst $(comma),-,$(SANITIZE))
+SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+comma := ,
+
+WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+       -Wmissing-prototypes -Wformat=2 -Wvla
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+ALL_CFLAGS  = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE \
+              -DTHUMBD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
+              -Iinclude $(WARN) $(PKG_CFLAGS) $(SANFLAGS) -pthread -MMD -MP $(CFLAGS)
+ALL_LDFLAGS = $(SANFLAGS) -pthread $(LDFLAGS)
+LIBS_ALL    = $(PKG_LIBS) -lm $(LIBS)
+
+SRCS  := $(wildcard src/*.c)
+OBJS  := $(patsubst src/%.c,$(B)/%.o,$(SRCS))
+LOBJS := $(filter-out $(B)/main.o,$(OBJS))
+TSRCS := $(wildcard tests/unit/test_*.c)
+TBINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TSRCS))
+
+.PHONY: all test check demo deps ensure-deps clean install uninstall
+all: $(B)/thumbd
+
+$(B)/thumbd: $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS_ALL)
+
+$(B)/%.o: src/%.c | $(B)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/tests/%: tests/unit/%.c $(LOBJS) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(LOBJS) $(LIBS_ALL)
+
+$(B) $(B)/tests:
+	mkdir -p $@
+
+# `make test` and `make demo` install what is missing first, then re-enter
+# make so pkg-config is asked again once the packages are there.
+ensure-deps:
+	@if ! $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null || ! command -v python3 >/dev/null \
+	    || ! command -v $(CC) >/dev/null; then $(MAKE) --no-print-directory deps; fi
+
+deps:
+	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install $(DEB_BUILD) $(DEB_TEST))" >&2; exit 1; fi
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_BUILD) $(DEB_TEST)
+
+test: ensure-deps
+	@$(MAKE) --no-print-directory check
+
+check: $(B)/thumbd $(TBINS)
+	@THUMBD=$(CURDIR)/$(B)/thumbd TESTBIN=$(CURDIR)/$(B)/tests sh tests/run.sh
+
+demo: ensure-deps
+	@$(MAKE) --no-print-directory $(B)/thumbd
+	@THUMBD=$(CURDIR)/$(B)/thumbd sh tests/demo/run.sh
+
+install: $(B)/thumbd
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/thumbd
+	install -m 755 $(B)/thumbd $(DESTDIR)$(BINDIR)/thumbd
+	install -m 644 config/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
+	[ -e $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini ] || \
+	    install -m 644 config/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 644 docs/thumbd.1 $(DESTDIR)$(MANDIR)/man1/thumbd.1
+	install -m 644 docs/thumbd.ini.5 $(DESTDIR)$(MANDIR)/man5/thumbd.ini.5
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/thumbd $(DESTDIR)$(MANDIR)/man1/thumbd.1 \
+	      $(DESTDIR)$(MANDIR)/man5/thumbd.ini.5 \
+	      $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(TBINS:=.d)

@@ -1,0 +1,33 @@
+/*
+ * codec: the three format modules behind img_decode()/img_encode().
+ * Implemented in src/jpegio.c (libjpeg-turbo), src/pngio.c (libpng) and
+ * src/webpio.c (libwebp + libwebpdemux); one header because the three share
+ * one contract, spelled out in img.h:
+ *  - decode: check the declared dimensions against o->max_pixels before
+ *    allocating; return 8-bit gray/gray+alpha/RGB/RGBA; report EXIF
+ *    orientation (1 when none) without applying it; errors per decode,
+ *    never abort the process; no uninitialised pixel ever reaches out.
+ *  - encode: from any 1..4 channel img into a malloc'd buffer.
+ * The "name" of each is only ever used by img.c.
+ */
+#ifndef THUMBD_CODEC_H
+#define THUMBD_CODEC_H
+
+#include "img.h"
+
+int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+                  img *out, img_meta *meta, char *err, size_t errlen);
+int jpegio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
+                  char *err, size_t errlen);
+
+int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+                 img *out, img_meta *meta, char *err, size_t errlen);
+int pngio_encode(const img *im, int level, uint8_t **out, size_t *outlen,
+                 char *err, size_t errlen);
+
+int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+                  img *out, img_meta *meta, char *err, size_t errlen);
+int webpio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
+                  char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * fetch: the network side.  One thread runs a libcurl multi loop that reads
+ * the URL lists lazily, keeps up to download.connections transfers in flight
+ * (at most download.per_host per host name), streams each body into
+ * incoming/<name>.part, renames it to incoming/<name> once complete and
+ * hands a job to the resize workers through the jobq.  Every URL read ends
+ * either in the queue or as a failed.tsv record.
+ */
+#ifndef THUMBD_FETCH_H
+#define THUMBD_FETCH_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "jobq.h"
+#include "name.h"
+#include "stats.h"
+#include "urllist.h"
+
+typedef struct fetch fetch;
+
+/* Borrowed pointers must outlive the fetch.  NULL + err on failure. */
+fetch *fetch_new(const cfg *c, urllist *lists, names *reg, jobq *q, stats *st,
+                 char *err, size_t errlen);
+void fetch_free(fetch *f);                      /* accepts NULL */
+
+/* Run the loop in the calling thread until every list is read and every
+ * transfer has ended, or until fetch_stop().  0 / -1 (curl itself failed). */
+int fetch_run(fetch *f);
+
+/* From any thread (not from a signal handler): stop reading lists, abandon
+ * transfers in flight (recorded as interrupted), return from fetch_run. */
+void fetch_stop(fetch *f);
+
+/* From any thread: re-check whether new transfers can start (queue space
+ * freed).  Shaped as a jobq pop hook. */
+void fetch_wakeup(void *f);
+
+#endif

@@ -1,0 +1,25 @@
+/*
+ * fsutil: the few filesystem operations thumbd needs, each with the input
+ * capped and the error message naming the path.
+ */
+#ifndef THUMBD_FSUTIL_H
+#define THUMBD_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Whole file into a malloc'd buffer; files over max bytes are refused
+ * ("too large: N bytes > max_bytes") before reading.  0 / -1. */
+int fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
+                  char *err, size_t errlen);
+
+/* Write data to dir/name atomically: a hidden temp file in the same
+ * directory, then rename(2), so readers see the old file or the whole new
+ * one and never a part.  0 / -1 (the temp file is removed). */
+int fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                     char *err, size_t errlen);
+
+/* mkdir -p; 0 / -1. */
+int fsu_mkdirs(const char *path, char *err, size_t errlen);
+
+#endif

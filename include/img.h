@@ -1,0 +1,89 @@
+/*
+ * img: the decoded picture that travels between the codecs, the resampler
+ * and the writer, plus the one entry point each way (decode / encode).
+ *
+ * struct img is deliberately public: it is plain data (a pixel buffer and
+ * its geometry), read in inner loops by resample.c and the codecs, and an
+ * accessor per field would cost more than it hides.  Everything that owns
+ * resources (decoders, encoders) stays behind functions.
+ *
+ * Pixels are always 8 bits per sample, rows top to bottom, channels
+ * interleaved: 1 = gray, 2 = gray+alpha, 3 = RGB, 4 = RGBA.  Alpha is
+ * straight (not premultiplied) at this interface.
+ *
+ * Error convention (shared by every codec): functions return 0 on success
+ * and -1 on failure, with a short, specific reason in err ("truncated JPEG",
+ * "too large: 80000x80000 > max_pixels").  The reason never names the file:
+ * the caller knows the input and prefixes it.
+ */
+#ifndef THUMBD_IMG_H
+#define THUMBD_IMG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+	IMG_UNKNOWN = 0,
+	IMG_JPEG,
+	IMG_PNG,
+	IMG_WEBP,
+} img_format;
+
+typedef struct img {
+	int w, h;
+	int channels;           /* 1..4, see above */
+	size_t stride;          /* bytes per row, >= w * channels */
+	uint8_t *px;            /* owned; released by img_release() */
+} img;
+
+typedef struct img_decode_opts {
+	uint64_t max_pixels;    /* declared w*h above this is refused before any pixel buffer exists */
+	int min_width;          /* shrink-on-load floor: a decoder may return a smaller image (JPEG DCT
+	                           scaling, WebP scaled decode) as long as its *displayed* width (after
+	                           EXIF orientation) stays >= min_width; 0 = always full size */
+} img_decode_opts;
+
+typedef struct img_encode_opts {
+	int jpeg_quality;       /* 1..100 */
+	int webp_quality;       /* 0..100 */
+	int png_level;          /* zlib level 0..9 */
+} img_encode_opts;
+
+/* What a decoder learned from the header, besides the pixels. */
+typedef struct img_meta {
+	int orientation;        /* EXIF orientation 1..8 (1 when absent or unreadable), not yet applied */
+	int width, height;      /* full size as stored, before any shrink on load */
+} img_meta;
+
+#define IMG_ERRLEN 160
+
+/* Format from the first bytes (magic numbers only; never the name or a MIME type). */
+img_format img_sniff(const uint8_t *buf, size_t len);
+/* For error messages about formats we recognise but do not read: "GIF", "TIFF", ... or NULL. */
+const char *img_sniff_other(const uint8_t *buf, size_t len);
+const char *img_format_name(img_format f);      /* "JPEG", "PNG", "WebP" */
+const char *img_format_ext(img_format f);       /* "jpg", "png", "webp" */
+
+/* Allocate w x h x channels; 0 / -1 (overflow or out of memory). px is zeroed. */
+int img_alloc(img *im, int w, int h, int channels);
+/* Free the pixels; accepts NULL and an img that was never allocated (px == NULL). */
+void img_release(img *im);
+
+/*
+ * Decode buf (sniffed) into out.  meta receives the EXIF orientation and the
+ * full stored size; the pixels are NOT rotated yet, so the caller can resize
+ * first and rotate the small result (img_orient).  On failure meta is
+ * {1, 0, 0}.
+ */
+int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+               img *out, img_meta *meta, char *err, size_t errlen);
+
+/* Apply EXIF orientation 1..8 in place (may swap w and h).  0 / -1 (out of memory). */
+int img_orient(img *im, int orientation);
+
+/* Encode into a malloc'd buffer (*out, *outlen), caller frees.  Alpha is kept where the
+ * format has it; JPEG has none, so alpha is flattened over white. */
+int img_encode(const img *im, img_format fmt, const img_encode_opts *o,
+               uint8_t **out, size_t *outlen, char *err, size_t errlen);
+
+#endif

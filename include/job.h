@@ -1,0 +1,24 @@
+/*
+ * job: one image on its way from a source (a finished download in
+ * incoming/, or a local file given with --files) to its thumbnails.
+ * Created by the producer, handed over through the jobq, freed by the
+ * worker that finishes it.
+ */
+#ifndef THUMBD_JOB_H
+#define THUMBD_JOB_H
+
+#include "name.h"
+
+typedef struct job {
+	char *url;              /* what the user asked for (URL or file path), for logs and failed.tsv */
+	char *src;              /* file to read */
+	char *ctype;            /* Content-Type the server sent, or NULL */
+	int owned;              /* 1: src is thumbd's incoming file, delete it when done */
+	char stem[NAME_MAX_OUT];
+} job;
+
+/* NULL when out of memory; ctype may be NULL. */
+job *job_new(const char *url, const char *src, const char *ctype, int owned, const char *stem);
+void job_free(job *j);          /* accepts NULL */
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * name: the file names thumbd writes.  `outgoing/<stem>_<width>.<ext>` as in
+ * the original, where <stem> comes from the URL's last path segment and is
+ * made safe (only [A-Za-z0-9._-], never empty, never a dot-file, at most
+ * NAME_STEM_MAX bytes), and a registry makes sure one stem belongs to one
+ * URL, in this run and across runs: a later URL with a taken stem gets
+ * "-" and the first 8 hex digits of sha256(URL).
+ */
+#ifndef THUMBD_NAME_H
+#define THUMBD_NAME_H
+
+#include <stddef.h>
+
+#define NAME_STEM_MAX 100
+#define NAME_EXT_MAX 15
+#define NAME_MAX_OUT (NAME_STEM_MAX + 1 + 64 + 1)   /* stem, "-", hash, NUL */
+
+/* Stem and extension (without the dot, lower-cased, "" if none) of the last
+ * path segment of url (query and fragment ignored, percent-decoded). */
+void name_from_url(const char *url, char stem[NAME_STEM_MAX + 1], char ext[NAME_EXT_MAX + 1]);
+/* The same for a local file's base name (no percent-decoding). */
+void name_from_path(const char *path, char stem[NAME_STEM_MAX + 1], char ext[NAME_EXT_MAX + 1]);
+
+typedef struct names names;
+
+/* Load the registry kept in <outgoing>/.thumbd-names (created when absent).  NULL + err on failure. */
+names *names_open(const char *outgoing, char *err, size_t errlen);
+void names_close(names *n);
+
+/*
+ * The unique stem for key (a URL, or a local file's absolute path) whose
+ * natural stem is base: base itself when free or already key's, else
+ * base-<sha256 hex prefix>.  Returns 0 with out filled, 1 when key was
+ * already claimed earlier in this run (a duplicate: do it once), -1 on error.
+ */
+int names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
+                char *err, size_t errlen);
+
+#endif

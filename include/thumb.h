@@ -1,0 +1,28 @@
+/*
+ * thumb: one image in, every configured thumbnail out.  The CPU work of a
+ * job, run by the resize workers; no network, no shared state besides the
+ * read-only config.
+ */
+#ifndef THUMBD_THUMB_H
+#define THUMBD_THUMB_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "job.h"
+
+/* Largest thumbnail edge any format here can hold (JPEG's limit). */
+#define THUMB_MAX_EDGE 65500
+
+/*
+ * Decode j->src once, make one thumbnail per configured width and write
+ * each to outgoing/<stem>_<width>.<ext> atomically.  Returns the number of
+ * files written, or -1 with a short reason in err; after a failure no file
+ * of this job is left in outgoing/.  Does not delete j->src.
+ */
+int thumb_make(const cfg *c, const job *j, char *err, size_t errlen);
+
+/* Height for a thumbnail w pixels wide of a W x H picture: round(H * w / W), at least 1. */
+int thumb_height(int W, int H, int w);
+
+#endif

@@ -1,0 +1,34 @@
+/*
+ * urllist: URL list files read lazily, one line at a time, so a list of any
+ * length costs the memory of one line.  One URL per line; blank lines and
+ * lines starting with '#' are skipped; surrounding whitespace (and a CR
+ * from CRLF files) is trimmed.  "-" is standard input.
+ */
+#ifndef THUMBD_URLLIST_H
+#define THUMBD_URLLIST_H
+
+#include <stddef.h>
+
+#define URLLIST_LINE_MAX 8192   /* longer lines are reported, not read into memory */
+
+typedef struct urllist urllist;
+
+/* Check that every path can be opened (so a typo fails before anything
+ * starts); they are opened one after the other while reading.  NULL + err. */
+urllist *urllist_open(char *const *paths, int n, char *err, size_t errlen);
+void urllist_close(urllist *l);
+
+typedef enum {
+	URLLIST_END = 0,        /* every list read */
+	URLLIST_URL,            /* *line is an http(s) URL */
+	URLLIST_BAD,            /* *line is not usable; *reason says why */
+	URLLIST_ERROR,          /* a list could not be read; *reason says why, reading goes on with the next */
+} urllist_kind;
+
+/* Next entry.  *line points into the list's buffer, valid until the next call. */
+urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
+
+/* 1 when s starts with http:// or https:// (case-insensitive) and has a host. */
+int urllist_is_http(const char *s);
+
+#endif

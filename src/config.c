@@ -1,0 +1,490 @@
+/*
+ * config: defaults, INI file, --set overrides; see include/config.h.
+ *
+ * One table describes every key (section, name, type, bounds, where it is
+ * stored), so the INI handler, --set and the error messages cannot drift
+ * apart.  inih does the lexing; we feed it through our own line reader so we
+ * know the line number of every key (Debian's inih is built without
+ * INI_HANDLER_LINENO) and can reject unknown [section] headers even when
+ * they hold no keys.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { T_PATH, T_INT, T_BYTES, T_STR, T_SIZES, T_FORMAT } key_type;
+
+typedef struct key_def {
+	const char *section, *name;
+	key_type type;
+	long long min, max;
+	size_t off;             /* offsetof into struct cfg */
+	int width;              /* sizeof the integer field (T_INT) */
+} key_def;
+
+#define F(field) offsetof(cfg, field)
+#define W(field) (int)sizeof(((cfg *)0)->field)
+static const key_def keys[] = {
+	{ "paths", "incoming", T_PATH, 0, 0, F(incoming), 0 },
+	{ "paths", "outgoing", T_PATH, 0, 0, F(outgoing), 0 },
+	{ "paths", "logs", T_PATH, 0, 0, F(logs), 0 },
+	{ "download", "connections", T_INT, 1, 1024, F(connections), W(connections) },
+	{ "download", "per_host", T_INT, 1, 1024, F(per_host), W(per_host) },
+	{ "download", "connect_timeout", T_INT, 1, 3600, F(connect_timeout), W(connect_timeout) },
+	{ "download", "timeout", T_INT, 1, 86400, F(timeout), W(timeout) },
+	{ "download", "low_speed_limit", T_INT, 0, 1LL << 30, F(low_speed_limit), W(low_speed_limit) },
+	{ "download", "low_speed_time", T_INT, 1, 3600, F(low_speed_time), W(low_speed_time) },
+	{ "download", "max_bytes", T_BYTES, 1, 1LL << 40, F(max_bytes), 0 },
+	{ "download", "max_redirects", T_INT, 0, 50, F(max_redirects), W(max_redirects) },
+	{ "download", "user_agent", T_STR, 0, 0, F(user_agent), 0 },
+	{ "resize", "workers", T_INT, 0, 256, F(workers), W(workers) },
+	{ "thumbnails", "sizes", T_SIZES, 1, 8192, F(sizes), 0 },
+	{ "thumbnails", "format", T_FORMAT, 0, 0, F(format), 0 },
+	{ "thumbnails", "jpeg_quality", T_INT, 1, 100, F(jpeg_quality), W(jpeg_quality) },
+	{ "thumbnails", "webp_quality", T_INT, 0, 100, F(webp_quality), W(webp_quality) },
+	{ "thumbnails", "png_level", T_INT, 0, 9, F(png_level), W(png_level) },
+	{ "image", "max_pixels", T_BYTES, 1, 1LL << 40, F(max_pixels), 0 },
+};
+#undef F
+#undef W
+
+static const char *const sections[] = { "paths", "download", "resize", "thumbnails", "image" };
+
+cfg *
+cfg_new(void)
+{
+	cfg *c = calloc(1, sizeof *c);
+
+	if (!c)
+		return NULL;
+	c->incoming = strdup("incoming");
+	c->outgoing = strdup("outgoing");
+	c->logs = strdup("logs");
+	c->user_agent = strdup("thumbd/" THUMBD_VERSION);
+	if (!c->incoming || !c->outgoing || !c->logs || !c->user_agent) {
+		cfg_free(c);
+		return NULL;
+	}
+	c->connections = 32;
+	c->per_host = 8;
+	c->connect_timeout = 10;
+	c->timeout = 60;
+	c->low_speed_limit = 1024;
+	c->low_speed_time = 20;
+	c->max_bytes = 50ULL << 20;
+	c->max_redirects = 5;
+	c->workers = 0;
+	c->sizes[0] = 32;
+	c->sizes[1] = 64;
+	c->sizes[2] = 200;
+	c->nsizes = 3;
+	c->format = IMG_UNKNOWN;
+	c->jpeg_quality = 85;
+	c->webp_quality = 80;
+	c->png_level = 6;
+	c->max_pixels = 100000000ULL;
+	return c;
+}
+
+void
+cfg_free(cfg *c)
+{
+	if (!c)
+		return;
+	free(c->file);
+	free(c->incoming);
+	free(c->outgoing);
+	free(c->logs);
+	free(c->user_agent);
+	free(c);
+}
+
+static const key_def *
+find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static int
+known_section(const char *s)
+{
+	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
+		if (strcmp(sections[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+/* Integer with an optional K/M/G/T suffix (powers of 1024, "iB"/"B" allowed). */
+static int
+parse_number(const char *v, int allow_suffix, long long *out)
+{
+	char *end;
+	long long n;
+	int shift = 0;
+
+	errno = 0;
+	if (!isdigit((unsigned char)*v))
+		return -1;
+	n = strtoll(v, &end, 10);
+	if (errno)
+		return -1;
+	if (allow_suffix && *end) {
+		switch (toupper((unsigned char)*end)) {
+		case 'K': shift = 10; break;
+		case 'M': shift = 20; break;
+		case 'G': shift = 30; break;
+		case 'T': shift = 40; break;
+		default: return -1;
+		}
+		end++;
+		if (toupper((unsigned char)*end) == 'I')
+			end++;
+		if (toupper((unsigned char)*end) == 'B')
+			end++;
+	}
+	if (*end)
+		return -1;
+	if (shift && n > (LLONG_MAX >> shift))
+		return -1;
+	*out = n << shift;
+	return 0;
+}
+
+static char *
+resolve_path(const char *base_dir, const char *v)
+{
+	char *p;
+	size_t n;
+
+	if (v[0] == '/' || !base_dir)
+		return strdup(v);
+	n = strlen(base_dir) + strlen(v) + 2;
+	if (!(p = malloc(n)))
+		return NULL;
+	snprintf(p, n, "%s/%s", base_dir, v);
+	return p;
+}
+
+/* Store value v for key k.  Returns NULL on success, else a static-ish
+ * message written into msg. */
+static const char *
+set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
+          char *msg, size_t msglen)
+{
+	char *base = (char *)c + k->off;
+	long long n;
+
+	switch (k->type) {
+	case T_PATH:
+	case T_STR: {
+		char *s;
+		if (!*v) {
+			snprintf(msg, msglen, "must not be empty");
+			return msg;
+		}
+		s = k->type == T_PATH ? resolve_path(base_dir, v) : strdup(v);
+		if (!s)
+			return "out of memory";
+		free(*(char **)base);
+		*(char **)base = s;
+		return NULL;
+	}
+	case T_INT:
+	case T_BYTES:
+		if (parse_number(v, k->type == T_BYTES, &n) < 0) {
+			snprintf(msg, msglen, "\"%s\" is not a %s", v,
+			         k->type == T_BYTES ? "number (K, M, G suffixes allowed)" : "whole number");
+			return msg;
+		}
+		if (n < k->min || n > k->max) {
+			snprintf(msg, msglen, "%lld is out of range (%lld..%lld)", n, k->min, k->max);
+			return msg;
+		}
+		if (k->type == T_BYTES)
+			*(uint64_t *)base = (uint64_t)n;
+		else if (k->width == (int)sizeof(int))
+			*(int *)base = (int)n;
+		else
+			*(long *)base = (long)n;
+		return NULL;
+	case T_SIZES: {
+		int sizes[CFG_MAX_SIZES], count = 0;
+		const char *p = v;
+		while (*p) {
+			char item[32];
+			size_t len;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			len = strcspn(p, ",");
+			while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+				len--;
+			if (len > 0 && len < sizeof item) {
+				memcpy(item, p, len);
+				item[len] = 0;
+			}
+			if (len == 0 || len >= sizeof item || parse_number(item, 0, &n) < 0) {
+				snprintf(msg, msglen, "\"%s\" is not a comma-separated list of widths", v);
+				return msg;
+			}
+			if (n < k->min || n > k->max) {
+				snprintf(msg, msglen, "width %lld is out of range (%lld..%lld)", n, k->min, k->max);
+				return msg;
+			}
+			for (int i = 0; i < count; i++)
+				if (sizes[i] == n) {
+					snprintf(msg, msglen, "width %lld is listed twice", n);
+					return msg;
+				}
+			if (count == CFG_MAX_SIZES) {
+				snprintf(msg, msglen, "more than %d widths", CFG_MAX_SIZES);
+				return msg;
+			}
+			sizes[count++] = (int)n;
+			p += strcspn(p, ",");
+			if (*p == ',' && !*++p) {
+				snprintf(msg, msglen, "\"%s\" ends with a comma", v);
+				return msg;
+			}
+		}
+		if (count == 0) {
+			snprintf(msg, msglen, "needs at least one width");
+			return msg;
+		}
+		memcpy(c->sizes, sizes, sizeof sizes);
+		c->nsizes = count;
+		return NULL;
+	}
+	case T_FORMAT:
+		if (strcmp(v, "source") == 0)
+			c->format = IMG_UNKNOWN;
+		else if (strcmp(v, "jpeg") == 0 || strcmp(v, "jpg") == 0)
+			c->format = IMG_JPEG;
+		else if (strcmp(v, "png") == 0)
+			c->format = IMG_PNG;
+		else if (strcmp(v, "webp") == 0)
+			c->format = IMG_WEBP;
+		else {
+			snprintf(msg, msglen, "\"%s\" is not one of source, jpeg, png, webp", v);
+			return msg;
+		}
+		return NULL;
+	}
+	return "internal error: unknown key type";
+}
+
+/* --- INI file ---------------------------------------------------------- */
+
+typedef struct load_ctx {
+	cfg *c;
+	FILE *fp;
+	const char *path;
+	char *base_dir;
+	int line;
+	int errors;
+	char *err;
+	size_t errlen, erroff;
+} load_ctx;
+
+static void
+add_error(load_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+add_error(load_ctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	x->errors++;
+	if (x->erroff + 1 >= x->errlen)
+		return;
+	n = snprintf(x->err + x->erroff, x->errlen - x->erroff, "%s%s:%d: ",
+	             x->erroff ? "\n" : "", x->path, x->line);
+	if (n > 0 && x->erroff + (size_t)n < x->errlen) {
+		x->erroff += (size_t)n;
+		va_start(ap, fmt);
+		n = vsnprintf(x->err + x->erroff, x->errlen - x->erroff, fmt, ap);
+		va_end(ap);
+	}
+	if (n > 0)
+		x->erroff += (size_t)n;
+	if (x->erroff >= x->errlen)
+		x->erroff = x->errlen - 1;
+}
+
+/* inih calls this once per physical line before parsing it, so counting here
+ * gives the line number of the key the handler sees next.  Section headers
+ * are checked here too: inih reports a section only along with a key. */
+static char *
+read_line(char *buf, int size, void *stream)
+{
+	load_ctx *x = stream;
+	char *s, *e;
+
+	if (!fgets(buf, size, x->fp))
+		return NULL;
+	x->line++;
+	if (!strchr(buf, '\n') && !feof(x->fp)) {
+		int ch;
+		/* inih's line buffer is fixed; a longer line would be split
+		 * into bogus ones, so drop it whole and say so */
+		while ((ch = getc(x->fp)) != EOF && ch != '\n')
+			;
+		add_error(x, "line longer than %d bytes", size - 2);
+		buf[0] = 0;
+		return buf;
+	}
+	for (s = buf; *s == ' ' || *s == '\t'; s++)
+		;
+	if (*s == '[' && (e = strchr(s, ']'))) {
+		char name[64];
+		size_t len = (size_t)(e - s - 1);
+		if (len < sizeof name) {
+			memcpy(name, s + 1, len);
+			name[len] = 0;
+			if (!known_section(name))
+				add_error(x, "unknown section [%s] (known: paths, download, resize, thumbnails, image)", name);
+		} else {
+			add_error(x, "unknown section (name too long)");
+		}
+	}
+	return buf;
+}
+
+static int
+on_key(void *user, const char *section, const char *name, const char *value)
+{
+	load_ctx *x = user;
+	const key_def *k;
+	char msg[256];
+	const char *e;
+
+	if (!known_section(section))
+		return 1;       /* already reported by read_line */
+	if (!(k = find_key(section, name))) {
+		add_error(x, "unknown key \"%s\" in [%s]", name, section);
+		return 1;
+	}
+	if ((e = set_value(x->c, k, value, x->base_dir, msg, sizeof msg)))
+		add_error(x, "%s.%s: %s", section, name, e);
+	return 1;
+}
+
+static char *
+dir_of(const char *path)
+{
+	char *copy = strdup(path), *slash, *abs = NULL;
+
+	if (!copy)
+		return NULL;
+	slash = strrchr(copy, '/');
+	if (!slash)
+		strcpy(copy, ".");
+	else if (slash == copy)
+		slash[1] = 0;
+	else
+		*slash = 0;
+	abs = realpath(copy, NULL);
+	if (!abs)
+		return copy;
+	free(copy);
+	return abs;
+}
+
+int
+cfg_load(cfg *c, const char *path, char *err, size_t errlen)
+{
+	load_ctx x = { .c = c, .path = path, .err = err, .errlen = errlen };
+	int rc = -1, r;
+
+	err[0] = 0;
+	if (!(x.fp = fopen(path, "r"))) {
+		snprintf(err, errlen, "%s: cannot open config file: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!(x.base_dir = dir_of(path))) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	free(c->file);
+	if (!(c->file = strdup(path)))
+		goto out;
+	r = ini_parse_stream(read_line, &x, on_key, &x);
+	if (r > 0)
+		add_error(&x, "syntax error (expected [section], key = value or a ; comment)");
+	else if (r < 0)
+		add_error(&x, "cannot parse (out of memory)");
+	rc = x.errors ? -1 : 0;
+out:
+	if (x.fp)
+		fclose(x.fp);
+	free(x.base_dir);
+	return rc;
+}
+
+int
+cfg_set(cfg *c, const char *assignment, char *err, size_t errlen)
+{
+	char section[64], name[64], msg[256];
+	const char *dot = strchr(assignment, '.'), *eq = strchr(assignment, '=');
+	const key_def *k;
+	const char *e;
+
+	if (!dot || !eq || dot > eq || (size_t)(dot - assignment) >= sizeof section
+	    || (size_t)(eq - dot - 1) >= sizeof name) {
+		snprintf(err, errlen, "--set %s: expected SECTION.KEY=VALUE", assignment);
+		return -1;
+	}
+	memcpy(section, assignment, (size_t)(dot - assignment));
+	section[dot - assignment] = 0;
+	memcpy(name, dot + 1, (size_t)(eq - dot - 1));
+	name[eq - dot - 1] = 0;
+	if (!(k = find_key(section, name))) {
+		snprintf(err, errlen, "--set %s: unknown key %s.%s", assignment, section, name);
+		return -1;
+	}
+	if ((e = set_value(c, k, eq + 1, NULL, msg, sizeof msg))) {
+		snprintf(err, errlen, "--set %s: %s.%s: %s", assignment, section, name, e);
+		return -1;
+	}
+	return 0;
+}
+
+int
+cfg_finish(cfg *c, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	if (c->workers == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		c->workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+	}
+	return 0;
+}
+
+const char *
+cfg_default_path(char *err, size_t errlen)
+{
+	static const char *const fixed[] = { "config/thumbd.ini", SYSCONFDIR "/thumbd/thumbd.ini" };
+	const char *env = getenv("THUMBD_CONFIG");
+
+	if (env && *env)
+		return env;
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (access(fixed[i], R_OK) == 0)
+			return fixed[i];
+	snprintf(err, errlen, "no config file found: tried $THUMBD_CONFIG, ./%s and %s (use -c FILE)",
+	         fixed[0], fixed[1]);
+	return NULL;
+}

@@ -1,0 +1,139 @@
+/*
+ * fsutil: reading inputs with a size cap and writing outputs atomically.
+ * Temp files are dot-files ("." + name + ".tmp") in the target directory:
+ * same filesystem, so rename(2) is atomic, and hidden from globs such as
+ * "outgoing/ *.jpg", so nobody picks up half a thumbnail.
+ */
+#include "fsutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int
+fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
+              char *err, size_t errlen)
+{
+	struct stat sb;
+	uint8_t *b = NULL;
+	size_t off = 0;
+	int fd, rc = -1;
+
+	*buf = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)sb.st_size > max) {
+		snprintf(err, errlen, "too large: %lld bytes > max_bytes %llu",
+		         (long long)sb.st_size, (unsigned long long)max);
+		goto out;
+	}
+	if (!(b = malloc(sb.st_size ? (size_t)sb.st_size : 1))) {
+		snprintf(err, errlen, "out of memory reading %s", path);
+		goto out;
+	}
+	while (off < (size_t)sb.st_size) {
+		ssize_t n = read(fd, b + off, (size_t)sb.st_size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;          /* shrank under us: take what is there */
+		off += (size_t)n;
+	}
+	*buf = b;
+	*len = off;
+	b = NULL;
+	rc = 0;
+out:
+	free(b);
+	close(fd);
+	return rc;
+}
+
+int
+fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len,
+                 char *err, size_t errlen)
+{
+	char tmp[4096], dst[4096];
+	const char *p = data;
+	int fd = -1, rc = -1;
+
+	if ((size_t)snprintf(dst, sizeof dst, "%s/%s", dir, name) >= sizeof dst
+	    || (size_t)snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name) >= sizeof tmp) {
+		snprintf(err, errlen, "%s/%s: path too long", dir, name);
+		return -1;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+			goto out;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, dst) < 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, dst, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (rc < 0)
+		unlink(tmp);
+	return rc;
+}
+
+int
+fsu_mkdirs(const char *path, char *err, size_t errlen)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof buf) {
+		snprintf(err, errlen, "bad directory path \"%s\"", path);
+		return -1;
+	}
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; ; p++) {
+		if (*p == '/' || *p == 0) {
+			char saved = *p;
+			*p = 0;
+			if (mkdir(buf, 0755) < 0 && errno != EEXIST) {
+				snprintf(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+				return -1;
+			}
+			*p = saved;
+			if (!saved)
+				break;
+		}
+	}
+	return 0;
+}

@@ -1,0 +1,439 @@
+/*
+ * jpegio: JPEG decode and encode through libjpeg-turbo's jpeglib.h API.
+ *
+ * libjpeg reports errors by calling error_exit, which must not return, so
+ * each decode/encode owns an error manager that longjmps back into that
+ * one call.  To keep setjmp honest (C11 7.13.2.1: locals changed after
+ * setjmp are indeterminate after longjmp), setjmp lives in a tiny
+ * "guarded" function with no locals of its own, the work in a "run"
+ * function it calls, and every resource in a state struct owned by the
+ * public function's frame, which releases it all on its single exit path.
+ * Hence no volatile anywhere: nothing a longjmp could clobber is read.
+ *
+ * Decoding checks the declared size against max_pixels straight after the
+ * header, before libjpeg allocates anything large, then uses libjpeg's DCT
+ * scaling (1/2, 1/4, 1/8) to shrink on load: the cheapest possible resize.
+ * A truncated file is an error, not a grey-filled picture: libjpeg only
+ * warns about it, so emit_message turns that one warning into a failure.
+ * CMYK/YCCK are converted to RGB here (naively, without the ICC profile),
+ * because nothing downstream knows about four-channel ink.
+ *
+ * Encoding writes into our own growable buffer rather than jpeg_mem_dest:
+ * jpeg_mem_dest keeps its grown buffer private until term_destination, so
+ * a failure mid-encode would leak it.
+ */
+#include "codec.h"
+#include "exif.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+/* Progressive "scan bombs" (thousands of tiny scans, each a full pass
+ * over the coefficients) cost CPU out of all proportion to their size;
+ * libjpeg-turbo's own tools guard with a scan limit, and real encoders
+ * emit a few dozen scans at most. */
+#define JPEG_MAX_SCANS 500
+
+#define JPEG_OUT_CHUNK 65536
+
+struct jerr {
+	struct jpeg_error_mgr pub;      /* first, so cinfo->err can be cast back */
+	jmp_buf jb;
+	char msg[JMSG_LENGTH_MAX];
+	int code;                       /* msg_code of the fatal error */
+	int truncated;                  /* premature end of data */
+	int too_many_scans;
+};
+
+static void jerr_exit(j_common_ptr cinfo)
+{
+	struct jerr *e = (struct jerr *)cinfo->err;
+
+	e->code = cinfo->err->msg_code;
+	(*cinfo->err->format_message)(cinfo, e->msg);
+	longjmp(e->jb, 1);
+}
+
+static void jerr_emit(j_common_ptr cinfo, int level)
+{
+	struct jerr *e = (struct jerr *)cinfo->err;
+
+	/* level < 0 is a warning.  "Premature end" means the source ran dry
+	 * and libjpeg is about to invent grey pixels: refuse.  Other warnings
+	 * (extraneous bytes, odd markers) are common in camera files and
+	 * harmless, so they are ignored, and trace messages are never wanted. */
+	if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
+		e->truncated = 1;
+		e->code = JWRN_JPEG_EOF;
+		longjmp(e->jb, 1);
+	}
+	if (level < 0)
+		cinfo->err->num_warnings++;
+}
+
+static void jerr_output(j_common_ptr cinfo)
+{
+	(void)cinfo;    /* never print to stderr from a library routine */
+}
+
+static void jerr_init(struct jerr *e)
+{
+	jpeg_std_error(&e->pub);
+	e->pub.error_exit = jerr_exit;
+	e->pub.emit_message = jerr_emit;
+	e->pub.output_message = jerr_output;
+}
+
+static void jerr_describe(const struct jerr *e, const char *verb, char *err, size_t errlen)
+{
+	if (e->truncated)
+		snprintf(err, errlen, "truncated JPEG");
+	else if (e->too_many_scans)
+		snprintf(err, errlen, "corrupt JPEG: more than %d scans", JPEG_MAX_SCANS);
+	else if (e->code == JERR_BAD_PRECISION)
+		snprintf(err, errlen, "unsupported JPEG: %d-bit precision", e->pub.msg_parm.i[0]);
+	else if (e->code == JERR_OUT_OF_MEMORY)
+		snprintf(err, errlen, "out of memory");
+	else
+		snprintf(err, errlen, "%s JPEG: %s", verb, e->msg);
+}
+
+/* ---- decode ---- */
+
+struct jdec {
+	struct jpeg_decompress_struct cinfo;
+	struct jerr je;
+	struct jpeg_progress_mgr progress;
+	int created;
+	JSAMPLE *row;                   /* scratch row for CMYK */
+};
+
+static void jdec_progress(j_common_ptr cinfo)
+{
+	struct jerr *e = (struct jerr *)cinfo->err;
+
+	if (cinfo->is_decompressor &&
+	    ((j_decompress_ptr)cinfo)->input_scan_number > JPEG_MAX_SCANS) {
+		e->too_many_scans = 1;
+		longjmp(e->jb, 1);
+	}
+}
+
+static int jdec_orientation(j_decompress_ptr cinfo)
+{
+	jpeg_saved_marker_ptr m;
+
+	for (m = cinfo->marker_list; m != NULL; m = m->next)
+		if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 &&
+		    memcmp(m->data, "Exif\0\0", 6) == 0)
+			return exif_orientation(m->data, m->data_length);
+	return 1;
+}
+
+/* ink values 0..255 -> RGB; see the file comment for why Adobe differs. */
+static void cmyk_to_rgb(const JSAMPLE *in, uint8_t *out, JDIMENSION w, int adobe)
+{
+	JDIMENSION x;
+
+	for (x = 0; x < w; x++, in += 4, out += 3) {
+		unsigned c = in[0], m = in[1], y = in[2], k = in[3];
+		if (!adobe) {
+			c = 255 - c;
+			m = 255 - m;
+			y = 255 - y;
+			k = 255 - k;
+		}
+		/* Adobe files store inverted ink, so c*k/255 is (1-C)(1-K). */
+		out[0] = (uint8_t)((c * k + 127) / 255);
+		out[1] = (uint8_t)((m * k + 127) / 255);
+		out[2] = (uint8_t)((y * k + 127) / 255);
+	}
+}
+
+static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
+                    const img_decode_opts *o, img *out, img_meta *meta,
+                    char *err, size_t errlen)
+{
+	j_decompress_ptr ci = &d->cinfo;
+	int orient, channels, cmyk = 0;
+	unsigned denom = 1;
+
+	jpeg_create_decompress(ci);
+	d->created = 1;
+	d->progress.progress_monitor = jdec_progress;
+	ci->progress = &d->progress;
+	jpeg_mem_src(ci, buf, (unsigned long)len);
+	jpeg_save_markers(ci, JPEG_APP0 + 1, 0xffff);
+	jpeg_read_header(ci, TRUE);
+
+	if (o->max_pixels != 0 &&
+	    (uint64_t)ci->image_width * ci->image_height > o->max_pixels) {
+		snprintf(err, errlen, "too large: %ux%u > max_pixels",
+		         (unsigned)ci->image_width, (unsigned)ci->image_height);
+		return -1;
+	}
+	orient = jdec_orientation(ci);
+	meta->width = (int)ci->image_width;     /* JPEG caps both at 65535 */
+	meta->height = (int)ci->image_height;
+
+	switch (ci->jpeg_color_space) {
+	case JCS_GRAYSCALE:
+		ci->out_color_space = JCS_GRAYSCALE;
+		channels = 1;
+		break;
+	case JCS_CMYK:
+	case JCS_YCCK:
+		/* libjpeg turns YCCK into CMYK itself; the rest is ours. */
+		ci->out_color_space = JCS_CMYK;
+		channels = 3;
+		cmyk = 1;
+		break;
+	default:
+		ci->out_color_space = JCS_RGB;
+		channels = 3;
+		break;
+	}
+
+	if (o->min_width > 0) {
+		/* Width as displayed: orientations 5..8 swap the axes. */
+		JDIMENSION shown = orient >= 5 ? ci->image_height : ci->image_width;
+		unsigned cand;
+		for (cand = 8; cand > 1; cand /= 2)
+			if ((shown + cand - 1) / cand >= (JDIMENSION)o->min_width) {
+				denom = cand;
+				break;
+			}
+	}
+	ci->scale_num = 1;
+	ci->scale_denom = denom;
+
+	jpeg_start_decompress(ci);
+	if (ci->output_components != (cmyk ? 4 : channels)) {
+		snprintf(err, errlen, "unsupported JPEG: %d components", ci->output_components);
+		return -1;
+	}
+	if (ci->output_width > 0x7fffffff || ci->output_height > 0x7fffffff ||
+	    img_alloc(out, (int)ci->output_width, (int)ci->output_height, channels) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (cmyk) {
+		d->row = malloc((size_t)ci->output_width * 4);
+		if (d->row == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+
+	while (ci->output_scanline < ci->output_height) {
+		uint8_t *dst = out->px + (size_t)ci->output_scanline * out->stride;
+		JSAMPROW r = cmyk ? d->row : dst;
+		if (jpeg_read_scanlines(ci, &r, 1) != 1) {
+			/* Only a suspending source returns 0; ours never suspends. */
+			snprintf(err, errlen, "truncated JPEG");
+			return -1;
+		}
+		if (cmyk)
+			cmyk_to_rgb(d->row, dst, ci->output_width, ci->saw_Adobe_marker);
+	}
+	jpeg_finish_decompress(ci);
+	meta->orientation = orient;
+	return 0;
+}
+
+/* The only frame a longjmp lands in: it has no locals to lose, and
+ * jdec_run's locals are dead once it has been jumped out of. */
+static int jdec_guarded(struct jdec *d, const uint8_t *buf, size_t len,
+                        const img_decode_opts *o, img *out, img_meta *meta,
+                        char *err, size_t errlen)
+{
+	if (setjmp(d->je.jb)) {
+		jerr_describe(&d->je, "corrupt", err, errlen);
+		return -1;
+	}
+	return jdec_run(d, buf, len, o, out, meta, err, errlen);
+}
+
+int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+                  img *out, img_meta *meta, char *err, size_t errlen)
+{
+	struct jdec d;
+	int rc;
+
+	memset(&d, 0, sizeof d);
+	memset(out, 0, sizeof *out);
+	meta->orientation = 1;
+	meta->width = meta->height = 0;
+	jerr_init(&d.je);
+	d.cinfo.err = &d.je.pub;
+
+	rc = jdec_guarded(&d, buf, len, o, out, meta, err, errlen);
+
+	if (d.created)
+		jpeg_destroy_decompress(&d.cinfo);
+	free(d.row);
+	if (rc != 0) {
+		img_release(out);
+		meta->orientation = 1;
+		meta->width = meta->height = 0;
+	}
+	return rc;
+}
+
+/* ---- encode ---- */
+
+struct jdst {
+	struct jpeg_destination_mgr pub;    /* first, so cinfo->dest can be cast back */
+	uint8_t *buf;
+	size_t cap, len;
+};
+
+static void jdst_init(j_compress_ptr cinfo)
+{
+	struct jdst *m = (struct jdst *)cinfo->dest;
+
+	m->buf = malloc(JPEG_OUT_CHUNK);
+	if (m->buf == NULL)
+		ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 0);
+	m->cap = JPEG_OUT_CHUNK;
+	m->pub.next_output_byte = m->buf;
+	m->pub.free_in_buffer = m->cap;
+}
+
+/* Called when the buffer is full (free_in_buffer is then 0). */
+static boolean jdst_grow(j_compress_ptr cinfo)
+{
+	struct jdst *m = (struct jdst *)cinfo->dest;
+	uint8_t *nb;
+
+	if (m->cap > SIZE_MAX / 2)
+		ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 1);
+	nb = realloc(m->buf, m->cap * 2);
+	if (nb == NULL)
+		ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 1);
+	m->buf = nb;
+	m->pub.next_output_byte = nb + m->cap;
+	m->pub.free_in_buffer = m->cap;
+	m->cap *= 2;
+	return TRUE;
+}
+
+static void jdst_term(j_compress_ptr cinfo)
+{
+	struct jdst *m = (struct jdst *)cinfo->dest;
+
+	m->len = m->cap - m->pub.free_in_buffer;
+}
+
+struct jenc {
+	struct jpeg_compress_struct cinfo;
+	struct jerr je;
+	struct jdst dst;
+	int created;
+	JSAMPLE *row;           /* alpha-flattened row */
+};
+
+/* Straight alpha over white: v*a + 255*(1-a), in 0..255 fixed point. */
+static uint8_t over_white(unsigned v, unsigned a)
+{
+	return (uint8_t)((v * a + 255 * (255 - a) + 127) / 255);
+}
+
+static int jenc_run(struct jenc *e, const img *im, int quality, char *err, size_t errlen)
+{
+	j_compress_ptr ci = &e->cinfo;
+	int gray = im->channels <= 2, x;
+
+	jpeg_create_compress(ci);
+	e->created = 1;
+	e->dst.pub.init_destination = jdst_init;
+	e->dst.pub.empty_output_buffer = jdst_grow;
+	e->dst.pub.term_destination = jdst_term;
+	ci->dest = &e->dst.pub;
+
+	ci->image_width = (JDIMENSION)im->w;
+	ci->image_height = (JDIMENSION)im->h;
+	ci->input_components = gray ? 1 : 3;
+	ci->in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+	jpeg_set_defaults(ci);      /* colour defaults to YCbCr 4:2:0 */
+	jpeg_set_quality(ci, quality < 1 ? 1 : quality > 100 ? 100 : quality, TRUE);
+	ci->optimize_coding = TRUE;
+
+	if (im->channels == 2 || im->channels == 4) {
+		e->row = malloc((size_t)im->w * (size_t)ci->input_components);
+		if (e->row == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+
+	jpeg_start_compress(ci, TRUE);
+	while (ci->next_scanline < ci->image_height) {
+		const uint8_t *src = im->px + (size_t)ci->next_scanline * im->stride;
+		JSAMPROW r;
+		if (im->channels == 2) {
+			for (x = 0; x < im->w; x++)
+				e->row[x] = over_white(src[2 * x], src[2 * x + 1]);
+			r = e->row;
+		} else if (im->channels == 4) {
+			for (x = 0; x < im->w; x++) {
+				const uint8_t *p = src + 4 * (size_t)x;
+				e->row[3 * x] = over_white(p[0], p[3]);
+				e->row[3 * x + 1] = over_white(p[1], p[3]);
+				e->row[3 * x + 2] = over_white(p[2], p[3]);
+			}
+			r = e->row;
+		} else {
+			r = (JSAMPROW)src;  /* libjpeg only reads it; the API lacks const */
+		}
+		jpeg_write_scanlines(ci, &r, 1);
+	}
+	jpeg_finish_compress(ci);
+	return 0;
+}
+
+/* As jdec_guarded. */
+static int jenc_guarded(struct jenc *e, const img *im, int quality, char *err, size_t errlen)
+{
+	if (setjmp(e->je.jb)) {
+		jerr_describe(&e->je, "cannot encode", err, errlen);
+		return -1;
+	}
+	return jenc_run(e, im, quality, err, errlen);
+}
+
+int jpegio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
+                  char *err, size_t errlen)
+{
+	struct jenc e;
+	int rc;
+
+	memset(&e, 0, sizeof e);
+	*out = NULL;
+	*outlen = 0;
+	jerr_init(&e.je);
+	e.cinfo.err = &e.je.pub;
+
+	if (im->w > JPEG_MAX_DIMENSION || im->h > JPEG_MAX_DIMENSION) {
+		snprintf(err, errlen, "too large for JPEG: %dx%d", im->w, im->h);
+		rc = -1;
+		goto out;
+	}
+	rc = jenc_guarded(&e, im, quality, err, errlen);
+	if (rc == 0) {
+		*out = e.dst.buf;       /* hand over: it came from malloc */
+		*outlen = e.dst.len;
+		e.dst.buf = NULL;
+	}
+out:
+	if (e.created)
+		jpeg_destroy_compress(&e.cinfo);
+	free(e.dst.buf);
+	free(e.row);
+	return rc;
+}

@@ -1,0 +1,361 @@
+/*
+ * main: command line, config, and the supervisor thread.
+ *
+ * Threads of a run:
+ *   main      parses, sets up, then only watches: signal flags, the progress
+ *             line, the end of the run.  Signal handlers only set a flag;
+ *             main acts on it here, outside the handler.
+ *   producer  "fetch" (the curl multi loop over URL lists) or "files"
+ *             (--files: local images straight into the queue).
+ *   worker-N  resize threads, fed by the bounded jobq.
+ * The producer closes nothing itself: when it returns, main closes the
+ * queue, the workers drain it and exit, and main prints the summary.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "fetch.h"
+#include "fsutil.h"
+#include "job.h"
+#include "jobq.h"
+#include "log.h"
+#include "name.h"
+#include "stats.h"
+#include "urllist.h"
+#include "worker.h"
+
+#define EXIT_PARTIAL 1          /* some URLs or files failed */
+#define EXIT_USAGE 2            /* usage or config error: nothing started */
+
+static volatile sig_atomic_t signals_seen;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	signals_seen++;
+}
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+"usage: thumbd [-c FILE] [--set SECTION.KEY=VALUE]... LIST...\n"
+"       thumbd [-c FILE] [--set SECTION.KEY=VALUE]... --files IMAGE...\n"
+"       thumbd [-c FILE] [--set ...]... --check-config\n"
+"       thumbd --help | --version\n"
+"\n"
+"Download every URL in the LIST files ('-' = standard input), write thumbnails\n"
+"(default widths 32, 64, 200) to outgoing/<stem>_<width>.<ext>, and exit.\n"
+"\n"
+"  -c, --config FILE    config file (default: $THUMBD_CONFIG, ./config/thumbd.ini,\n"
+"                       then " SYSCONFDIR "/thumbd/thumbd.ini)\n"
+"      --set S.K=V      override one config key, e.g. --set download.connections=8\n"
+"      --files          the arguments are local image files, not URL lists (no network;\n"
+"                       the files are not deleted)\n"
+"      --check-config   validate the config, print \"configuration OK\" or the errors\n"
+"  -h, --help           this text\n"
+"  -V, --version        version\n"
+"\n"
+"A LIST has one http(s) URL per line; blank lines and lines starting with #\n"
+"are ignored.  Failures are recorded in logs/failed.tsv; the run goes on.\n"
+"\n"
+"Exit status: 0 every URL or file produced its thumbnails, 1 some failed (or the\n"
+"run was interrupted), 2 usage or config error (nothing was started).\n"
+"See thumbd(1) and thumbd.ini(5).\n");
+}
+
+typedef struct run {
+	cfg *c;
+	jobq *q;
+	stats st;
+	names *reg;
+	fetch *f;               /* URL mode */
+	char **files;           /* --files mode */
+	int nfiles;
+	atomic_int producer_done;
+	atomic_int stop_files;
+	int producer_rc;
+} run;
+
+static void *
+fetch_thread(void *arg)
+{
+	run *r = arg;
+
+	log_thread_name("fetch");
+	r->producer_rc = fetch_run(r->f);
+	atomic_store(&r->producer_done, 1);
+	return NULL;
+}
+
+static void *
+files_thread(void *arg)
+{
+	run *r = arg;
+	char err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1], uniq[NAME_MAX_OUT];
+
+	log_thread_name("files");
+	for (int i = 0; i < r->nfiles && !atomic_load(&r->stop_files); i++) {
+		const char *path = r->files[i];
+		char *abs = realpath(path, NULL);
+		job *j = NULL;
+		int rc;
+
+		STAT_ADD(&r->st, urls, 1);
+		name_from_path(path, stem, ext);
+		rc = names_claim(r->reg, abs ? abs : path, stem, uniq, err, sizeof err);
+		free(abs);
+		if (rc == 1) {
+			STAT_ADD(&r->st, duplicates, 1);
+			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);
+			continue;
+		}
+		if (rc < 0 || !(j = job_new(path, path, NULL, 0, uniq)) || jobq_push_wait(r->q, j) < 0) {
+			job_free(j);
+			log_failure(path, rc < 0 ? err : "out of memory");
+			STAT_ADD(&r->st, failed, 1);
+		}
+	}
+	atomic_store(&r->producer_done, 1);
+	return NULL;
+}
+
+static double
+now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void
+progress(run *r, workers *w, double t0)
+{
+	double dt = now_s() - t0;
+
+	fprintf(stderr, "\r\033[K%ld downloaded, %ld resized, %ld failed, %ld in flight, %zu queued, "
+	        "%d busy, %.1f MB/s",
+	        (long)STAT_GET(&r->st, downloaded), (long)STAT_GET(&r->st, images),
+	        (long)STAT_GET(&r->st, failed), (long)STAT_GET(&r->st, in_flight),
+	        jobq_len(r->q), workers_busy(w),
+	        dt > 0 ? (double)STAT_GET(&r->st, bytes) / 1e6 / dt : 0.0);
+	fflush(stderr);
+}
+
+/* Enough descriptors for every connection, its .part file and the workers. */
+static void
+raise_nofile(const cfg *c)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)c->connections * 3 + (rlim_t)c->workers * 4 + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 's' },
+		{ "files", no_argument, NULL, 'f' },
+		{ "check-config", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *cfgpath = NULL;
+	char **sets = NULL, err[CFG_ERRLEN];
+	int nsets = 0, files_mode = 0, check = 0, opt, status = EXIT_USAGE, tty;
+	run r = { 0 };
+	urllist *lists = NULL;
+	workers *w = NULL;
+	pthread_t producer;
+	int producer_started = 0, interrupted = 0;
+	double t0;
+	struct sigaction sa;
+
+	if (!(sets = calloc((size_t)argc, sizeof *sets))) {
+		fprintf(stderr, "thumbd: out of memory\n");
+		return EXIT_USAGE;
+	}
+	while ((opt = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c': cfgpath = optarg; break;
+		case 's': sets[nsets++] = optarg; break;
+		case 'f': files_mode = 1; break;
+		case 'k': check = 1; break;
+		case 'h': usage(stdout); status = 0; goto out;
+		case 'V': printf("thumbd %s (%s)\n", THUMBD_VERSION, curl_version()); status = 0; goto out;
+		default: usage(stderr); goto out;
+		}
+	}
+
+	if (!cfgpath && !(cfgpath = cfg_default_path(err, sizeof err))) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+	if (!(r.c = cfg_new())) {
+		fprintf(stderr, "thumbd: out of memory\n");
+		goto out;
+	}
+	if (cfg_load(r.c, cfgpath, err, sizeof err) < 0) {
+		fprintf(stderr, "%s\n", err);
+		goto out;
+	}
+	for (int i = 0; i < nsets; i++)
+		if (cfg_set(r.c, sets[i], err, sizeof err) < 0) {
+			fprintf(stderr, "thumbd: %s\n", err);
+			goto out;
+		}
+	if (cfg_finish(r.c, err, sizeof err) < 0) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+	if (check) {
+		if (optind < argc) {
+			fprintf(stderr, "thumbd: --check-config takes no other arguments\n");
+			goto out;
+		}
+		printf("configuration OK\n");
+		status = 0;
+		goto out;
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "thumbd: no %s given\n", files_mode ? "image file" : "URL list");
+		usage(stderr);
+		goto out;
+	}
+	if (!files_mode && !(lists = urllist_open(argv + optind, argc - optind, err, sizeof err))) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
+	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0 || log_open(r.c->logs, err, sizeof err) < 0
+	    || !(r.reg = names_open(r.c->outgoing, err, sizeof err))) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	raise_nofile(r.c);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "thumbd: cannot initialise libcurl\n");
+		goto out;
+	}
+
+	status = EXIT_PARTIAL;
+	t0 = now_s();
+	log_msg(LOG_INFO, "thumbd %s starting: config %s, %d workers, %d connections, sizes %d..%d",
+	        THUMBD_VERSION, r.c->file, r.c->workers, r.c->connections, r.c->sizes[0],
+	        r.c->sizes[r.c->nsizes - 1]);
+	/* every transfer in flight holds a queue slot (see fetch.c), plus a
+	 * couple of jobs per worker so no worker waits between images */
+	r.q = jobq_new((size_t)(files_mode ? 0 : r.c->connections) + 2 * (size_t)r.c->workers);
+	if (!r.q || !(w = workers_start(r.c, r.q, &r.st, r.c->workers, err, sizeof err))) {
+		fprintf(stderr, "thumbd: %s\n", r.q ? err : "out of memory");
+		goto out;
+	}
+	if (files_mode) {
+		r.files = argv + optind;
+		r.nfiles = argc - optind;
+	} else {
+		if (!(r.f = fetch_new(r.c, lists, r.reg, r.q, &r.st, err, sizeof err))) {
+			fprintf(stderr, "thumbd: %s\n", err);
+			goto drain;
+		}
+		jobq_on_pop(r.q, fetch_wakeup, r.f);
+	}
+	{
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_BLOCK, &all, &old);
+		producer_started = pthread_create(&producer, NULL, files_mode ? files_thread : fetch_thread, &r) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (!producer_started) {
+		fprintf(stderr, "thumbd: cannot start the %s thread\n", files_mode ? "files" : "fetch");
+		goto drain;
+	}
+
+	tty = isatty(STDERR_FILENO);
+	for (int phase = 0; phase < 2;) {
+		struct timespec nap = { 0, 100 * 1000 * 1000 };
+		nanosleep(&nap, NULL);
+		if (signals_seen && !interrupted) {
+			interrupted = 1;
+			log_msg(LOG_WARNING, "interrupted: stopping (signal again to quit at once)");
+			if (r.f)
+				fetch_stop(r.f);
+			atomic_store(&r.stop_files, 1);
+		} else if (signals_seen > 1) {
+			log_msg(LOG_WARNING, "second signal: quitting at once");
+			_exit(EXIT_PARTIAL);
+		}
+		if (tty)
+			progress(&r, w, t0);
+		if (phase == 0 && atomic_load(&r.producer_done)) {
+			pthread_join(producer, NULL);
+			producer_started = 0;
+			jobq_on_pop(r.q, NULL, NULL);
+			jobq_close(r.q);
+			phase = 1;
+		}
+		if (phase == 1 && jobq_len(r.q) == 0 && workers_busy(w) == 0)
+			phase = 2;
+	}
+drain:
+	if (producer_started)
+		pthread_join(producer, NULL);
+	if (r.q) {
+		jobq_on_pop(r.q, NULL, NULL);
+		jobq_close(r.q);
+	}
+	workers_join(w);
+	w = NULL;
+	if (status == EXIT_PARTIAL && r.q) {
+		long failed = (long)STAT_GET(&r.st, failed);
+		if (isatty(STDERR_FILENO))
+			fprintf(stderr, "\r\033[K");
+		printf("thumbd: %ld %s: %ld done, %ld failed, %ld duplicate; %ld thumbnails, %.1f MB in %.1f s%s\n",
+		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs",
+		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, duplicates),
+		       (long)STAT_GET(&r.st, thumbnails), (double)STAT_GET(&r.st, bytes) / 1e6,
+		       now_s() - t0, interrupted ? " (interrupted)" : "");
+		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
+		status = failed || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
+	}
+out:
+	fetch_free(r.f);
+	jobq_free(r.q);
+	names_close(r.reg);
+	urllist_close(lists);
+	cfg_free(r.c);
+	free(sets);
+	log_close();
+	curl_global_cleanup();
+	return status;
+}

@@ -1,0 +1,125 @@
+/*
+ * thumb: decode once, resize per width, encode, write.
+ *
+ * The decoder may shrink on load (JPEG DCT scaling, WebP scaled decoding)
+ * but always leaves at least twice the largest width, so the Lanczos-3 pass
+ * still does the real filtering.  The picture is resized in its stored
+ * orientation and only the small result is rotated, which costs nothing and
+ * gives the same pixels.  Heights come from the full-size dimensions the
+ * header declared, not from the shrunk decode, so they do not depend on
+ * which shortcut the decoder took.
+ */
+#include "thumb.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "img.h"
+#include "resample.h"
+
+int
+thumb_height(int W, int H, int w)
+{
+	uint64_t h = (2 * (uint64_t)H * (uint64_t)w + (uint64_t)W) / (2 * (uint64_t)W);
+
+	return h < 1 ? 1 : h > 0x7fffffff ? 0x7fffffff : (int)h;
+}
+
+/* "not an image (text/html)" when the server said what it sent. */
+static void
+not_an_image(const job *j, const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	const char *other = img_sniff_other(buf, len);
+	size_t n;
+
+	if (len == 0) {
+		snprintf(err, errlen, "empty file");
+	} else if (other) {
+		snprintf(err, errlen, "unsupported format: %s", other);
+	} else if (j->ctype && *j->ctype && strncasecmp(j->ctype, "image/", 6) != 0) {
+		n = strcspn(j->ctype, "; \t");
+		snprintf(err, errlen, "not an image (%.*s)", (int)(n > 100 ? 100 : n), j->ctype);
+	} else {
+		snprintf(err, errlen, "not an image (unrecognised data)");
+	}
+}
+
+int
+thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
+{
+	img_decode_opts dopt = { .max_pixels = c->max_pixels };
+	img_encode_opts eopt = { c->jpeg_quality, c->webp_quality, c->png_level };
+	img src = { 0 }, small = { 0 };
+	img_meta meta;
+	img_format in_fmt, out_fmt;
+	uint8_t *buf = NULL, *enc = NULL;
+	size_t len, enclen;
+	char outs[CFG_MAX_SIZES][NAME_MAX_OUT + 32];
+	int written = 0, rc = -1, W, H, maxw = 0;
+
+	if (fsu_read_file(j->src, c->max_bytes, &buf, &len, err, errlen) < 0)
+		goto out;
+	if ((in_fmt = img_sniff(buf, len)) == IMG_UNKNOWN) {
+		not_an_image(j, buf, len, err, errlen);
+		goto out;
+	}
+	for (int i = 0; i < c->nsizes; i++)
+		if (c->sizes[i] > maxw)
+			maxw = c->sizes[i];
+	dopt.min_width = 2 * maxw;
+	if (img_decode(buf, len, &dopt, &src, &meta, err, errlen) < 0)
+		goto out;
+	free(buf);
+	buf = NULL;
+	/* displayed size of the full picture */
+	W = meta.orientation >= 5 ? meta.height : meta.width;
+	H = meta.orientation >= 5 ? meta.width : meta.height;
+	out_fmt = c->format == IMG_UNKNOWN ? in_fmt : c->format;
+
+	for (int i = 0; i < c->nsizes; i++) {
+		int w = c->sizes[i], h = thumb_height(W, H, w);
+		char e2[IMG_ERRLEN];
+
+		if (h > THUMB_MAX_EDGE || (uint64_t)w * (uint64_t)h > c->max_pixels) {
+			snprintf(err, errlen, "thumbnail too large: %dx%d (picture is %dx%d)", w, h, W, H);
+			goto out;
+		}
+		if (meta.orientation >= 5 ? resample_resize(&src, &small, h, w)
+		                          : resample_resize(&src, &small, w, h)) {
+			snprintf(err, errlen, "out of memory resizing to %dx%d", w, h);
+			goto out;
+		}
+		if (img_orient(&small, meta.orientation) < 0) {
+			snprintf(err, errlen, "out of memory rotating");
+			goto out;
+		}
+		if (img_encode(&small, out_fmt, &eopt, &enc, &enclen, e2, sizeof e2) < 0) {
+			snprintf(err, errlen, "%s", e2);
+			goto out;
+		}
+		img_release(&small);
+		snprintf(outs[i], sizeof outs[i], "%s_%d.%s", j->stem, w, img_format_ext(out_fmt));
+		if (fsu_write_atomic(c->outgoing, outs[i], enc, enclen, err, errlen) < 0)
+			goto out;
+		written++;
+		free(enc);
+		enc = NULL;
+	}
+	rc = written;
+out:
+	if (rc < 0)     /* all or nothing: a failed job leaves no thumbnails behind */
+		for (int i = 0; i < written; i++) {
+			char path[4096 + NAME_MAX_OUT + 32];
+			snprintf(path, sizeof path, "%s/%s", c->outgoing, outs[i]);
+			unlink(path);
+		}
+	free(buf);
+	free(enc);
+	img_release(&src);
+	img_release(&small);
+	return rc;
+}

@@ -1,0 +1,271 @@
+/*
+ * webpio: WebP decode and encode through libwebp (+ libwebpdemux).
+ *
+ * libwebp reports errors by status code, so there is no setjmp here.  The
+ * decoder writes straight into our img (external memory), which is sized
+ * from WebPGetFeatures only after the max_pixels check, so a hostile
+ * header never gets a buffer.  Stills may be shrunk on load with libwebp's
+ * own area-averaging scaler, by powers of two like JPEG's DCT scaling, so
+ * the resampler sees the same kind of input from both.  Animations yield
+ * their first frame composited on the full canvas (WebPAnimDecoder), the
+ * frame a browser would show before it starts playing.
+ *
+ * libwebp allocates its encoder output with WebPMalloc, which is not
+ * guaranteed to be malloc, so the encoded bytes are copied into a buffer
+ * the caller can free().
+ */
+#include "codec.h"
+#include "exif.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <webp/decode.h>
+#include <webp/demux.h>
+#include <webp/encode.h>
+
+#define WEBP_MAX_DIM 16383
+
+static const char *status_text(VP8StatusCode st)
+{
+	switch (st) {
+	case VP8_STATUS_OK:                  return "ok";
+	case VP8_STATUS_OUT_OF_MEMORY:       return "out of memory";
+	case VP8_STATUS_INVALID_PARAM:       return "invalid parameter";
+	case VP8_STATUS_BITSTREAM_ERROR:     return "bitstream error";
+	case VP8_STATUS_UNSUPPORTED_FEATURE: return "unsupported feature";
+	case VP8_STATUS_SUSPENDED:           return "suspended";
+	case VP8_STATUS_USER_ABORT:          return "aborted";
+	case VP8_STATUS_NOT_ENOUGH_DATA:     return "not enough data";
+	}
+	return "unknown error";
+}
+
+static void status_error(VP8StatusCode st, char *err, size_t errlen)
+{
+	if (st == VP8_STATUS_NOT_ENOUGH_DATA)
+		snprintf(err, errlen, "truncated WebP");
+	else if (st == VP8_STATUS_OUT_OF_MEMORY)
+		snprintf(err, errlen, "out of memory");
+	else
+		snprintf(err, errlen, "corrupt WebP: %s", status_text(st));
+}
+
+/* EXIF lives in a VP8X "EXIF" chunk.  A file the demuxer cannot parse
+ * simply has no orientation; the decoder will judge the pixels. */
+static int webp_orientation(const uint8_t *buf, size_t len)
+{
+	WebPData wd = { buf, len };
+	WebPDemuxer *dmx = WebPDemux(&wd);
+	WebPChunkIterator it;
+	int orient = 1;
+
+	if (dmx == NULL)
+		return 1;
+	if ((WebPDemuxGetI(dmx, WEBP_FF_FORMAT_FLAGS) & EXIF_FLAG) &&
+	    WebPDemuxGetChunk(dmx, "EXIF", 1, &it)) {
+		/* exif_orientation accepts both with and without "Exif\0\0". */
+		orient = exif_orientation(it.chunk.bytes, it.chunk.size);
+		WebPDemuxReleaseChunkIterator(&it);
+	}
+	WebPDemuxDelete(dmx);
+	return orient;
+}
+
+static int decode_animation(const uint8_t *buf, size_t len, img *out,
+                            char *err, size_t errlen)
+{
+	WebPData wd = { buf, len };
+	WebPAnimDecoderOptions opts;
+	WebPAnimDecoder *dec = NULL;
+	WebPAnimInfo info;
+	uint8_t *frame;
+	int ts, y, rc = -1;
+
+	if (!WebPAnimDecoderOptionsInit(&opts)) {
+		snprintf(err, errlen, "corrupt WebP: library version mismatch");
+		goto out;
+	}
+	opts.color_mode = MODE_RGBA;
+	opts.use_threads = 0;           /* the caller already runs one decode per worker */
+	dec = WebPAnimDecoderNew(&wd, &opts);
+	if (dec == NULL || !WebPAnimDecoderGetInfo(dec, &info)) {
+		snprintf(err, errlen, "corrupt WebP: bad animation");
+		goto out;
+	}
+	if (info.canvas_width < 1 || info.canvas_height < 1 ||
+	    info.canvas_width > WEBP_MAX_DIM || info.canvas_height > WEBP_MAX_DIM) {
+		snprintf(err, errlen, "corrupt WebP: canvas %ux%u",
+		         (unsigned)info.canvas_width, (unsigned)info.canvas_height);
+		goto out;
+	}
+	if (!WebPAnimDecoderGetNext(dec, &frame, &ts)) {
+		snprintf(err, errlen, "corrupt WebP: bad first frame");
+		goto out;
+	}
+	if (img_alloc(out, (int)info.canvas_width, (int)info.canvas_height, 4) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (y = 0; y < out->h; y++)
+		memcpy(out->px + (size_t)y * out->stride,
+		       frame + (size_t)y * info.canvas_width * 4, (size_t)out->w * 4);
+	rc = 0;
+out:
+	WebPAnimDecoderDelete(dec);     /* NULL-safe */
+	return rc;
+}
+
+static int decode_still(const uint8_t *buf, size_t len, const WebPBitstreamFeatures *f,
+                        int orient, const img_decode_opts *o, img *out,
+                        char *err, size_t errlen)
+{
+	WebPDecoderConfig cfg;
+	VP8StatusCode st;
+	int w = f->width, h = f->height, k = 1, channels = f->has_alpha ? 4 : 3, rc = -1;
+
+	if (!WebPInitDecoderConfig(&cfg)) {
+		snprintf(err, errlen, "corrupt WebP: library version mismatch");
+		goto out;
+	}
+	if (o->min_width > 0) {
+		/* Largest power of two that keeps the displayed width >= min_width. */
+		int shown = orient >= 5 ? h : w;
+		while (k < 1024 && (shown + 2 * k - 1) / (2 * k) >= o->min_width)
+			k *= 2;
+	}
+	if (k > 1) {
+		w = (w + k - 1) / k;
+		h = (h + k - 1) / k;
+		cfg.options.use_scaling = 1;
+		cfg.options.scaled_width = w;
+		cfg.options.scaled_height = h;
+	}
+	if (img_alloc(out, w, h, channels) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	cfg.output.colorspace = channels == 4 ? MODE_RGBA : MODE_RGB;
+	cfg.output.is_external_memory = 1;
+	cfg.output.u.RGBA.rgba = out->px;
+	cfg.output.u.RGBA.stride = (int)out->stride;
+	cfg.output.u.RGBA.size = out->stride * (size_t)out->h;
+	st = WebPDecode(buf, len, &cfg);
+	WebPFreeDecBuffer(&cfg.output);     /* external memory: frees nothing of ours */
+	if (st != VP8_STATUS_OK) {
+		status_error(st, err, errlen);
+		goto out;
+	}
+	rc = 0;
+out:
+	return rc;
+}
+
+int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
+                  img *out, img_meta *meta, char *err, size_t errlen)
+{
+	WebPBitstreamFeatures f;
+	VP8StatusCode st;
+	int orient, rc = -1;
+
+	memset(out, 0, sizeof *out);
+	meta->orientation = 1;
+
+	st = WebPGetFeatures(buf, len, &f);
+	if (st != VP8_STATUS_OK) {
+		status_error(st, err, errlen);
+		goto out;
+	}
+	if (f.width < 1 || f.height < 1) {
+		snprintf(err, errlen, "corrupt WebP: %dx%d", f.width, f.height);
+		goto out;
+	}
+	if (o->max_pixels != 0 && (uint64_t)f.width * (uint64_t)f.height > o->max_pixels) {
+		snprintf(err, errlen, "too large: %dx%d > max_pixels", f.width, f.height);
+		goto out;
+	}
+	orient = webp_orientation(buf, len);
+	if (f.has_animation)
+		rc = decode_animation(buf, len, out, err, errlen);
+	else
+		rc = decode_still(buf, len, &f, orient, o, out, err, errlen);
+	if (rc == 0) {
+		meta->orientation = orient;
+		meta->width = f.width;          /* the canvas, for animations */
+		meta->height = f.height;
+	}
+out:
+	if (rc != 0)
+		img_release(out);
+	return rc;
+}
+
+/* gray -> RGB, gray+alpha -> RGBA: libwebp's simple API wants colour. */
+static uint8_t *expand_gray(const img *im)
+{
+	int oc = im->channels == 1 ? 3 : 4, x, y;
+	uint8_t *buf = malloc((size_t)im->w * (size_t)im->h * (size_t)oc);
+
+	if (buf == NULL)
+		return NULL;
+	for (y = 0; y < im->h; y++) {
+		const uint8_t *s = im->px + (size_t)y * im->stride;
+		uint8_t *d = buf + (size_t)y * (size_t)im->w * (size_t)oc;
+		for (x = 0; x < im->w; x++, s += im->channels, d += oc) {
+			d[0] = d[1] = d[2] = s[0];
+			if (oc == 4)
+				d[3] = s[1];
+		}
+	}
+	return buf;
+}
+
+int webpio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
+                  char *err, size_t errlen)
+{
+	uint8_t *tmp = NULL, *enc = NULL;
+	const uint8_t *src;
+	size_t n = 0;
+	int stride, alpha, rc = -1;
+	float q = (float)(quality < 0 ? 0 : quality > 100 ? 100 : quality);
+
+	*out = NULL;
+	*outlen = 0;
+	if (im->w > WEBP_MAX_DIM || im->h > WEBP_MAX_DIM) {
+		snprintf(err, errlen, "too large for WebP: %dx%d", im->w, im->h);
+		goto out;
+	}
+	alpha = im->channels == 2 || im->channels == 4;
+	if (im->channels <= 2) {
+		tmp = expand_gray(im);
+		if (tmp == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		src = tmp;
+		stride = im->w * (alpha ? 4 : 3);
+	} else {
+		src = im->px;
+		stride = (int)im->stride;
+	}
+
+	n = alpha ? WebPEncodeRGBA(src, im->w, im->h, stride, q, &enc)
+	          : WebPEncodeRGB(src, im->w, im->h, stride, q, &enc);
+	if (n == 0) {
+		snprintf(err, errlen, "cannot encode WebP");
+		goto out;
+	}
+	*out = malloc(n);
+	if (*out == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	memcpy(*out, enc, n);
+	*outlen = n;
+	rc = 0;
+out:
+	WebPFree(enc);
+	free(tmp);
+	return rc;
+}

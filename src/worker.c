@@ -1,0 +1,141 @@
+/*
+ * worker: resize threads.
+ *
+ * Ownership: a job belongs to the queue until popped, then to exactly one
+ * worker, which frees it.  The worker deletes the incoming file after the
+ * outcome is recorded (thumbnails written or failed.tsv line), whatever the
+ * outcome, so incoming/ holds only work not finished yet.  Local files given
+ * with --files are never deleted.
+ *
+ * Shutdown: the producer closes the queue; each worker drains what is left
+ * and exits when jobq_pop() returns NULL.  Workers block every signal so
+ * that signals reach the main thread, whose handler only sets flags.
+ */
+#include "worker.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "job.h"
+#include "log.h"
+#include "thumb.h"
+
+typedef struct wctx {
+	workers *pool;
+	pthread_t tid;
+	int id;
+} wctx;
+
+struct workers {
+	const cfg *c;
+	jobq *q;
+	stats *st;
+	int n;
+	atomic_int busy;
+	struct timespec t0;
+	wctx *threads;
+};
+
+static double
+since(const struct timespec *t)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void *
+worker_main(void *arg)
+{
+	wctx *w = arg;
+	workers *p = w->pool;
+	char name[24], err[512];
+	job *j;
+
+	snprintf(name, sizeof name, "worker-%d", w->id);
+	log_thread_name(name);
+	while ((j = jobq_pop(p->q))) {
+		struct timespec t;
+		int n;
+
+		atomic_fetch_add(&p->busy, 1);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		n = thumb_make(p->c, j, err, sizeof err);
+		if (n >= 0) {
+			STAT_ADD(p->st, images, 1);
+			STAT_ADD(p->st, thumbnails, n);
+			log_msg(LOG_INFO, "resized %s -> %s_* (%d thumbnails, %.3f s)", j->url, j->stem,
+			        n, since(&t));
+		} else {
+			STAT_ADD(p->st, failed, 1);
+			log_failure(j->url, err);
+		}
+		if (j->owned && unlink(j->src) < 0)
+			log_msg(LOG_WARNING, "cannot delete %s", j->src);
+		job_free(j);
+		atomic_fetch_sub(&p->busy, 1);
+	}
+	return NULL;
+}
+
+workers *
+workers_start(const cfg *c, jobq *q, stats *st, int n, char *err, size_t errlen)
+{
+	workers *p = calloc(1, sizeof *p);
+	sigset_t all, old;
+
+	if (!p || !(p->threads = calloc((size_t)n, sizeof *p->threads))) {
+		free(p);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->c = c;
+	p->q = q;
+	p->st = st;
+	clock_gettime(CLOCK_MONOTONIC, &p->t0);
+	/* threads inherit the mask: block everything while creating them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (int i = 0; i < n; i++) {
+		p->threads[i].pool = p;
+		p->threads[i].id = i + 1;
+		if (pthread_create(&p->threads[i].tid, NULL, worker_main, &p->threads[i]) != 0)
+			break;
+		p->n++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (p->n == 0) {
+		snprintf(err, errlen, "cannot start resize threads");
+		free(p->threads);
+		free(p);
+		return NULL;
+	}
+	if (p->n < n)
+		log_msg(LOG_WARNING, "started %d of %d resize threads", p->n, n);
+	return p;
+}
+
+void
+workers_join(workers *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < p->n; i++)
+		pthread_join(p->threads[i].tid, NULL);
+	log_msg(LOG_INFO, "created %ld thumbnails in %.2f seconds", (long)STAT_GET(p->st, thumbnails),
+	        since(&p->t0));
+	free(p->threads);
+	free(p);
+}
+
+int
+workers_busy(workers *p)
+{
+	return atomic_load(&p->busy);
+}

@@ -1,0 +1,127 @@
+"""Command line and configuration: --help, --version, usage errors,
+--check-config, config errors with file:line, and exit statuses 0 / 1 / 2."""
+
+import os
+import re
+
+import common as C
+
+GOOD = "photos/hopper_128x128.jpg"
+GOOD2 = "photos/iguana_100x68.jpg"
+
+
+def test_help_and_version(t):
+    rc, out, err = C.run_thumbd(["--help"], timeout=20)
+    t.eq(rc, 0, "--help: exit status 0")
+    both = out + err
+    t.check("--check-config" in both, "--help mentions --check-config")
+    t.check("--files" in both, "--help mentions --files")
+    t.check(out.strip() != "", "--help writes its text to stdout")
+    rc, out, err = C.run_thumbd(["--version"], timeout=20)
+    t.eq(rc, 0, "--version: exit status 0")
+    t.check(re.search(r"\d+\.\d+", out + err) is not None, "--version prints a version number (%r)" % (out + err)[:200])
+
+
+def _nothing_started(t, wd, srv, what):
+    t.eq(srv.requests(), [], "%s: nothing downloaded" % what)
+    t.eq(wd.outgoing_files(), [], "%s: outgoing/ untouched" % what)
+    t.eq(wd.incoming_files(), [], "%s: incoming/ untouched" % what)
+    t.eq(wd.failed_lines(), [], "%s: no failed.tsv lines" % what)
+
+
+def test_usage_errors(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        lst = wd.write_list([srv.url(GOOD)])
+        rc, out, err = wd.run("--no-such-option", lst, timeout=20)
+        t.eq(rc, 2, "unknown option: exit status 2")
+        t.check("--no-such-option" in err, "unknown option: stderr names it (%r)" % err[:300])
+        _nothing_started(t, wd, srv, "unknown option")
+        rc, out, err = wd.run(timeout=20)
+        t.eq(rc, 2, "no LIST given: exit status 2")
+        t.check(err.strip() != "", "no LIST given: says something on stderr")
+        missing = os.path.join(wd.root, "no-such-config.ini")
+        rc, out, err = C.run_thumbd(["-c", missing, lst], timeout=20, cwd=wd.cwd)
+        t.eq(rc, 2, "-c nonexistent file: exit status 2")
+        t.check(missing in err or "no-such-config.ini" in err, "-c nonexistent: stderr names the file (%r)" % err[:300])
+        rc, out, err = wd.run("--set", "download.bogus_key=1", lst, timeout=20)
+        t.eq(rc, 2, "--set unknown key: exit status 2")
+        t.check("bogus_key" in err, "--set unknown key: stderr names the key (%r)" % err[:300])
+        rc, out, err = wd.run("--set", "download.connections=abc", lst, timeout=20)
+        t.eq(rc, 2, "--set download.connections=abc: exit status 2")
+        t.check("connections" in err, "--set bad value: stderr names the key (%r)" % err[:300])
+        rc, out, err = wd.run("--set", "nosuchsection.key=1", lst, timeout=20)
+        t.eq(rc, 2, "--set unknown section: exit status 2")
+        t.check("nosuchsection" in err, "--set unknown section: stderr names it (%r)" % err[:300])
+        _nothing_started(t, wd, srv, "usage errors")
+
+
+def test_check_config_ok(t):
+    with C.Workdir({"download.max_bytes": "100K", "thumbnails.sizes": "16,48,300",
+                    "thumbnails.format": "webp", "image.max_pixels": "1000"}) as wd:
+        rc, out, err = wd.run("--check-config", timeout=20)
+        t.eq(rc, 0, "--check-config on a valid file: exit status 0 (stderr %r)" % err[:300])
+        t.check("configuration OK" in out + err, "--check-config prints 'configuration OK' (%r)" % (out + err)[:300])
+        t.eq(wd.outgoing_files() + wd.incoming_files(), [], "--check-config starts nothing")
+    shipped = os.path.join(C.REPO, "config", "thumbd.ini")
+    rc, out, err = C.run_thumbd(["-c", shipped, "--check-config"], timeout=20)
+    t.eq(rc, 0, "--check-config accepts the shipped config/thumbd.ini (stderr %r)" % err[:300])
+    t.check("configuration OK" in out + err, "shipped config: 'configuration OK'")
+
+
+HEAD = "[paths]\nincoming = ../incoming\noutgoing = ../outgoing\nlogs = ../logs\n"   # lines 1-4
+
+# (name, text after HEAD, acceptable line numbers, word stderr must contain)
+BAD_CONFIGS = [
+    ("unknown key", "[download]\nbogus_key = 1\n", (6,), "bogus_key"),
+    ("unknown section", "[bogus_section]\ncolour = red\n", (5, 6), "bogus_section"),
+    ("connections = abc", "[download]\nconnections = abc\n", (6,), "connections"),
+    ("connections = 0", "[download]\nconnections = 0\n", (6,), "connections"),
+    ("connections = 1025", "[download]\nper_host = 2\nconnections = 1025\n", (7,), "connections"),
+    ("format = gif", "[thumbnails]\nformat = gif\n", (6,), "format"),
+    ("jpeg_quality = 101", "[thumbnails]\njpeg_quality = 101\n", (6,), "jpeg_quality"),
+    ("sizes = 32,abc", "[thumbnails]\nsizes = 32,abc\n", (6,), "sizes"),
+    ("max_bytes = 12X", "[download]\nmax_bytes = 12X\n", (6,), "max_bytes"),
+    ("workers = -1", "[resize]\nworkers = -1\n", (6,), "workers"),
+]
+
+
+def test_config_errors(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        lst = wd.write_list([srv.url(GOOD)])
+        for name, body, lines, word in BAD_CONFIGS:
+            wd.write_config(text=HEAD + body)
+            for mode in ("check", "run"):
+                args = ["--check-config"] if mode == "check" else [lst]
+                rc, out, err = wd.run(*args, timeout=20)
+                what = "config %s (%s)" % (name, "--check-config" if mode == "check" else "run")
+                t.eq(rc, 2, "%s: exit status 2" % what)
+                locs = ["thumbd.ini:%d" % n for n in lines]
+                t.check(any(re.search(re.escape(l) + r"(?!\d)", err) for l in locs),
+                        "%s: stderr names %s (%r)" % (what, " or ".join(locs), err[:300]))
+                t.check(word in err, "%s: stderr names %r" % (what, word))
+        _nothing_started(t, wd, srv, "bad configs")
+
+
+def test_exit_status(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv:
+        with C.Workdir() as wd:
+            rc, out, err = wd.run_urls([srv.url(GOOD), srv.url(GOOD2)])
+            t.eq(rc, 0, "all URLs succeeded: exit status 0 (stderr %r)" % err[-500:])
+            t.eq(wd.failed_lines(), [], "all URLs succeeded: failed.tsv empty or absent")
+            C.stdout_summary(t, out, "all succeeded")
+        with C.Workdir() as wd:
+            bad = srv.url("status/404")
+            rc, out, err = wd.run_urls([srv.url(GOOD), bad, srv.url(GOOD2)])
+            t.eq(rc, 1, "one URL failed: exit status 1")
+            C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="others still completed")
+            C.check_thumbs(t, wd, "iguana_100x68", "JPEG", 100, 68, what="others still completed")
+            t.eq([u for _, u, _ in wd.failed()], [bad], "one URL failed: exactly its failed.tsv line")

@@ -1,0 +1,148 @@
+"""thumbnails.format and thumbnails.sizes overrides, and EXIF orientation
+checked on the pixels (outputs forced to PNG and decoded here)."""
+
+import os
+
+import common as C
+import imginfo
+
+# (corpus path, source format, displayed W, H)
+SAMPLES = [
+    ("photos/hopper_128x128.jpg", "JPEG", 128, 128),
+    ("edge/png_rgba_photo_500x500.png", "PNG", 500, 500),     # real alpha channel
+    ("edge/webp_lossy.webp", "WEBP", 128, 128),
+    ("photos/frangipani_480x360.jpg", "JPEG", 480, 360),
+]
+
+
+def stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _format_run(t, target, ext_fmt):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run_urls([srv.url(p) for p, *_ in SAMPLES],
+                                   "--set", "thumbnails.format=%s" % target)
+        t.eq(rc, 0, "format=%s: exit status 0 (stderr: %s; failed: %s)" % (target, err[-800:], wd.failed()))
+        expected = []
+        for p, _, W, H in SAMPLES:
+            C.check_thumbs(t, wd, stem(p), ext_fmt, W, H, what="format=%s %s" % (target, p))
+            expected += C.thumb_names(stem(p), ext_fmt)
+        t.eq(sorted(wd.thumbs()), sorted(expected), "format=%s: exactly the expected files" % target)
+        return wd.outgoing
+
+
+def test_format_webp(t):
+    _format_run(t, "webp", "WEBP")
+
+
+def test_format_png_keeps_alpha(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run_urls([srv.url(p) for p, *_ in SAMPLES], "--set", "thumbnails.format=png")
+        t.eq(rc, 0, "format=png: exit status 0 (stderr: %s; failed: %s)" % (err[-800:], wd.failed()))
+        expected = []
+        for p, _, W, H in SAMPLES:
+            C.check_thumbs(t, wd, stem(p), "PNG", W, H, what="format=png %s" % p)
+            expected += C.thumb_names(stem(p), "PNG")
+        t.eq(sorted(wd.thumbs()), sorted(expected), "format=png: exactly the expected files")
+        p = os.path.join(wd.outgoing, "png_rgba_photo_500x500_64.png")
+        if t.check(os.path.isfile(p), "RGBA source gave a PNG thumbnail"):
+            with open(p, "rb") as f:
+                data = f.read()
+            ctype = data[25] if len(data) > 25 else None
+            t.check(ctype in (4, 6) or b"tRNS" in data,
+                    "PNG thumbnail of an RGBA source keeps its alpha (IHDR colour type %r)" % ctype)
+
+
+def test_format_jpeg_from_alpha(t):
+    _format_run(t, "jpeg", "JPEG")
+
+
+def test_sizes_override(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run_urls([srv.url(p) for p, *_ in SAMPLES], "--set", "thumbnails.sizes=50,100")
+        t.eq(rc, 0, "sizes=50,100: exit status 0 (stderr: %s)" % err[-800:])
+        expected = []
+        for p, fmt, W, H in SAMPLES:
+            C.check_thumbs(t, wd, stem(p), fmt, W, H, sizes=(50, 100), what="sizes=50,100 %s" % p)
+            expected += C.thumb_names(stem(p), fmt, (50, 100))
+        t.eq(sorted(wd.thumbs()), sorted(expected), "sizes=50,100: exactly those widths, nothing else")
+
+
+# -- orientation, on the pixels ---------------------------------------------
+
+def _gray(path):
+    with open(path, "rb") as f:
+        w, h, ch, rows = imginfo.png_decode(f.read())
+    g = []
+    for row in rows:
+        if ch >= 3:
+            g.append([(row[i] * 299 + row[i + 1] * 587 + row[i + 2] * 114) // 1000
+                      for i in range(0, w * ch, ch)])
+        else:
+            g.append([row[i] for i in range(0, w * ch, ch)])
+    return g
+
+
+def _transforms(g):
+    """The 8 orientations of a 2-D list, identity first."""
+    def flip_h(a):
+        return [r[::-1] for r in a]
+
+    def transpose(a):
+        return [list(c) for c in zip(*a)]
+    out, a = [], g
+    for _ in range(4):
+        out += [a, flip_h(a)]
+        a = flip_h(transpose(a))      # rotate 90
+    return out
+
+
+def _diff(a, b):
+    if len(a) != len(b) or len(a[0]) != len(b[0]):
+        return None
+    n = len(a) * len(a[0])
+    return sum(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / n
+
+
+def test_exif_orientation_pixels(t):
+    """All eight Landscape_N.jpg show the same upright picture; the WebP with
+    orientation 6 shows upright hopper.  The thumbnail must match the
+    reference better than any other rotation or flip of the reference."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    jpgs = ["edge/jpeg_exif_orientation_%d.jpg" % i for i in range(1, 9)]
+    others = ["edge/webp_exif_orientation_6.webp", "photos/hopper_128x128.jpg"]
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run_urls([srv.url(p) for p in jpgs + others],
+                                   "--set", "thumbnails.format=png", "--set", "thumbnails.sizes=64")
+        t.eq(rc, 0, "orientation run: exit status 0 (stderr: %s)" % err[-800:])
+        pairs = [(p, jpgs[0]) for p in jpgs[1:]] + [(others[0], others[1])]
+        for p, ref in pairs:
+            fp = os.path.join(wd.outgoing, stem(p) + "_64.png")
+            fr = os.path.join(wd.outgoing, stem(ref) + "_64.png")
+            if not t.check(os.path.isfile(fp) and os.path.isfile(fr), "%s: PNG thumbnails exist" % p):
+                continue
+            try:
+                g, r = _gray(fp), _gray(fr)
+            except Exception as e:
+                t.fail("%s: thumbnail decodes: %s" % (p, e))
+                continue
+            ds = [_diff(g, x) for x in _transforms(r)]
+            ident = ds[0]
+            if not t.check(ident is not None, "%s: same size as the reference thumbnail" % p):
+                continue
+            rest = [d for d in ds[1:] if d is not None]
+            t.check(rest and ident < 0.5 * min(rest),
+                    "%s: upright like the reference (mean abs diff %.1f; other orientations %s)"
+                    % (p, ident, ", ".join("%.1f" % d for d in rest)))

@@ -1,0 +1,162 @@
+"""HTTP behaviour against the misbehaving loopback server: status codes,
+redirects, Content-Type, encodings, short bodies, size limit, refused
+connections, duplicates, stalls."""
+
+import os
+
+import common as C
+
+HOPPER = ("photos/hopper_128x128.jpg", "hopper_128x128", "JPEG", 128, 128)
+IGUANA = ("photos/iguana_100x68.jpg", "iguana_100x68", "JPEG", 100, 68)
+WEBP = ("edge/webp_lossy.webp", "webp_lossy", "WEBP", 128, 128)
+PNG = ("edge/png_palette_8bit.png", "png_palette_8bit", "PNG", 32, 32)
+FRANGI = ("photos/frangipani_480x360.jpg", "frangipani_480x360", "JPEG", 480, 360)
+BIG = ("photos/trail_camera_2048x1536.jpg", "trail_camera_2048x1536", "JPEG", 2048, 1536)  # 425890 bytes
+
+
+def _ok(t, wd, item, url, what):
+    t.eq(wd.failures_for(url), [], "%s: no failure recorded" % what)
+    C.check_thumbs(t, wd, item[1], item[2], item[3], item[4], what=what)
+
+
+def _one_failure(t, wd, url, what):
+    rs = wd.failures_for(url)
+    t.eq(len(rs), 1, "%s: exactly one failed.tsv line (%r)" % (what, rs))
+    return rs[0] if rs else ""
+
+
+def _no_thumbs(t, wd, stem, what):
+    t.eq([f for f in wd.outgoing_files() if f.startswith(stem + "_")], [], "%s: no thumbnails" % what)
+
+
+def test_status_codes(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        u404, u500, good = srv.url("status/404"), srv.url("status/500"), srv.url(HOPPER[0])
+        rc, out, err = wd.run_urls([u404, u500, good], timeout=150)
+        t.eq(rc, 1, "status codes: exit status 1")
+        t.eq(_one_failure(t, wd, u404, "404"), "HTTP 404", "404: reason")
+        t.eq(_one_failure(t, wd, u500, "500"), "HTTP 500", "500: reason")
+        _ok(t, wd, HOPPER, good, "good URL next to 404/500")
+        n404 = len([1 for m, p in srv.requests() if p == "/status/404" and m == "GET"])
+        t.eq(n404, 1, "404 is permanent: requested once")
+        C.check_failed_format(t, wd, "status codes")
+
+
+def test_redirects(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.max_redirects": "2"}) as wd:
+        two = srv.url("redirect/2/" + HOPPER[0])
+        five = srv.url("redirect/5/" + IGUANA[0])
+        rc, out, err = wd.run_urls([two, five])
+        t.eq(rc, 1, "redirects: exit status 1")
+        _ok(t, wd, HOPPER, two, "redirect chain of 2 (max_redirects=2)")
+        r = _one_failure(t, wd, five, "redirect chain of 5 (max_redirects=2)")
+        t.check("redirect" in r.lower(), "chain of 5 > max_redirects: reason mentions redirect (%r)" % r)
+        _no_thumbs(t, wd, IGUANA[1], "chain of 5")
+
+
+def test_content(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        html = srv.url("ctype/text%2Fhtml/broken/html_named_as.jpg")
+        plain = srv.url("ctype/text/plain/" + HOPPER[0])
+        gz = srv.url("gzip/" + WEBP[0])
+        chunked = srv.url("chunked/" + IGUANA[0])
+        nolen = srv.url("nolength/" + PNG[0])
+        short = srv.url("short/" + FRANGI[0])
+        rc, out, err = wd.run_urls([html, plain, gz, chunked, nolen, short], timeout=120)
+        t.eq(rc, 1, "content: exit status 1")
+        t.eq(_one_failure(t, wd, html, "HTML served as text/html"), "not an image (text/html)",
+             "HTML served as text/html: reason")
+        _ok(t, wd, HOPPER, plain, "image served as text/plain (sniffed)")
+        _ok(t, wd, WEBP, gz, "gzip Content-Encoding")
+        _ok(t, wd, IGUANA, chunked, "chunked Transfer-Encoding")
+        _ok(t, wd, PNG, nolen, "no Content-Length, body ends at close")
+        r = _one_failure(t, wd, short, "body shorter than Content-Length")
+        t.check(any(w in r.lower() for w in ("truncated", "partial")),
+                "short body: reason mentions truncated/partial (%r)" % r)
+        _no_thumbs(t, wd, FRANGI[1], "short body")
+        t.eq(wd.incoming_files(), [], "content: incoming/ empty (no partial download left)")
+        t.eq(wd.base_strays(), [], "content: no partial file anywhere else")
+        t.eq(wd.stray_outgoing(C.thumb_names(HOPPER[1], "JPEG") + C.thumb_names(WEBP[1], "WEBP") +
+                               C.thumb_names(IGUANA[1], "JPEG") + C.thumb_names(PNG[1], "PNG")), [],
+             "content: outgoing/ holds only the expected thumbnails")
+
+
+def test_max_bytes(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.max_bytes": "100K"}) as wd:
+        big, small = srv.url(BIG[0]), srv.url(HOPPER[0])
+        chunked_big = srv.url("chunked/" + BIG[0])
+        rc, out, err = wd.run_urls([big, small, chunked_big])
+        t.eq(rc, 1, "max_bytes=100K: exit status 1")
+        r = _one_failure(t, wd, big, "400 KB body > max_bytes=100K")
+        t.check(r.startswith("too large"), "400 KB body > max_bytes: reason starts 'too large' (%r)" % r)
+        r = _one_failure(t, wd, chunked_big, "400 KB chunked body (no Content-Length) > max_bytes")
+        t.check(r.startswith("too large"), "chunked 400 KB > max_bytes: reason starts 'too large' (%r)" % r)
+        _ok(t, wd, HOPPER, small, "small image under max_bytes")
+        _no_thumbs(t, wd, BIG[1], "too large body")
+        t.eq(wd.incoming_files(), [], "max_bytes: incoming/ empty")
+
+
+def test_connection_refused(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.connect_timeout": "5"}) as wd:
+        refused = "http://127.0.0.1:%d/nobody-listens.jpg" % C.free_port()
+        good = srv.url(HOPPER[0])
+        rc, out, err = wd.run_urls([refused, good], timeout=120)
+        t.eq(rc, 1, "connection refused: exit status 1")
+        r = _one_failure(t, wd, refused, "connection refused")
+        t.check(r.strip() != "", "connection refused: a reason is given (%r)" % r)
+        _ok(t, wd, HOPPER, good, "run continues after a refused connection")
+
+
+def test_duplicate_url(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        u = srv.url(HOPPER[0])
+        rc, out, err = wd.run_urls([u, srv.url(IGUANA[0]), u])
+        t.eq(rc, 0, "same URL twice: exit status 0")
+        t.eq(wd.failed_lines(), [], "same URL twice: no failure line for the duplicate")
+        _ok(t, wd, HOPPER, u, "same URL twice")
+        exp = C.thumb_names(HOPPER[1], "JPEG") + C.thumb_names(IGUANA[1], "JPEG")
+        t.eq(sorted(wd.thumbs()), sorted(exp), "same URL twice: one set of thumbnails (no hashed second name)")
+        gets = [p for m, p in srv.requests() if m == "GET" and p == "/" + HOPPER[0]]
+        t.eq(len(gets), 1, "same URL twice: downloaded once")
+
+
+def test_stalls_and_drops(t):
+    """A server that hangs up without answering, one that stalls the body,
+    one that never answers: each ends as a failure within the configured limits."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    cfg = {"download.low_speed_limit": "1024", "download.low_speed_time": "2",
+           "download.timeout": "6", "download.connect_timeout": "3"}
+    with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
+        drop = srv.url("drop/" + HOPPER[0])
+        stall = srv.url("stallbody/60/" + FRANGI[0])
+        slow = srv.url("slowhead/60/" + IGUANA[0])
+        good = srv.url(WEBP[0])
+        rc, out, err = wd.run_urls([drop, stall, slow, good], timeout=110)
+        t.eq(rc, 1, "stalls and drops: exit status 1")
+        for u, what in ((drop, "connection closed without an answer"),
+                        (stall, "body stalled after 1 KiB (low_speed_time=2)"),
+                        (slow, "no answer for 60 s (timeout=6)")):
+            r = _one_failure(t, wd, u, what)
+            t.check(r.strip() != "", "%s: a reason is given (%r)" % (what, r))
+        _ok(t, wd, WEBP, good, "good URL next to stalls")
+        t.eq(wd.incoming_files(), [], "stalls and drops: incoming/ empty")

@@ -1,0 +1,124 @@
+"""URL lists (blank lines, comments, whitespace, CRLF, bad lines, several
+lists, stdin, a missing list) and --files with local images."""
+
+import os
+import shutil
+
+import common as C
+
+A = ("photos/hopper_128x128.jpg", "hopper_128x128", "JPEG", 128, 128)
+B = ("photos/iguana_100x68.jpg", "iguana_100x68", "JPEG", 100, 68)
+P = ("edge/png_palette_trns.png", "png_palette_trns", "PNG", 32, 32)
+W = ("edge/webp_lossy.webp", "webp_lossy", "WEBP", 128, 128)
+
+
+def _check(t, wd, items, what):
+    for path, stem, fmt, w, h in items:
+        C.check_thumbs(t, wd, stem, fmt, w, h, what="%s %s" % (what, path))
+
+
+def test_messy_list(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        lines = [
+            "",
+            "# a comment line",
+            "   ",
+            "\t \t",
+            "  \t" + srv.url(A[0]) + " \t ",
+            "# http://127.0.0.1:1/commented-out.jpg",
+            "  # an indented comment",
+            srv.url(B[0]),
+            "ftp://127.0.0.1/x.jpg",
+            "hello",
+            "\t" + srv.url(P[0]),
+            "",
+        ]
+        lst = wd.write_list(lines, eol="\r\n")
+        rc, out, err = wd.run(lst)
+        t.eq(rc, 1, "messy list: exit status 1 (two bad lines)")
+        _check(t, wd, [A, B, P], "messy list (CRLF, tabs, spaces)")
+        expected = set(C.thumb_names(A[1], "JPEG") + C.thumb_names(B[1], "JPEG") + C.thumb_names(P[1], "PNG"))
+        t.eq(sorted(wd.thumbs()), sorted(expected), "messy list: nothing but the three images' thumbnails")
+        got = sorted((u, r) for _, u, r in wd.failed())
+        t.eq(got, [("ftp://127.0.0.1/x.jpg", "not an http(s) URL"), ("hello", "not an http(s) URL")],
+             "messy list: exactly the two bad lines in failed.tsv, trimmed, reason 'not an http(s) URL'")
+        C.check_failed_format(t, wd, "messy list")
+        paths = sorted(p for m, p in srv.requests() if m == "GET")
+        t.eq(paths, sorted("/" + x[0] for x in (A, B, P)), "messy list: the server saw exactly the three URLs")
+
+
+def test_several_lists_and_stdin(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        l1 = wd.write_list([srv.url(A[0])], "one.txt")
+        l2 = wd.write_list([srv.url(B[0]), srv.url(P[0])], "two.txt")
+        rc, out, err = wd.run(l1, l2)
+        t.eq(rc, 0, "two LIST files: exit status 0 (stderr %r)" % err[-300:])
+        _check(t, wd, [A, B, P], "two LIST files")
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run("-", stdin="%s\n\n# c\n%s\n" % (srv.url(A[0]), srv.url(W[0])))
+        t.eq(rc, 0, "'-' reads the list from stdin: exit status 0 (stderr %r)" % err[-300:])
+        _check(t, wd, [A, W], "list on stdin")
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        l1 = wd.write_list([srv.url(A[0])], "one.txt")
+        rc, out, err = wd.run(l1, "-", stdin=srv.url(B[0]) + "\n")
+        t.eq(rc, 0, "a file and '-' together: exit status 0 (stderr %r)" % err[-300:])
+        _check(t, wd, [A, B], "file + stdin")
+
+
+def test_missing_list(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        l1 = wd.write_list([srv.url(A[0])], "one.txt")
+        missing = os.path.join(wd.lists, "does-not-exist.txt")
+        rc, out, err = wd.run(l1, missing)
+        t.check(rc in (1, 2), "missing list file: exit status 2 (or 1 with a failure), got %r" % rc)
+        failed_text = "\n".join(wd.failed_lines())
+        t.check("does-not-exist.txt" in err or (rc == 1 and "does-not-exist.txt" in failed_text),
+                "missing list file: the error names it (stderr %r)" % err[:300])
+        if rc == 2:
+            t.eq(srv.requests(), [], "missing list, exit 2: nothing was started")
+        elif rc == 1:
+            _check(t, wd, [A], "missing list, exit 1: the other list still processed")
+
+
+def test_files_mode(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.Workdir() as wd:
+        src = os.path.join(wd.root, "src")
+        os.makedirs(src)
+        items = [A, P, W]
+        paths = []
+        for x in items:
+            dst = os.path.join(src, os.path.basename(x[0]))
+            shutil.copyfile(os.path.join(cdir, x[0]), dst)
+            paths.append(dst)
+        broken = os.path.join(src, "truncated_half.png")
+        shutil.copyfile(os.path.join(cdir, "broken/truncated_half.png"), broken)
+        before = {p: C.sha256_file(p) for p in paths + [broken]}
+
+        rc, out, err = wd.run("--files", *paths)
+        t.eq(rc, 0, "--files with good images: exit status 0 (stderr %r)" % err[-300:])
+        _check(t, wd, items, "--files")
+
+        rc, out, err = wd.run("--files", paths[0], broken)
+        t.eq(rc, 1, "--files with a broken image: exit status 1")
+        got = [(u, r) for _, u, r in wd.failed()]
+        t.eq(len(got), 1, "--files: one failed.tsv line for the broken file (%r)" % got)
+        if got:
+            t.eq(got[0][0], broken, "--files: failed.tsv names the file path as given")
+            t.check(got[0][1].startswith("truncated PNG"), "--files: reason %r starts 'truncated PNG'" % got[0][1])
+        C.check_failed_format(t, wd, "--files")
+        after = {p: (C.sha256_file(p) if os.path.exists(p) else None) for p in before}
+        t.eq(after, before, "--files: input files still there and unchanged")
+        t.eq(wd.incoming_files(), [], "--files: nothing left in incoming/")
+        t.eq(wd.base_strays(), [], "--files: nothing written outside outgoing/ and logs/")

@@ -1,0 +1,110 @@
+"""Output names: collisions between different URLs with the same file name
+(first in list order wins, across runs too), and hostile or odd names that
+must stay inside outgoing/."""
+
+import os
+import re
+import shutil
+import tempfile
+
+import common as C
+
+HOPPER = "photos/hopper_128x128.jpg"      # 128x128 -> 200x200
+IGUANA = "photos/iguana_100x68.jpg"       # 100x68  -> 200x136
+SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def _same_root(cdir):
+    root = tempfile.mkdtemp(prefix="thumbd-it-www-")
+    for sub, src in (("a", HOPPER), ("b", IGUANA)):
+        os.makedirs(os.path.join(root, sub))
+        shutil.copyfile(os.path.join(cdir, src), os.path.join(root, sub, "same.jpg"))
+    return root
+
+
+def _owner_checks(t, wd, url_b, what):
+    h = C.url_hash(url_b)
+    C.check_thumbs(t, wd, "same", "JPEG", 128, 128, what="%s: a/same.jpg (first listed) as 'same'" % what)
+    C.check_thumbs(t, wd, "same-" + h, "JPEG", 100, 68, what="%s: b/same.jpg as 'same-%s'" % (what, h))
+    exp = C.thumb_names("same", "JPEG") + C.thumb_names("same-" + h, "JPEG")
+    t.eq(sorted(wd.thumbs()), sorted(exp), "%s: exactly the two sets of thumbnails" % what)
+
+
+def test_same_name_two_urls(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    root = _same_root(cdir)
+    try:
+        with C.serve(root) as srv, C.Workdir() as wd:
+            # a is listed first but answers a second late: "first" is list order, not arrival.
+            url_a = srv.url("slowhead/1/a/same.jpg")
+            url_b = srv.url("b/same.jpg")
+            rc, out, err = wd.run_urls([url_a, url_b])
+            t.eq(rc, 0, "same name: exit status 0 (stderr %r)" % err[-300:])
+            _owner_checks(t, wd, url_b, "one run")
+            # run again with only b in a fresh list, same outgoing/: b keeps its hashed name
+            rc, out, err = wd.run(wd.write_list([url_b], "only-b.txt"))
+            t.eq(rc, 0, "second run with only b: exit status 0")
+            _owner_checks(t, wd, url_b, "second run with only b")
+        with C.serve(root) as srv, C.Workdir() as wd:
+            url_a, url_b = srv.url("a/same.jpg"), srv.url("b/same.jpg")
+            rc1, _, _ = wd.run(wd.write_list([url_a], "only-a.txt"))
+            rc2, _, err = wd.run(wd.write_list([url_b], "only-b.txt"))
+            t.eq((rc1, rc2), (0, 0), "a then b in separate runs: exit status 0 both times")
+            _owner_checks(t, wd, url_b, "a then b in separate runs")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_odd_names(t):
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    escape_token = "zzthumbdescape%d" % os.getpid()
+    with C.serve(cdir, any_file=os.path.join(cdir, HOPPER)) as srv, C.Workdir() as wd:
+        known = {                                   # URL path -> expected stem (None: any safe stem)
+            "any/caf%C3%A9.jpg": "caf__",
+            "any/q.jpg?v=1": "q",
+            "any/with%20space.jpg": "with_space",
+            "any/x/..%2F..%2Fevil.jpg": None,
+            "any/..%2F..%2F..%2F..%2F..%2F..%2F" + escape_token + ".jpg": None,
+            "any/a%2Fb.jpg": None,
+            "any/dir/": None,
+            "any/" + "a" * 300 + ".jpg": "LONG",
+            "any/noextension": "noextension",
+        }
+        urls = {srv.url(p): stem for p, stem in known.items()}
+        rc, out, err = wd.run_urls(list(urls))
+        t.eq(rc, 0, "odd names: exit status 0 (stderr %r; failed %r)" % (err[-300:], wd.failed()))
+        names = wd.thumbs()
+        stems = {}
+        for n in names:
+            m = re.match(r"^(.*)_(32|64|200)\.jpg$", n)
+            if t.check(m is not None, "odd names: %r is <stem>_<width>.jpg" % n):
+                stems.setdefault(m.group(1), []).append(int(m.group(2)))
+        t.eq(len(names), 3 * len(urls), "odd names: three thumbnails per URL (%r)" % names)
+        t.eq([n for n in wd.outgoing_files() if n.startswith(".") and not n.startswith(".thumbd")], [],
+             "odd names: no hidden thumbnails (no dot-file stems)")
+        unsafe = [n for n in wd.outgoing_files() if not SAFE.match(n)]
+        t.eq(unsafe, [], "odd names: every output name is made of [A-Za-z0-9._-] only")
+        for url, stem in urls.items():
+            if stem == "LONG":
+                longs = [s for s in stems if s.startswith("a" * 64)]
+                if t.eq(len(longs), 1, "very long name: one stem of a's"):
+                    t.check(len(longs[0].encode()) <= 100, "very long name: stem capped at 100 bytes (%d)" % len(longs[0]))
+                    t.eq(sorted(stems[longs[0]]), [32, 64, 200], "very long name: three widths")
+            elif stem is not None:
+                t.eq(sorted(stems.get(stem, [])), [32, 64, 200], "%s -> stem %r" % (url, stem))
+        t.check("" not in stems, "URL ending in '/' gets a non-empty stem")
+        for s in stems:
+            C.check_thumbs(t, wd, s, "JPEG", 128, 128, what="odd names")
+        t.eq(wd.base_strays(), [], "odd names: nothing written next to the work directory")
+        t.eq(wd.incoming_files(), [], "odd names: incoming/ empty")
+        d, found = wd.outgoing, []
+        for _ in range(12):
+            for f in os.listdir(d) if os.access(d, os.R_OK) else []:
+                if escape_token in f and d != wd.outgoing:
+                    found.append(os.path.join(d, f))
+            d = os.path.dirname(d)
+        t.eq(found, [], "..%2F names: nothing written in any parent of outgoing/")

@@ -1,0 +1,1111 @@
+/*
+ * test_codec: img.c and the three codecs against the shared corpus and
+ * against synthetic pictures.
+ *
+ * The corpus is found through THUMBD_CORPUS, else ../shared/corpus from
+ * the repository root (where the runner starts us).  A missing corpus is
+ * a failure, never a skip: a green run must mean the decoders really saw
+ * those files.  Every file in edge/ and broken/ must have a row in the
+ * expectation table below, so a file added to the corpus without saying
+ * what it should do also fails the run.
+ *
+ * Loops over many inputs (truncations, mutations) count their own bad
+ * cases and make one CHECK, so the pass count stays readable.
+ */
+#include "check.h"
+#include "img.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *corpus;
+
+/* ---- helpers ---- */
+
+static uint8_t *slurp(const char *rel, size_t *len)
+{
+	char path[1024];
+	FILE *f;
+	uint8_t *buf = NULL;
+	long n;
+
+	*len = 0;
+	snprintf(path, sizeof path, "%s/%s", corpus, rel);
+	f = fopen(path, "rb");
+	if (f == NULL)
+		goto out;
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+		goto out;
+	buf = malloc((size_t)n + 1);        /* +1: a zero-byte file still gets a buffer */
+	if (buf == NULL)
+		goto out;
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+		goto out;
+	}
+	*len = (size_t)n;
+out:
+	if (f != NULL)
+		fclose(f);
+	if (buf == NULL)
+		fprintf(stderr, "cannot read %s\n", path);
+	return buf;
+}
+
+/* img_decode, keeping only the orientation from the header facts. */
+static int decode_orient(const uint8_t *buf, size_t len, const img_decode_opts *o, img *im,
+                         int *orient, char *err, size_t errlen)
+{
+	img_meta m;
+	int rc = img_decode(buf, len, o, im, &m, err, errlen);
+
+	*orient = m.orientation;
+	return rc;
+}
+
+/* What the last decode_file() learned from the header. */
+static img_meta last_meta;
+
+/* Decode a corpus file; -2 when the file itself cannot be read. */
+static int decode_file(const char *rel, uint64_t max_pixels, int min_width,
+                       img *im, int *orient, char *err)
+{
+	img_decode_opts o = { max_pixels, min_width };
+	size_t len;
+	uint8_t *buf = slurp(rel, &len);
+	int rc;
+
+	memset(im, 0, sizeof *im);
+	*orient = 0;
+	err[0] = '\0';
+	if (buf == NULL) {
+		snprintf(err, IMG_ERRLEN, "cannot read file");
+		return -2;
+	}
+	rc = img_decode(buf, len, &o, im, &last_meta, err, IMG_ERRLEN);
+	*orient = last_meta.orientation;
+	free(buf);
+	return rc;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+	return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const uint8_t *pix(const img *im, int x, int y)
+{
+	return im->px + (size_t)y * im->stride + (size_t)x * (size_t)im->channels;
+}
+
+/* Mean absolute difference over all samples of two same-shaped images. */
+static double mean_abs_diff(const img *a, const img *b)
+{
+	double sum = 0;
+	int x, y, c;
+
+	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
+		return 1e9;
+	for (y = 0; y < a->h; y++)
+		for (x = 0; x < a->w; x++)
+			for (c = 0; c < a->channels; c++)
+				sum += abs((int)pix(a, x, y)[c] - (int)pix(b, x, y)[c]);
+	return sum / ((double)a->w * a->h * a->channels);
+}
+
+/* Mean of channel c over the box [x0,x1) x [y0,y1). */
+static double box_mean(const img *im, int c, int x0, int y0, int x1, int y1)
+{
+	double sum = 0;
+	int x, y;
+
+	for (y = y0; y < y1; y++)
+		for (x = x0; x < x1; x++)
+			sum += pix(im, x, y)[c];
+	return sum / ((double)(x1 - x0) * (y1 - y0));
+}
+
+/* ---- the corpus must be there ---- */
+
+static int test_corpus_present(void)
+{
+	size_t len;
+	uint8_t *m = slurp("MANIFEST.tsv", &len);
+	int ok = m != NULL && len > 0;
+
+	CHECK(ok);
+	if (!ok)
+		fprintf(stderr, "corpus not found at %s (set THUMBD_CORPUS)\n", corpus);
+	free(m);
+	return ok;
+}
+
+/* ---- sniffing ---- */
+
+static void test_sniff(void)
+{
+	static const uint8_t jpeg[] = { 0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 'J', 'F', 'I', 'F' };
+	static const uint8_t png[] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13 };
+	static const uint8_t webp[] = "RIFF\x24\0\0\0WEBPVP8 ";
+	static const uint8_t wav[] = "RIFF\x24\0\0\0WAVEfmt ";
+	static const uint8_t gif[] = "GIF89a\x01\0\x01\0";
+	static const uint8_t tiff_le[] = "II*\0\x08\0\0\0";
+	static const uint8_t tiff_be[] = "MM\0*\0\0\0\x08";
+	static const uint8_t html[] = "<!DOCTYPE html>\n<html><body>404</body></html>";
+	static const uint8_t svg[] = "\xef\xbb\xbf<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>";
+	static const uint8_t avif[] = "\0\0\0\x1c" "ftypavif\0\0\0\0avifmif1miaf";
+	static const uint8_t heic[] = "\0\0\0\x18" "ftypheic\0\0\0\0mif1heic";
+	static const uint8_t mp4[] = "\0\0\0\x18" "ftypisom\0\0\0\0isomiso2";
+	static const uint8_t jxl[] = { 0xff, 0x0a, 0xfa, 0x1f };
+	static const uint8_t pdf[] = "%PDF-1.7\n";
+	static const uint8_t bmp[] = "BM\x36\0\0\0\0\0\0\0\x36\0\0\0";
+
+	CHECK_INT(img_sniff(jpeg, sizeof jpeg), IMG_JPEG);
+	CHECK_INT(img_sniff(png, sizeof png), IMG_PNG);
+	CHECK_INT(img_sniff(webp, sizeof webp - 1), IMG_WEBP);
+	CHECK_INT(img_sniff(wav, sizeof wav - 1), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(gif, sizeof gif - 1), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(tiff_le, sizeof tiff_le - 1), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(html, sizeof html - 1), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(jpeg, 0), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(NULL, 0), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(jpeg, 2), IMG_UNKNOWN);         /* too short to tell */
+	CHECK_INT(img_sniff(png, 7), IMG_UNKNOWN);
+	CHECK_INT(img_sniff(webp, 11), IMG_UNKNOWN);
+
+	CHECK_STR(img_sniff_other(gif, sizeof gif - 1), "GIF");
+	CHECK_STR(img_sniff_other(tiff_le, sizeof tiff_le - 1), "TIFF");
+	CHECK_STR(img_sniff_other(tiff_be, sizeof tiff_be - 1), "TIFF");
+	CHECK_STR(img_sniff_other(svg, sizeof svg - 1), "SVG");
+	CHECK_STR(img_sniff_other(avif, sizeof avif - 1), "AVIF");
+	CHECK_STR(img_sniff_other(heic, sizeof heic - 1), "HEIF");
+	CHECK_STR(img_sniff_other(jxl, sizeof jxl), "JPEG XL");
+	CHECK_STR(img_sniff_other(pdf, sizeof pdf - 1), "PDF");
+	CHECK_STR(img_sniff_other(bmp, sizeof bmp - 1), "BMP");
+	/* HTML, video, sound and nothing at all get no name: "not an image" */
+	CHECK(img_sniff_other(html, sizeof html - 1) == NULL);
+	CHECK(img_sniff_other(mp4, sizeof mp4 - 1) == NULL);
+	CHECK(img_sniff_other(wav, sizeof wav - 1) == NULL);
+	CHECK(img_sniff_other(NULL, 0) == NULL);
+	CHECK(img_sniff_other(gif, 0) == NULL);
+
+	CHECK_STR(img_format_name(IMG_JPEG), "JPEG");
+	CHECK_STR(img_format_name(IMG_PNG), "PNG");
+	CHECK_STR(img_format_name(IMG_WEBP), "WebP");
+	CHECK_STR(img_format_ext(IMG_JPEG), "jpg");
+	CHECK_STR(img_format_ext(IMG_PNG), "png");
+	CHECK_STR(img_format_ext(IMG_WEBP), "webp");
+	CHECK(img_format_name(IMG_UNKNOWN) != NULL);
+	CHECK(img_format_ext(IMG_UNKNOWN) != NULL);
+}
+
+static void test_decode_errors_inline(void)
+{
+	static const uint8_t gif[] = "GIF89a\x01\0\x01\0";
+	static const uint8_t html[] = "<html><body>not found</body></html>";
+	img_decode_opts o = { 1000000, 0 };
+	img im;
+	img_meta meta = { 0, 7, 7 };
+	char err[IMG_ERRLEN];
+
+	CHECK_INT(img_decode((const uint8_t *)"", 0, &o, &im, &meta, err, sizeof err), -1);
+	CHECK_STR(err, "empty file");
+	CHECK(im.px == NULL);
+	CHECK_INT(meta.orientation, 1);
+	CHECK_INT(meta.width, 0);
+	CHECK_INT(img_decode(NULL, 0, &o, &im, &meta, err, sizeof err), -1);
+	CHECK_STR(err, "empty file");
+	CHECK_INT(img_decode(gif, sizeof gif - 1, &o, &im, &meta, err, sizeof err), -1);
+	CHECK_STR(err, "unsupported format: GIF");
+	CHECK_INT(img_decode(html, sizeof html - 1, &o, &im, &meta, err, sizeof err), -1);
+	CHECK_STR(err, "not an image");
+	/* a small error buffer truncates, never overflows */
+	CHECK_INT(img_decode(gif, sizeof gif - 1, &o, &im, &meta, err, 8), -1);
+	CHECK_STR(err, "unsuppo");
+}
+
+/* ---- img_alloc / img_release ---- */
+
+static void test_alloc(void)
+{
+	img im;
+	size_t i;
+	int zero = 1;
+
+	CHECK_INT(img_alloc(&im, 7, 5, 3), 0);
+	CHECK_INT(im.w, 7);
+	CHECK_INT(im.h, 5);
+	CHECK_INT(im.channels, 3);
+	CHECK(im.stride >= 21);
+	for (i = 0; i < im.stride * 5; i++)
+		if (im.px[i] != 0)
+			zero = 0;
+	CHECK(zero);
+	img_release(&im);
+	CHECK(im.px == NULL);
+	img_release(&im);           /* twice is fine */
+	img_release(NULL);
+
+	CHECK_INT(img_alloc(&im, 0, 5, 3), -1);
+	CHECK(im.px == NULL);
+	CHECK_INT(img_alloc(&im, 5, -1, 3), -1);
+	CHECK_INT(img_alloc(&im, 5, 5, 0), -1);
+	CHECK_INT(img_alloc(&im, 5, 5, 5), -1);
+	/* beyond PTRDIFF_MAX bytes (or a wrapped size_t on 32-bit): refused
+	 * before calloc is asked */
+	CHECK_INT(img_alloc(&im, 0x7fffffff, 0x7fffffff, 4), -1);
+	CHECK(im.px == NULL);
+}
+
+/* ---- every corpus file in edge/ and broken/ ---- */
+
+struct expect {
+	const char *name;       /* under edge/ or broken/ */
+	int w, h, channels, orient;     /* when the decode must succeed */
+	const char *err;        /* else: the reason must start with this */
+};
+
+/* max_pixels for the table: keeps the 99.6 MP file out, the rest in. */
+#define TABLE_MAX_PIXELS 50000000u
+
+static const struct expect expects[] = {
+	{ "edge/jpeg_12bit_149x227.jpg", 0, 0, 0, 0, "unsupported JPEG: 12-bit precision" },
+	{ "edge/jpeg_1x1_progressive.jpg", 1, 1, 3, 1, NULL },
+	{ "edge/jpeg_420_2268x1512.jpg", 2268, 1512, 3, 1, NULL },
+	{ "edge/jpeg_422_2268x1512.jpg", 2268, 1512, 3, 1, NULL },
+	{ "edge/jpeg_444_2268x1512.jpg", 2268, 1512, 3, 1, NULL },
+	{ "edge/jpeg_arithmetic_227x149.jpg", 227, 149, 3, 1, NULL },
+	{ "edge/jpeg_cmyk_adobe_icc_388x218.jpg", 388, 218, 3, 1, NULL },
+	{ "edge/jpeg_exif_orientation_1.jpg", 600, 450, 3, 1, NULL },
+	{ "edge/jpeg_exif_orientation_2.jpg", 600, 450, 3, 2, NULL },
+	{ "edge/jpeg_exif_orientation_3.jpg", 600, 450, 3, 3, NULL },
+	{ "edge/jpeg_exif_orientation_4.jpg", 600, 450, 3, 4, NULL },
+	{ "edge/jpeg_exif_orientation_5.jpg", 450, 600, 3, 5, NULL },
+	{ "edge/jpeg_exif_orientation_6.jpg", 450, 600, 3, 6, NULL },
+	{ "edge/jpeg_exif_orientation_7.jpg", 450, 600, 3, 7, NULL },
+	{ "edge/jpeg_exif_orientation_8.jpg", 450, 600, 3, 8, NULL },
+	{ "edge/jpeg_grayscale_800x533.jpg", 800, 533, 1, 1, NULL },
+	{ "edge/jpeg_huge_9643x10328.jpg", 0, 0, 0, 0, "too large: 9643x10328 > max_pixels" },
+	{ "edge/jpeg_icc_prophoto_1680x1050.jpg", 1680, 1050, 3, 1, NULL },
+	{ "edge/jpeg_progressive_2268x1512.jpg", 2268, 1512, 3, 1, NULL },
+	{ "edge/jpeg_restart_markers_1024x631.jpg", 1024, 631, 3, 1, NULL },
+	{ "edge/jpeg_ycck_adobe_510x532.jpg", 510, 532, 3, 1, NULL },
+	{ "edge/png_16bit_photo_icc_149x227.png", 149, 227, 3, 1, NULL },
+	{ "edge/png_1x1.png", 1, 1, 3, 1, NULL },
+	{ "edge/png_adam7_interlaced.png", 32, 32, 3, 1, NULL },
+	{ "edge/png_gray_1bit.png", 32, 32, 1, 1, NULL },
+	{ "edge/png_gray_8bit.png", 32, 32, 1, 1, NULL },
+	{ "edge/png_gray_alpha_8bit.png", 32, 32, 2, 1, NULL },
+	{ "edge/png_palette_8bit.png", 32, 32, 3, 1, NULL },
+	{ "edge/png_palette_trns.png", 32, 32, 4, 1, NULL },
+	{ "edge/png_rgb_16bit.png", 32, 32, 3, 1, NULL },
+	{ "edge/png_rgba_16bit.png", 32, 32, 4, 1, NULL },
+	{ "edge/png_rgba_8bit.png", 32, 32, 4, 1, NULL },
+	{ "edge/png_rgba_photo_500x500.png", 500, 500, 4, 1, NULL },
+	{ "edge/png_tall_6x1024.png", 6, 1024, 3, 1, NULL },
+	{ "edge/png_wide_940x2.png", 940, 2, 3, 1, NULL },
+	{ "edge/unsupported_animated.gif", 0, 0, 0, 0, "unsupported format: GIF" },
+	{ "edge/unsupported_photo.tiff", 0, 0, 0, 0, "unsupported format: TIFF" },
+	{ "edge/webp_1x1.webp", 1, 1, 3, 1, NULL },
+	{ "edge/webp_animated_10_frames.webp", 370, 285, 4, 1, NULL },
+	{ "edge/webp_exif_orientation_6.webp", 128, 128, 3, 6, NULL },
+	{ "edge/webp_lossless.webp", 512, 512, 3, 1, NULL },
+	{ "edge/webp_lossless_alpha.webp", 1000, 307, 4, 1, NULL },
+	{ "edge/webp_lossy.webp", 128, 128, 3, 1, NULL },
+	{ "edge/webp_lossy_alpha.webp", 300, 300, 4, 1, NULL },
+	{ "broken/bad_crc_idat.png", 0, 0, 0, 0, "corrupt PNG: IDAT: CRC error" },
+	{ "broken/bomb_50000x50000.png", 0, 0, 0, 0, "too large: 50000x50000 > max_pixels" },
+	{ "broken/html_named_as.jpg", 0, 0, 0, 0, "not an image" },
+	{ "broken/random_bytes.jpg", 0, 0, 0, 0, "not an image" },
+	{ "broken/truncated_half.jpg", 0, 0, 0, 0, "truncated JPEG" },
+	{ "broken/truncated_half.png", 0, 0, 0, 0, "truncated PNG" },
+	{ "broken/truncated_half.webp", 0, 0, 0, 0, "truncated WebP" },
+	{ "broken/truncated_in_header.jpg", 0, 0, 0, 0, "truncated JPEG" },
+	{ "broken/zero_bytes.jpg", 0, 0, 0, 0, "empty file" },
+};
+
+static const struct expect *find_expect(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < NELEM(expects); i++)
+		if (strcmp(expects[i].name, name) == 0)
+			return &expects[i];
+	return NULL;
+}
+
+static void check_one(const struct expect *e)
+{
+	img im;
+	int orient, rc;
+	char err[IMG_ERRLEN];
+
+	rc = decode_file(e->name, TABLE_MAX_PIXELS, 0, &im, &orient, err);
+	if (e->err == NULL) {
+		if (rc != 0)
+			fprintf(stderr, "  %s: %s\n", e->name, err);
+		CHECK_INT(rc, 0);
+		CHECK_INT(im.w, e->w);
+		CHECK_INT(im.h, e->h);
+		CHECK_INT(im.channels, e->channels);
+		CHECK_INT(orient, e->orient);
+		CHECK_INT(last_meta.width, e->w);       /* full size, no shrink asked */
+		CHECK_INT(last_meta.height, e->h);
+		CHECK(im.px != NULL && im.stride >= (size_t)im.w * (size_t)im.channels);
+	} else {
+		if (!starts_with(err, e->err))
+			fprintf(stderr, "  %s: got \"%s\", expected \"%s...\"\n", e->name, err, e->err);
+		CHECK_INT(rc, -1);
+		CHECK(starts_with(err, e->err));
+		CHECK(im.px == NULL);
+		CHECK_INT(orient, 1);
+	}
+	img_release(&im);
+}
+
+static void test_corpus_dir(const char *sub)
+{
+	char path[1024], name[600];
+	DIR *d;
+	struct dirent *de;
+	int files = 0;
+
+	snprintf(path, sizeof path, "%s/%s", corpus, sub);
+	d = opendir(path);
+	CHECK(d != NULL);
+	if (d == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		const struct expect *e;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(name, sizeof name, "%s/%s", sub, de->d_name);
+		e = find_expect(name);
+		if (e == NULL)
+			fprintf(stderr, "  %s: no expectation in test_codec.c\n", name);
+		CHECK(e != NULL);
+		if (e != NULL)
+			check_one(e);
+		files++;
+	}
+	closedir(d);
+	CHECK(files > 5);
+}
+
+/* Every table row must also exist on disk (a renamed file is a failure). */
+static void test_table_complete(void)
+{
+	size_t i, len;
+	int missing = 0;
+
+	for (i = 0; i < NELEM(expects); i++) {
+		uint8_t *b = slurp(expects[i].name, &len);
+		if (b == NULL)
+			missing++;
+		free(b);
+	}
+	CHECK_INT(missing, 0);
+}
+
+/* ---- limits and shrink-on-load ---- */
+
+static void test_limits_and_shrink(void)
+{
+	img im;
+	int orient;
+	char err[IMG_ERRLEN];
+
+	/* JPEG 1/4 DCT scaling: 1920/8 = 240 < 400 <= 1920/4 */
+	CHECK_INT(decode_file("photos/cardinal_bird_1920x1080.jpg", 50000000u, 400, &im, &orient, err), 0);
+	CHECK_INT(im.w, 480);
+	CHECK_INT(im.h, 270);
+	/* the header's full size is reported whatever the shrink */
+	CHECK_INT(last_meta.width, 1920);
+	CHECK_INT(last_meta.height, 1080);
+	img_release(&im);
+	/* min_width 0: full size */
+	CHECK_INT(decode_file("photos/cardinal_bird_1920x1080.jpg", 50000000u, 0, &im, &orient, err), 0);
+	CHECK_INT(im.w, 1920);
+	CHECK_INT(im.h, 1080);
+	img_release(&im);
+	/* min_width above the width: no scaling */
+	CHECK_INT(decode_file("photos/cardinal_bird_1920x1080.jpg", 50000000u, 5000, &im, &orient, err), 0);
+	CHECK_INT(im.w, 1920);
+	img_release(&im);
+	/* 1/2 exactly at the limit: 1920/2 = 960 >= 960 */
+	CHECK_INT(decode_file("photos/cardinal_bird_1920x1080.jpg", 50000000u, 960, &im, &orient, err), 0);
+	CHECK_INT(im.w, 960);
+	img_release(&im);
+
+	/* Orientation 6: the displayed width is the stored height (3024), so
+	 * 1/8 (378) is too small and 1/4 is chosen; judging by the stored
+	 * width (4032/8 = 504) would wrongly pick 1/8. */
+	CHECK_INT(decode_file("photos/iphone_xs_orient6_4032x3024.jpg", 50000000u, 400, &im, &orient, err), 0);
+	CHECK_INT(im.w, 1008);
+	CHECK_INT(im.h, 756);
+	CHECK_INT(orient, 6);
+	img_release(&im);
+
+	/* The huge flat JPEG: refused by max_pixels, accepted above it and
+	 * then decoded at 1/8 without ever holding 300 MB. */
+	CHECK_INT(decode_file("edge/jpeg_huge_9643x10328.jpg", 99000000u, 0, &im, &orient, err), -1);
+	CHECK_STR(err, "too large: 9643x10328 > max_pixels");
+	CHECK_INT(decode_file("edge/jpeg_huge_9643x10328.jpg", 100000000u, 1000, &im, &orient, err), 0);
+	CHECK_INT(im.w, 1206);
+	CHECK_INT(im.h, 1291);
+	img_release(&im);
+
+	/* WebP scaled decode, also by displayed (rotated) width: 2736/4 = 684 */
+	CHECK_INT(decode_file("photos/building_nikon_p7000_orient6_3648x2736.webp", 50000000u, 400, &im, &orient, err), 0);
+	CHECK_INT(im.w, 912);
+	CHECK_INT(im.h, 684);
+	CHECK_INT(orient, 6);
+	img_release(&im);
+	CHECK_INT(decode_file("edge/webp_lossless_alpha.webp", 50000000u, 300, &im, &orient, err), 0);
+	CHECK_INT(im.w, 500);
+	CHECK_INT(im.h, 154);
+	CHECK_INT(im.channels, 4);
+	img_release(&im);
+
+	/* max_pixels is inclusive: exactly w*h passes, one less fails */
+	CHECK_INT(decode_file("edge/webp_lossless.webp", 512u * 512u, 0, &im, &orient, err), 0);
+	img_release(&im);
+	CHECK_INT(decode_file("edge/webp_lossless.webp", 512u * 512u - 1, 0, &im, &orient, err), -1);
+	CHECK_STR(err, "too large: 512x512 > max_pixels");
+	CHECK_INT(decode_file("edge/png_rgba_photo_500x500.png", 1000, 0, &im, &orient, err), -1);
+	CHECK_STR(err, "too large: 500x500 > max_pixels");
+	CHECK_INT(decode_file("edge/png_rgba_photo_500x500.png", 250000, 0, &im, &orient, err), 0);
+	img_release(&im);
+	/* PNG ignores min_width */
+	CHECK_INT(decode_file("edge/png_rgba_photo_500x500.png", 250000, 100, &im, &orient, err), 0);
+	CHECK_INT(im.w, 500);
+	img_release(&im);
+
+	CHECK_INT(decode_file("photos/iphone_xs_orient6_4032x3024.jpg", 10000000u, 0, &im, &orient, err), -1);
+	CHECK_STR(err, "too large: 4032x3024 > max_pixels");
+}
+
+/* ---- colour sanity for CMYK/YCCK ---- */
+
+static void test_cmyk(void)
+{
+	img im, ref;
+	int orient;
+	char err[IMG_ERRLEN];
+	double r, g, b;
+
+	/* A flat tint of about 40% cyan, 18% yellow, no black: a pale mint.
+	 * Read uninverted it would come out a dark purple near (102, 1, 45). */
+	CHECK_INT(decode_file("edge/jpeg_cmyk_adobe_icc_388x218.jpg", 50000000u, 0, &im, &orient, err), 0);
+	if (im.px != NULL) {
+		r = box_mean(&im, 0, 0, 0, im.w, im.h);
+		g = box_mean(&im, 1, 0, 0, im.w, im.h);
+		b = box_mean(&im, 2, 0, 0, im.w, im.h);
+		CHECK(r > 130 && r < 175);
+		CHECK(g > 235);
+		CHECK(b > 190 && b < 230);
+	}
+	img_release(&im);
+
+	/* The YCCK file is a crop of the same flower as jpeg_420 (checked by
+	 * eye): mostly pale pink petals, a yellow disc right of centre. */
+	CHECK_INT(decode_file("edge/jpeg_ycck_adobe_510x532.jpg", 50000000u, 0, &im, &orient, err), 0);
+	CHECK_INT(decode_file("edge/jpeg_420_2268x1512.jpg", 50000000u, 0, &ref, &orient, err), 0);
+	if (im.px != NULL && ref.px != NULL) {
+		double lum = (box_mean(&im, 0, 0, 0, im.w, im.h) + box_mean(&im, 1, 0, 0, im.w, im.h) +
+		              box_mean(&im, 2, 0, 0, im.w, im.h)) / 3;
+		double lum_ref = (box_mean(&ref, 0, 0, 0, ref.w, ref.h) + box_mean(&ref, 1, 0, 0, ref.w, ref.h) +
+		                  box_mean(&ref, 2, 0, 0, ref.w, ref.h)) / 3;
+		/* yellow disc: red and green high, blue low (inverted: blue) */
+		r = box_mean(&im, 0, 420, 300, 470, 360);
+		g = box_mean(&im, 1, 420, 300, 470, 360);
+		b = box_mean(&im, 2, 420, 300, 470, 360);
+		CHECK(r > 180 && g > 140 && b < 110);
+		/* the same disc in the 4:2:0 version */
+		r = box_mean(&ref, 0, 1290, 800, 1350, 860);
+		g = box_mean(&ref, 1, 1290, 800, 1350, 860);
+		b = box_mean(&ref, 2, 1290, 800, 1350, 860);
+		CHECK(r > 180 && g > 140 && b < 110);
+		/* pale petals dominate the crop: brighter than the whole scene */
+		CHECK(lum > 150);
+		CHECK(lum > lum_ref);
+		/* petals are pink: red above green on average */
+		CHECK(box_mean(&im, 0, 0, 0, im.w, im.h) > box_mean(&im, 1, 0, 0, im.w, im.h));
+	}
+	img_release(&im);
+	img_release(&ref);
+}
+
+/* ---- EXIF orientation: synthetic, exact ---- */
+
+/* Where stored pixel (sx, sy) of a w x h image is displayed, per the EXIF
+ * definitions; written "forwards" so it does not mirror img.c's code. */
+static void displayed_at(int orientation, int w, int h, int sx, int sy, int *dx, int *dy)
+{
+	switch (orientation) {
+	default:
+	case 1: *dx = sx;         *dy = sy;         break;
+	case 2: *dx = w - 1 - sx; *dy = sy;         break;
+	case 3: *dx = w - 1 - sx; *dy = h - 1 - sy; break;
+	case 4: *dx = sx;         *dy = h - 1 - sy; break;
+	case 5: *dx = sy;         *dy = sx;         break;
+	case 6: *dx = h - 1 - sy; *dy = sx;         break;  /* 90 clockwise */
+	case 7: *dx = h - 1 - sy; *dy = w - 1 - sx; break;
+	case 8: *dx = sy;         *dy = w - 1 - sx; break;  /* 90 counter-clockwise */
+	}
+}
+
+static void fill_ids(img *im)
+{
+	int x, y, c;
+
+	for (y = 0; y < im->h; y++)
+		for (x = 0; x < im->w; x++)
+			for (c = 0; c < im->channels; c++)
+				im->px[(size_t)y * im->stride + (size_t)x * (size_t)im->channels + (size_t)c] =
+					(uint8_t)(y * 16 + x + 40 * c);
+}
+
+static void test_orient_synthetic(void)
+{
+	int ch, o, x, y;
+	img im;
+
+	for (ch = 1; ch <= 4; ch++) {
+		for (o = 1; o <= 8; o++) {
+			int bad = 0, W, H;
+			if (img_alloc(&im, 5, 3, ch) != 0) {
+				CHECK(0);
+				continue;
+			}
+			fill_ids(&im);
+			CHECK_INT(img_orient(&im, o), 0);
+			W = o >= 5 ? 3 : 5;
+			H = o >= 5 ? 5 : 3;
+			CHECK_INT(im.w, W);
+			CHECK_INT(im.h, H);
+			CHECK_INT(im.channels, ch);
+			if (im.w == W && im.h == H) {
+				for (y = 0; y < 3; y++)
+					for (x = 0; x < 5; x++) {
+						int dx, dy, c;
+						displayed_at(o, 5, 3, x, y, &dx, &dy);
+						for (c = 0; c < ch; c++)
+							if (pix(&im, dx, dy)[c] != (uint8_t)(y * 16 + x + 40 * c))
+								bad++;
+					}
+			}
+			CHECK_INT(bad, 0);
+			img_release(&im);
+		}
+	}
+
+	/* One case by hand.  Stored 3x2:   A B C      rotated 90 clockwise
+	 *                                  D E F  ->  D A / E B / F C        */
+	if (img_alloc(&im, 3, 2, 1) == 0) {
+		memcpy(im.px, "ABC", 3);
+		memcpy(im.px + im.stride, "DEF", 3);
+		CHECK_INT(img_orient(&im, 6), 0);
+		CHECK_INT(im.w, 2);
+		CHECK_INT(im.h, 3);
+		CHECK(memcmp(pix(&im, 0, 0), "DA", 2) == 0);
+		CHECK(memcmp(pix(&im, 0, 1), "EB", 2) == 0);
+		CHECK(memcmp(pix(&im, 0, 2), "FC", 2) == 0);
+		img_release(&im);
+	}
+	/* 1 and out-of-range values leave the image alone */
+	if (img_alloc(&im, 3, 2, 1) == 0) {
+		memcpy(im.px, "ABCDEF", 6);
+		CHECK_INT(img_orient(&im, 1), 0);
+		CHECK_INT(img_orient(&im, 0), 0);
+		CHECK_INT(img_orient(&im, 9), 0);
+		CHECK_INT(im.w, 3);
+		CHECK(memcmp(im.px, "ABCDEF", 6) == 0);
+		img_release(&im);
+	}
+}
+
+/* ---- EXIF orientation: the eight corpus samples ---- */
+
+/* Pearson correlation of two same-shaped images over all samples.
+ * Orientation 1 lacks the ICC profile the other seven carry, so its raw
+ * values are ~13 levels brighter; correlation ignores such a tone shift
+ * but not a wrong rotation. */
+static double correlation(const img *a, const img *b)
+{
+	double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0, n;
+	int x, y, c;
+
+	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
+		return -2;
+	n = (double)a->w * a->h * a->channels;
+	for (y = 0; y < a->h; y++)
+		for (x = 0; x < a->w; x++)
+			for (c = 0; c < a->channels; c++) {
+				double u = pix(a, x, y)[c], v = pix(b, x, y)[c];
+				sa += u; sb += v; saa += u * u; sbb += v * v; sab += u * v;
+			}
+	return (sab - sa * sb / n) / sqrt((saa - sa * sa / n) * (sbb - sb * sb / n));
+}
+
+static void test_orient_corpus(void)
+{
+	img ref, ref2, im, raw3;
+	int orient, n;
+	char name[128], err[IMG_ERRLEN];
+
+	CHECK_INT(decode_file("edge/jpeg_exif_orientation_1.jpg", 50000000u, 0, &ref, &orient, err), 0);
+	CHECK_INT(orient, 1);
+	CHECK_INT(decode_file("edge/jpeg_exif_orientation_2.jpg", 50000000u, 0, &ref2, &orient, err), 0);
+	CHECK_INT(img_orient(&ref2, orient), 0);
+	for (n = 2; n <= 8; n++) {
+		double r, d;
+		snprintf(name, sizeof name, "edge/jpeg_exif_orientation_%d.jpg", n);
+		CHECK_INT(decode_file(name, 50000000u, 0, &im, &orient, err), 0);
+		CHECK_INT(orient, n);
+		CHECK_INT(img_orient(&im, orient), 0);
+		CHECK_INT(im.w, 600);
+		CHECK_INT(im.h, 450);
+		r = correlation(&ref, &im);
+		/* 2..8 share an ICC profile, so they can be compared directly */
+		d = mean_abs_diff(&ref2, &im);
+		if (r < 0.95 || d >= 6)
+			fprintf(stderr, "  orientation %d: correlation %.3f, mean abs diff %.2f\n", n, r, d);
+		CHECK(r >= 0.95);
+		CHECK(d < 6);
+		img_release(&im);
+	}
+	/* the metrics can tell: orientation 3 left unrotated is far off */
+	CHECK_INT(decode_file("edge/jpeg_exif_orientation_3.jpg", 50000000u, 0, &raw3, &orient, err), 0);
+	CHECK(correlation(&ref, &raw3) < 0.5);
+	CHECK(mean_abs_diff(&ref2, &raw3) > 20);
+	img_release(&raw3);
+	img_release(&ref);
+	img_release(&ref2);
+
+	/* shrink-on-load and rotation together: 1/2 then rotate */
+	CHECK_INT(decode_file("edge/jpeg_exif_orientation_8.jpg", 50000000u, 300, &im, &orient, err), 0);
+	CHECK_INT(im.w, 225);
+	CHECK_INT(im.h, 300);
+	CHECK_INT(img_orient(&im, orient), 0);
+	CHECK_INT(im.w, 300);
+	CHECK_INT(im.h, 225);
+	img_release(&im);
+}
+
+/* ---- round trips ---- */
+
+/* Smooth gradients (what lossy codecs are good at), odd sizes, and an
+ * alpha channel that never reaches 0 (lossy WebP may rewrite the colour
+ * under fully transparent pixels). */
+static int make_gradient(img *im, int w, int h, int ch)
+{
+	int x, y;
+
+	if (img_alloc(im, w, h, ch) != 0)
+		return -1;
+	for (y = 0; y < h; y++)
+		for (x = 0; x < w; x++) {
+			uint8_t *p = im->px + (size_t)y * im->stride + (size_t)x * (size_t)ch;
+			/* each colour channel runs its own way, so a swap shows */
+			int r = 20 + 200 * x / (w - 1), g = 20 + 200 * y / (h - 1);
+			int b = 220 - 100 * x / (w - 1) - 100 * y / (h - 1);
+			int a = 128 + 127 * y / (h - 1);
+			if (ch <= 2) {
+				p[0] = (uint8_t)r;
+				if (ch == 2)
+					p[1] = (uint8_t)a;
+			} else {
+				p[0] = (uint8_t)r;
+				p[1] = (uint8_t)g;
+				p[2] = (uint8_t)b;
+				if (ch == 4)
+					p[3] = (uint8_t)a;
+			}
+		}
+	return 0;
+}
+
+/* What a decoder should hand back for src after a format that has no
+ * alpha (flatten over white) or no gray (expand to RGB). */
+static int expected_after(const img *src, int out_ch, img *exp)
+{
+	int x, y, c;
+
+	if (img_alloc(exp, src->w, src->h, out_ch) != 0)
+		return -1;
+	for (y = 0; y < src->h; y++)
+		for (x = 0; x < src->w; x++) {
+			const uint8_t *s = pix(src, x, y);
+			uint8_t *d = exp->px + (size_t)y * exp->stride + (size_t)x * (size_t)out_ch;
+			int has_alpha = src->channels == 2 || src->channels == 4;
+			int a = has_alpha ? s[src->channels - 1] : 255;
+			int colour = src->channels >= 3 ? 3 : 1;
+			int keep_alpha = out_ch == 2 || out_ch == 4;
+			int nc = keep_alpha ? out_ch - 1 : out_ch;
+			for (c = 0; c < nc; c++) {
+				int v = s[colour == 3 ? c : 0];
+				if (!keep_alpha && has_alpha)
+					v = (v * a + 255 * (255 - a) + 127) / 255;
+				d[c] = (uint8_t)v;
+			}
+			if (keep_alpha)
+				d[nc] = (uint8_t)a;
+		}
+	return 0;
+}
+
+struct rt_case {
+	img_format fmt;
+	int in_ch, out_ch;
+	double max_mean;        /* mean abs diff allowed */
+	int max_abs;            /* worst single sample allowed */
+};
+
+static void test_round_trips(void)
+{
+	static const struct rt_case cases[] = {
+		{ IMG_PNG, 1, 1, 0, 0 }, { IMG_PNG, 2, 2, 0, 0 },
+		{ IMG_PNG, 3, 3, 0, 0 }, { IMG_PNG, 4, 4, 0, 0 },
+		/* at quality 95 on smooth gradients: measured means below 1.1,
+		 * worst samples below 8; the margins absorb library versions */
+		{ IMG_JPEG, 1, 1, 1.0, 8 }, { IMG_JPEG, 2, 1, 1.0, 8 },
+		{ IMG_JPEG, 3, 3, 2.0, 20 }, { IMG_JPEG, 4, 3, 2.0, 20 },
+		{ IMG_WEBP, 1, 3, 2.5, 20 }, { IMG_WEBP, 2, 4, 2.5, 20 },
+		{ IMG_WEBP, 3, 3, 2.5, 20 }, { IMG_WEBP, 4, 4, 2.5, 20 },
+	};
+	img_encode_opts eo = { 95, 95, 6 };
+	img_decode_opts dopt = { 1000000, 0 };
+	size_t i;
+
+	for (i = 0; i < NELEM(cases); i++) {
+		const struct rt_case *k = &cases[i];
+		img src = { 0 }, dec = { 0 }, exp = { 0 };
+		uint8_t *enc = NULL;
+		size_t enclen = 0;
+		int orient = 0, x, y, c, worst = 0;
+		char err[IMG_ERRLEN];
+		double d;
+
+		if (make_gradient(&src, 67, 45, k->in_ch) != 0 ||
+		    expected_after(&src, k->out_ch, &exp) != 0) {
+			CHECK(0);
+			goto next;
+		}
+		CHECK_INT(img_encode(&src, k->fmt, &eo, &enc, &enclen, err, sizeof err), 0);
+		CHECK(enc != NULL && enclen > 0);
+		if (enc == NULL)
+			goto next;
+		CHECK_INT(img_sniff(enc, enclen), k->fmt);
+		CHECK_INT(decode_orient(enc, enclen, &dopt, &dec, &orient, err, sizeof err), 0);
+		CHECK_INT(dec.w, 67);
+		CHECK_INT(dec.h, 45);
+		CHECK_INT(dec.channels, k->out_ch);
+		CHECK_INT(orient, 1);
+		if (dec.px == NULL || dec.channels != k->out_ch || dec.w != 67 || dec.h != 45)
+			goto next;
+		d = mean_abs_diff(&exp, &dec);
+		for (y = 0; y < dec.h; y++)
+			for (x = 0; x < dec.w; x++)
+				for (c = 0; c < dec.channels; c++) {
+					int e = abs((int)pix(&exp, x, y)[c] - (int)pix(&dec, x, y)[c]);
+					if (e > worst)
+						worst = e;
+				}
+		if (d > k->max_mean || worst > k->max_abs)
+			fprintf(stderr, "  round trip %s %d->%d ch: mean %.2f, worst %d\n",
+			        img_format_name(k->fmt), k->in_ch, k->out_ch, d, worst);
+		CHECK(d <= k->max_mean);
+		CHECK(worst <= k->max_abs);
+next:
+		free(enc);
+		img_release(&src);
+		img_release(&dec);
+		img_release(&exp);
+	}
+}
+
+/* An img whose stride is wider than its pixels (as a crop would make). */
+static void test_padded_stride(void)
+{
+	img src = { 0 }, padded = { 0 }, dec = { 0 };
+	img_encode_opts eo = { 90, 90, 6 };
+	uint8_t *enc = NULL;
+	size_t enclen = 0;
+	int orient, y;
+	char err[IMG_ERRLEN];
+
+	if (make_gradient(&src, 31, 9, 4) != 0 || img_alloc(&padded, 40, 9, 4) != 0) {
+		CHECK(0);
+		goto out;
+	}
+	padded.w = 31;              /* same buffer, now 9 spare pixels per row */
+	for (y = 0; y < 9; y++)
+		memcpy(padded.px + (size_t)y * padded.stride, pix(&src, 0, y), 31 * 4);
+	CHECK_INT(img_encode(&padded, IMG_PNG, &eo, &enc, &enclen, err, sizeof err), 0);
+	CHECK_INT(decode_orient(enc, enclen, NULL, &dec, &orient, err, sizeof err), 0);
+	CHECK(mean_abs_diff(&src, &dec) == 0);
+	img_release(&dec);
+	free(enc);
+	enc = NULL;
+	CHECK_INT(img_encode(&padded, IMG_WEBP, &eo, &enc, &enclen, err, sizeof err), 0);
+	CHECK_INT(decode_orient(enc, enclen, NULL, &dec, &orient, err, sizeof err), 0);
+	CHECK(mean_abs_diff(&src, &dec) < 4);
+	img_release(&dec);
+	free(enc);
+	enc = NULL;
+	CHECK_INT(img_encode(&padded, IMG_JPEG, &eo, &enc, &enclen, err, sizeof err), 0);
+	CHECK_INT(decode_orient(enc, enclen, NULL, &dec, &orient, err, sizeof err), 0);
+	CHECK_INT(dec.w, 31);
+out:
+	free(enc);
+	img_release(&src);
+	img_release(&padded);
+	img_release(&dec);
+}
+
+static void test_encode_errors(void)
+{
+	img im = { 0 };
+	img_encode_opts eo = { 90, 90, 6 };
+	uint8_t *enc = (uint8_t *)&eo;      /* must be reset to NULL on failure */
+	size_t enclen = 1;
+	char err[IMG_ERRLEN];
+
+	CHECK_INT(img_encode(&im, IMG_PNG, &eo, &enc, &enclen, err, sizeof err), -1);
+	CHECK(enc == NULL);
+	CHECK(err[0] != '\0');
+	if (img_alloc(&im, 16384, 1, 3) == 0) {
+		CHECK_INT(img_encode(&im, IMG_WEBP, &eo, &enc, &enclen, err, sizeof err), -1);
+		CHECK_STR(err, "too large for WebP: 16384x1");
+		CHECK(enc == NULL);
+		/* PNG and JPEG take it */
+		CHECK_INT(img_encode(&im, IMG_PNG, &eo, &enc, &enclen, err, sizeof err), 0);
+		free(enc);
+		CHECK_INT(img_encode(&im, IMG_JPEG, &eo, &enc, &enclen, err, sizeof err), 0);
+		free(enc);
+		img_release(&im);
+	}
+	if (img_alloc(&im, 4, 4, 3) == 0) {
+		CHECK_INT(img_encode(&im, IMG_UNKNOWN, &eo, &enc, &enclen, err, sizeof err), -1);
+		CHECK(enc == NULL);
+		/* NULL options: defaults */
+		CHECK_INT(img_encode(&im, IMG_JPEG, NULL, &enc, &enclen, err, sizeof err), 0);
+		free(enc);
+		img_release(&im);
+	}
+}
+
+/* ---- PNG eXIf ---- */
+
+static uint32_t crc32_png(const uint8_t *p, size_t n)
+{
+	uint32_t c = 0xffffffffu;
+	size_t i;
+	int k;
+
+	for (i = 0; i < n; i++) {
+		c ^= p[i];
+		for (k = 0; k < 8; k++)
+			c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+	}
+	return c ^ 0xffffffffu;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* Copy png with an eXIf chunk (big-endian TIFF, Orientation = orient)
+ * spliced in at byte offset at. */
+static uint8_t *png_with_exif(const uint8_t *png, size_t len, size_t at, int orient, size_t *outlen)
+{
+	static const uint8_t tiff_tmpl[26] = {
+		'M', 'M', 0, 42, 0, 0, 0, 8,            /* header, IFD0 at 8 */
+		0, 1,                                   /* one entry */
+		0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0,   /* Orientation SHORT x1 */
+		0, 0, 0, 0,                             /* no next IFD */
+	};
+	uint8_t chunk[12 + sizeof tiff_tmpl];
+	uint8_t *out;
+
+	memcpy(chunk + 4, "eXIf", 4);
+	memcpy(chunk + 8, tiff_tmpl, sizeof tiff_tmpl);
+	chunk[8 + 19] = (uint8_t)orient;
+	put_be32(chunk, sizeof tiff_tmpl);
+	put_be32(chunk + 8 + sizeof tiff_tmpl, crc32_png(chunk + 4, 4 + sizeof tiff_tmpl));
+	out = malloc(len + sizeof chunk);
+	if (out == NULL)
+		return NULL;
+	memcpy(out, png, at);
+	memcpy(out + at, chunk, sizeof chunk);
+	memcpy(out + at + sizeof chunk, png + at, len - at);
+	*outlen = len + sizeof chunk;
+	return out;
+}
+
+static void test_png_exif(void)
+{
+	img src = { 0 }, dec = { 0 };
+	img_encode_opts eo = { 90, 90, 6 };
+	uint8_t *enc = NULL, *withx;
+	size_t enclen = 0, xlen;
+	int orient;
+	char err[IMG_ERRLEN];
+
+	if (make_gradient(&src, 20, 10, 3) != 0 ||
+	    img_encode(&src, IMG_PNG, &eo, &enc, &enclen, err, sizeof err) != 0) {
+		CHECK(0);
+		goto out;
+	}
+	/* right after IHDR (8-byte signature + 25-byte IHDR chunk) */
+	withx = png_with_exif(enc, enclen, 33, 6, &xlen);
+	CHECK(withx != NULL);
+	if (withx != NULL) {
+		CHECK_INT(decode_orient(withx, xlen, NULL, &dec, &orient, err, sizeof err), 0);
+		CHECK_INT(orient, 6);
+		CHECK_INT(dec.w, 20);
+		img_release(&dec);
+		free(withx);
+	}
+	/* after IDAT, just before the 12-byte IEND: found by png_read_end */
+	withx = png_with_exif(enc, enclen, enclen - 12, 8, &xlen);
+	CHECK(withx != NULL);
+	if (withx != NULL) {
+		CHECK_INT(decode_orient(withx, xlen, NULL, &dec, &orient, err, sizeof err), 0);
+		CHECK_INT(orient, 8);
+		img_release(&dec);
+		free(withx);
+	}
+out:
+	free(enc);
+	img_release(&src);
+}
+
+/* ---- hostile input: every prefix, random damage ---- */
+
+/* Contract on any input: success gives a sane image, failure gives no
+ * pixels, orientation 1 and a reason.  Returns 1 when it was broken. */
+static int contract_broken(const uint8_t *buf, size_t len, int *failed)
+{
+	img_decode_opts o = { 4000000, 0 };
+	img im;
+	int orient = 0, rc, broken;
+	char err[IMG_ERRLEN];
+
+	err[0] = '\0';
+	rc = decode_orient(buf, len, &o, &im, &orient, err, sizeof err);
+	if (rc == 0)
+		broken = im.px == NULL || im.w < 1 || im.h < 1 || im.channels < 1 ||
+		         im.channels > 4 || orient < 1 || orient > 8;
+	else
+		broken = rc != -1 || im.px != NULL || orient != 1 || err[0] == '\0';
+	*failed = rc != 0;
+	img_release(&im);
+	return broken;
+}
+
+static void test_truncations(void)
+{
+	static const char *files[] = {
+		"edge/jpeg_arithmetic_227x149.jpg", "edge/jpeg_1x1_progressive.jpg",
+		"edge/png_adam7_interlaced.png", "edge/png_palette_trns.png",
+		"edge/webp_lossy.webp", "edge/webp_exif_orientation_6.webp",
+		"edge/webp_animated_10_frames.webp",
+	};
+	size_t i, cut, len;
+
+	for (i = 0; i < NELEM(files); i++) {
+		uint8_t *buf = slurp(files[i], &len);
+		int broken = 0, accepted = 0, failed;
+		CHECK(buf != NULL);
+		if (buf == NULL)
+			continue;
+		for (cut = 0; cut < len; cut++) {
+			/* an exact-size heap copy, so ASan catches any over-read */
+			uint8_t *h = malloc(cut ? cut : 1);
+			memcpy(h, buf, cut);
+			broken += contract_broken(h, cut, &failed);
+			accepted += !failed;
+			free(h);
+		}
+		if (broken || accepted)
+			fprintf(stderr, "  %s: %d prefixes broke the contract, %d accepted\n",
+			        files[i], broken, accepted);
+		CHECK_INT(broken, 0);
+		/* no prefix of a file is a complete picture */
+		CHECK_INT(accepted, 0);
+		free(buf);
+	}
+}
+
+static void test_mutations(void)
+{
+	static const char *files[] = {
+		"edge/jpeg_arithmetic_227x149.jpg", "edge/jpeg_exif_orientation_6.jpg",
+		"edge/png_palette_trns.png", "edge/png_adam7_interlaced.png",
+		"edge/webp_lossy.webp", "edge/webp_lossless_alpha.webp",
+		"edge/webp_animated_10_frames.webp",
+	};
+	uint32_t seed = 20250101;
+	size_t i, len;
+	int it, k;
+
+	for (i = 0; i < NELEM(files); i++) {
+		uint8_t *buf = slurp(files[i], &len);
+		int broken = 0, failed;
+		CHECK(buf != NULL);
+		if (buf == NULL)
+			continue;
+		for (it = 0; it < 150; it++) {
+			uint8_t *h = malloc(len);
+			memcpy(h, buf, len);
+			for (k = 0; k < 1 + it % 8; k++) {
+				seed = seed * 1103515245u + 12345u;
+				/* half the damage lands in the first 512 bytes: the headers */
+				size_t at = (seed >> 1) % (k % 2 ? len : (len < 512 ? len : 512));
+				seed = seed * 1103515245u + 12345u;
+				h[at] = (uint8_t)(seed >> 16);
+			}
+			broken += contract_broken(h, len, &failed);
+			free(h);
+		}
+		CHECK_INT(broken, 0);
+		free(buf);
+	}
+}
+
+int main(void)
+{
+	corpus = getenv("THUMBD_CORPUS");
+	if (corpus == NULL || corpus[0] == '\0')
+		corpus = "../shared/corpus";
+
+	test_sniff();
+	test_decode_errors_inline();
+	test_alloc();
+	test_orient_synthetic();
+	test_round_trips();
+	test_padded_stride();
+	test_encode_errors();
+	test_png_exif();
+	if (test_corpus_present()) {
+		test_table_complete();
+		test_corpus_dir("edge");
+		test_corpus_dir("broken");
+		test_limits_and_shrink();
+		test_cmyk();
+		test_orient_corpus();
+		test_truncations();
+		test_mutations();
+	}
+	return CHECK_DONE();
+}

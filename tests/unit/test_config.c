@@ -1,0 +1,162 @@
+/* Unit tests: config parsing, validation and error messages (config.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+
+static char tmpdir[] = "/tmp/thumbd-test-config-XXXXXX";
+
+static const char *
+write_ini(const char *name, const char *text)
+{
+	static char path[256];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+	fp = fopen(path, "w");
+	CHECK(fp != NULL);
+	if (fp) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+	return path;
+}
+
+static void
+test_defaults(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN];
+
+	CHECK(c != NULL);
+	CHECK_INT(c->connections, 32);
+	CHECK_INT(c->nsizes, 3);
+	CHECK_INT(c->sizes[0], 32);
+	CHECK_INT(c->sizes[1], 64);
+	CHECK_INT(c->sizes[2], 200);
+	CHECK_INT(c->format, IMG_UNKNOWN);
+	CHECK(c->max_bytes == 50ULL << 20);
+	CHECK(c->max_pixels == 100000000ULL);
+	CHECK_INT(c->workers, 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+	CHECK(c->workers >= 1);
+	cfg_free(c);
+	cfg_free(NULL);
+}
+
+static void
+test_shipped_config(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN];
+
+	/* the commented config in the tree must parse and keep the defaults */
+	CHECK_INT(cfg_load(c, "config/thumbd.ini", err, sizeof err), 0);
+	if (err[0])
+		fprintf(stderr, "%s\n", err);
+	CHECK_INT(c->connections, 32);
+	CHECK_INT(c->per_host, 8);
+	CHECK(c->max_bytes == 50ULL << 20);
+	CHECK_STR(c->user_agent, "thumbd/0.1");
+	CHECK(strstr(c->outgoing, "/config/../outgoing") != NULL);
+	CHECK(c->outgoing[0] == '/');
+	cfg_free(c);
+}
+
+static void
+test_values(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN];
+	const char *p = write_ini("ok.ini",
+		"; comment\n# another\n[paths]\noutgoing = /srv/thumbs\nincoming = in\n"
+		"[download]\nconnections = 8 ; inline comment\nmax_bytes = 2M\n"
+		"[thumbnails]\nsizes = 50, 100 ,300\nformat = webp\n[image]\nmax_pixels = 1K\n");
+
+	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
+	CHECK_STR(c->outgoing, "/srv/thumbs");
+	CHECK(strlen(c->incoming) > 3 && strcmp(c->incoming + strlen(c->incoming) - 3, "/in") == 0);
+	CHECK(strncmp(c->incoming, tmpdir, strlen(tmpdir)) == 0);   /* relative to the file */
+	CHECK_INT(c->connections, 8);
+	CHECK(c->max_bytes == 2ULL << 20);
+	CHECK_INT(c->nsizes, 3);
+	CHECK_INT(c->sizes[1], 100);
+	CHECK_INT(c->sizes[2], 300);
+	CHECK_INT(c->format, IMG_WEBP);
+	CHECK(c->max_pixels == 1024);
+	cfg_free(c);
+}
+
+static void
+test_errors(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN];
+	const char *p = write_ini("bad.ini",
+		"[download]\nconnections = abc\nper_host = 0\nbogus = 1\n[nosuch]\n[thumbnails]\n"
+		"format = gif\nsizes = 32,,64\n");
+
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	/* every problem reported, each with file:line and the key */
+	CHECK(strstr(err, "bad.ini:2: download.connections: \"abc\" is not a whole number") != NULL);
+	CHECK(strstr(err, "bad.ini:3: download.per_host: 0 is out of range (1..1024)") != NULL);
+	CHECK(strstr(err, "bad.ini:4: unknown key \"bogus\" in [download]") != NULL);
+	CHECK(strstr(err, "bad.ini:5: unknown section [nosuch]") != NULL);
+	CHECK(strstr(err, "bad.ini:7: thumbnails.format: \"gif\"") != NULL);
+	CHECK(strstr(err, "bad.ini:8: thumbnails.sizes") != NULL);
+	CHECK_INT(c->connections, 32);          /* bad values change nothing */
+	cfg_free(c);
+
+	c = cfg_new();
+	p = write_ini("syntax.ini", "[download]\nthis line has no equals sign\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "syntax.ini:2:") != NULL);
+	CHECK_INT(cfg_load(c, "/nonexistent/thumbd.ini", err, sizeof err), -1);
+	CHECK(strstr(err, "/nonexistent/thumbd.ini") != NULL);
+	cfg_free(c);
+}
+
+static void
+test_set(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN];
+
+	CHECK_INT(cfg_set(c, "download.connections=4", err, sizeof err), 0);
+	CHECK_INT(c->connections, 4);
+	CHECK_INT(cfg_set(c, "paths.outgoing=/srv/t", err, sizeof err), 0);
+	CHECK_STR(c->outgoing, "/srv/t");
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=10", err, sizeof err), 0);
+	CHECK_INT(c->nsizes, 1);
+	CHECK_INT(cfg_set(c, "download.nope=1", err, sizeof err), -1);
+	CHECK(strstr(err, "download.nope") != NULL);
+	CHECK_INT(cfg_set(c, "connections=4", err, sizeof err), -1);
+	CHECK_INT(cfg_set(c, "download.connections=2000", err, sizeof err), -1);
+	CHECK(strstr(err, "out of range") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,32", err, sizeof err), -1);
+	CHECK_INT(cfg_set(c, "download.max_bytes=10X", err, sizeof err), -1);
+	CHECK_INT(c->connections, 4);
+	cfg_free(c);
+}
+
+int
+main(void)
+{
+	char cmd[128];
+
+	if (!mkdtemp(tmpdir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	test_defaults();
+	test_shipped_config();
+	test_values();
+	test_errors();
+	test_set();
+	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+	CHECK_INT(system(cmd), 0);
+	return CHECK_DONE();
+}

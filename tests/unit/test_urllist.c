@@ -1,0 +1,88 @@
+/* Unit tests: URL list reading (urllist.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "urllist.h"
+
+static char path1[] = "/tmp/thumbd-test-list1-XXXXXX", path2[] = "/tmp/thumbd-test-list2-XXXXXX";
+
+static void
+fill(char *tmpl, const char *text, size_t len)
+{
+	int fd = mkstemp(tmpl);
+
+	CHECK(fd >= 0);
+	CHECK(write(fd, text, len) == (ssize_t)len);
+	close(fd);
+}
+
+static void
+expect(urllist *l, urllist_kind kind, const char *want_line)
+{
+	const char *line = NULL, *reason = NULL;
+	urllist_kind k = urllist_next(l, &line, &reason);
+
+	CHECK_INT(k, kind);
+	if (want_line)
+		CHECK_STR(line, want_line);
+}
+
+int
+main(void)
+{
+	static const char list1[] =
+		"# a comment\n\n   \n  http://a.example/1.jpg  \r\n\thttps://b.example/2.png\t\n"
+		"ftp://c.example/3.jpg\nhello\nHTTP://D.EXAMPLE/4.webp\nhttp://\n   # indented comment\n"
+		"http://e.example/no-newline-at-end";
+	char *big = malloc(URLLIST_LINE_MAX * 2 + 64);
+	char *paths[3];
+	char err[256];
+	urllist *l;
+	size_t n;
+
+	fill(path1, list1, sizeof list1 - 1);
+	/* a line longer than the cap is reported, not held, and the next line still reads */
+	strcpy(big, "http://x.example/");
+	n = strlen(big);
+	memset(big + n, 'a', URLLIST_LINE_MAX * 2);
+	n += URLLIST_LINE_MAX * 2;
+	memcpy(big + n, "\nhttp://f.example/5.jpg\n", 25);
+	fill(path2, big, strlen(big));
+	free(big);
+
+	paths[0] = path1;
+	paths[1] = path2;
+	l = urllist_open(paths, 2, err, sizeof err);
+	CHECK(l != NULL);
+	if (l) {
+		expect(l, URLLIST_URL, "http://a.example/1.jpg");
+		expect(l, URLLIST_URL, "https://b.example/2.png");
+		expect(l, URLLIST_BAD, "ftp://c.example/3.jpg");
+		expect(l, URLLIST_BAD, "hello");
+		expect(l, URLLIST_URL, "HTTP://D.EXAMPLE/4.webp");
+		expect(l, URLLIST_BAD, "http://");
+		expect(l, URLLIST_URL, "http://e.example/no-newline-at-end");
+		expect(l, URLLIST_BAD, NULL);
+		expect(l, URLLIST_URL, "http://f.example/5.jpg");
+		expect(l, URLLIST_END, NULL);
+		expect(l, URLLIST_END, NULL);
+		urllist_close(l);
+	}
+
+	paths[2] = "/nonexistent/list.txt";
+	CHECK(urllist_open(paths, 3, err, sizeof err) == NULL);
+	CHECK(strstr(err, "/nonexistent/list.txt") != NULL);
+
+	CHECK_INT(urllist_is_http("http://h/x"), 1);
+	CHECK_INT(urllist_is_http("https://h"), 1);
+	CHECK_INT(urllist_is_http("file:///etc/passwd"), 0);
+	CHECK_INT(urllist_is_http("http:///x"), 0);
+	CHECK_INT(urllist_is_http("gopher://h/"), 0);
+	urllist_close(NULL);
+	unlink(path1);
+	unlink(path2);
+	return CHECK_DONE();
+}
