@@ -340,11 +340,15 @@ drain:
 		long failed = (long)STAT_GET(&r.st, failed);
 		if (isatty(STDERR_FILENO))
 			fprintf(stderr, "\r\033[K");
-		printf("thumbd: %ld %s: %ld done, %ld failed, %ld duplicate; %ld thumbnails, %.1f MB in %.1f s%s\n",
-		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs",
-		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, duplicates),
-		       (long)STAT_GET(&r.st, thumbnails), (double)STAT_GET(&r.st, bytes) / 1e6,
-		       now_s() - t0, interrupted ? " (interrupted)" : "");
+		long dups = (long)STAT_GET(&r.st, duplicates);
+		char dupnote[64] = "";
+		if (dups)
+			snprintf(dupnote, sizeof dupnote, " (%ld duplicate%s skipped)", dups, dups == 1 ? "" : "s");
+		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails, %.1f MB in %.1f s%s\n",
+		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", dupnote,
+		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
+		       (double)STAT_GET(&r.st, bytes) / 1e6, now_s() - t0,
+		       interrupted ? " (interrupted)" : "");
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
 		status = failed || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
 	}

@@ -6,6 +6,10 @@
 : "${THUMBD:?THUMBD must point at the binary under test}"
 : "${TESTBIN:?TESTBIN must point at the unit test binaries}"
 export THUMBD
+# sanitizer builds: any report fails loudly, with an exit status no test expects
+export ASAN_OPTIONS="${ASAN_OPTIONS:-exitcode=86:detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:exitcode=86:print_stacktrace=1}"
+export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:exitcode=86:second_deadlock_stack=1}"
 cd "$(dirname "$0")/.." || exit 2
 pass=0 fail=0 broken=0
 tally() {   # $1 = suite name, $2 = its output file, $3 = its exit status

@@ -118,8 +118,12 @@ def run_thumbd(args, stdin=None, timeout=60, cwd=None):
     except subprocess.TimeoutExpired as e:
         raise RuntimeError("thumbd did not finish within %d s: %s\nstderr: %s"
                            % (timeout, " ".join(cmd), (e.stderr or b"")[-2000:].decode("utf-8", "replace")))
-    return (p.returncode, p.stdout.decode("utf-8", "replace"),
-            p.stderr.decode("utf-8", "replace"))
+    err = p.stderr.decode("utf-8", "replace")
+    # a sanitizer build reports and may still exit 1 like a partial run:
+    # any report fails the test that ran it
+    if "Sanitizer" in err or "runtime error:" in err or p.returncode == 86:
+        raise RuntimeError("sanitizer report from %s:\n%s" % (" ".join(cmd), err[-4000:]))
+    return (p.returncode, p.stdout.decode("utf-8", "replace"), err)
 
 
 # -- work directories --------------------------------------------------------
@@ -274,10 +278,25 @@ def thumb_names(stem, fmt, sizes=DEFAULT_SIZES):
     return ["%s_%d.%s" % (stem, w, EXT[fmt]) for w in sizes]
 
 
-def stdout_summary(t, out, what):
+SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs|files)(?: \((\d+) duplicates? skipped\))?: "
+                     r"(\d+) done, (\d+) failed; (\d+) thumbnails, ")
+
+
+def stdout_summary(t, out, what, urls=None, done=None, failed=None, thumbs=None):
+    """stdout is one summary line; when given, its counts must match."""
     lines = out.splitlines()
     t.check(len(lines) == 1 and lines[0].strip() != "",
             "%s: stdout (not a TTY) is exactly one summary line, got %r" % (what, out[-500:]))
+    if urls is None and done is None and failed is None and thumbs is None:
+        return
+    m = SUMMARY.match(lines[0] if lines else "")
+    if not t.check(m is not None, "%s: summary line format: %r" % (what, out[-300:])):
+        return
+    got = {"urls": int(m.group(1)), "done": int(m.group(3)), "failed": int(m.group(4)),
+           "thumbs": int(m.group(5))}
+    for k, v in (("urls", urls), ("done", done), ("failed", failed), ("thumbs", thumbs)):
+        if v is not None:
+            t.eq(got[k], v, "%s: summary %s count" % (what, k))
 
 
 def check_failed_format(t, wd, what):

@@ -54,7 +54,8 @@ def test_corpus(t):
         urls = {r["path"]: srv.url(r["path"]) for r in rows}
         rc, out, err = wd.run_urls([urls[r["path"]] for r in rows], timeout=120)
         t.eq(rc, 1, "exit status 1 when some images failed (stderr: %s)" % err[-1500:])
-        C.stdout_summary(t, out, "corpus run")
+        C.stdout_summary(t, out, "corpus run", urls=len(rows), done=len(good), failed=len(bad),
+                         thumbs=3 * len(good))
 
         failed = wd.failed()
         by_url = {}

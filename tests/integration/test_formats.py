@@ -108,10 +108,14 @@ def _transforms(g):
 
 
 def _diff(a, b):
+    """Mean absolute difference after removing each picture's mean brightness
+    (Landscape_1.jpg has no ICC profile, 2..8 have one: same picture, other levels)."""
     if len(a) != len(b) or len(a[0]) != len(b[0]):
         return None
     n = len(a) * len(a[0])
-    return sum(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / n
+    ma = sum(map(sum, a)) / n
+    mb = sum(map(sum, b)) / n
+    return sum(abs((x - ma) - (y - mb)) for ra, rb in zip(a, b) for x, y in zip(ra, rb)) / n
 
 
 def test_exif_orientation_pixels(t):
@@ -143,6 +147,6 @@ def test_exif_orientation_pixels(t):
             if not t.check(ident is not None, "%s: same size as the reference thumbnail" % p):
                 continue
             rest = [d for d in ds[1:] if d is not None]
-            t.check(rest and ident < 0.5 * min(rest),
+            t.check(rest and ident < 0.35 * min(rest),
                     "%s: upright like the reference (mean abs diff %.1f; other orientations %s)"
                     % (p, ident, ", ".join("%.1f" % d for d in rest)))
