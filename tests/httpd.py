@@ -86,11 +86,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _dispatch(self):
         raw = self.path.split("?", 1)[0].split("#", 1)[0]
-        self.server.note_request(self.command, self.path)
-        for prefix, fn in ROUTES:
-            if raw.startswith(prefix):
-                return fn(self, raw[len(prefix):])
-        return _route_file(self, raw.lstrip("/"))
+        host = self.headers.get("Host", "")
+        self.server.note_request(self.command, self.path, host, self.client_address)
+        try:
+            for prefix, fn in ROUTES:
+                if raw.startswith(prefix):
+                    return fn(self, raw[len(prefix):])
+            return _route_file(self, raw.lstrip("/"))
+        finally:
+            self.server.note_done(host)
 
     # -- helpers for route handlers -----------------------------------------
 
@@ -324,6 +328,10 @@ class Server(http.server.ThreadingHTTPServer):
         self.any_file = os.path.realpath(any_file) if any_file else None
         self._lock = threading.Lock()
         self._requests = []
+        self._active = {}           # Host header -> requests being answered now
+        self._max_active = {}       # Host header -> the most seen at once
+        self._max_total = 0
+        self._clients = set()       # (ip, port) of every connection that sent a request
         self._thread = None
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -334,9 +342,28 @@ class Server(http.server.ThreadingHTTPServer):
     def url(self, path=""):
         return "http://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
 
-    def note_request(self, method, path):
+    def note_request(self, method, path, host="", client=None):
         with self._lock:
             self._requests.append((method, path))
+            self._active[host] = self._active.get(host, 0) + 1
+            self._max_active[host] = max(self._max_active.get(host, 0), self._active[host])
+            self._max_total = max(self._max_total, sum(self._active.values()))
+            if client is not None:
+                self._clients.add(tuple(client[:2]))
+
+    def note_done(self, host):
+        with self._lock:
+            self._active[host] -= 1
+
+    def concurrency(self):
+        """({Host: most requests answered at once}, most at once over all hosts)."""
+        with self._lock:
+            return dict(self._max_active), self._max_total
+
+    def connections(self):
+        """Number of distinct client connections that sent requests."""
+        with self._lock:
+            return len(self._clients)
 
     def requests(self):
         with self._lock:

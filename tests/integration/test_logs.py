@@ -33,3 +33,43 @@ def test_log_file(t):
             t.eq(cr[0], 3 * len(GOOD), "created M thumbnails: M = 3 x successful images")
         t.check(any("ERROR" in l or "WARNING" in l for l in lines if C.LOG_LINE.match(l)),
                 "failures are logged at WARNING or ERROR")
+
+
+def test_progress_on_a_terminal(t):
+    """With stderr on a TTY, a live one-line progress display is drawn there
+    (rewritten in place with CR); stdout still gets only the summary."""
+    import os
+    import pty
+    import select
+    import subprocess
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        urls = [srv.url("slowhead/0.4/photos/hopper_128x128.jpg?n=%d" % i) for i in range(4)]
+        lst = wd.write_list(urls)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
+                             stderr=slave, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+        os.close(slave)
+        seen = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 30)
+            if not r:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:          # EIO once the child has closed the pty
+                break
+            if not chunk:
+                break
+            seen += chunk
+        out = p.stdout.read().decode()
+        rc = p.wait(30)
+        os.close(master)
+        t.eq(rc, 0, "progress run: exit 0")
+        C.stdout_summary(t, out, "progress run", urls=4, done=4, failed=0)
+        text = seen.decode("utf-8", "replace")
+        t.check("\r" in text and "downloaded" in text and "in flight" in text,
+                "a progress line is drawn on the terminal (got %r)" % text[-300:])
+        t.check("\n" not in text.strip("\n"), "the progress display stays on one line (%r)" % text[-300:])

@@ -1,0 +1,150 @@
+/* Unit tests: one image file -> its thumbnails (thumb.c), on real files and codecs. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "fsutil.h"
+#include "img.h"
+#include "job.h"
+#include "thumb.h"
+
+static char dir[] = "/tmp/thumbd-test-thumb-XXXXXX";
+
+static int
+count_files(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+		else if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n += 1000;      /* a leftover temp file */
+	closedir(d);
+	return n;
+}
+
+/* A w x h RGB gradient written as PNG to dir/name. */
+static void
+write_png(const char *name, int w, int h)
+{
+	img im = { 0 };
+	img_encode_opts eo = { 85, 80, 1 };
+	uint8_t *enc = NULL;
+	size_t len;
+	char err[IMG_ERRLEN];
+
+	CHECK_INT(img_alloc(&im, w, h, 3), 0);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w * 3; x++)
+			im.px[(size_t)y * im.stride + (size_t)x] = (uint8_t)((x + y) & 255);
+	CHECK_INT(img_encode(&im, IMG_PNG, &eo, &enc, &len, err, sizeof err), 0);
+	CHECK_INT(fsu_write_atomic(dir, name, enc, len, err, sizeof err), 0);
+	free(enc);
+	img_release(&im);
+}
+
+static void
+check_output(const cfg *c, const char *name, img_format fmt, int w, int h)
+{
+	char path[512], err[IMG_ERRLEN];
+	uint8_t *buf = NULL;
+	size_t len;
+	img im = { 0 };
+	img_meta m;
+
+	snprintf(path, sizeof path, "%s/%s", c->outgoing, name);
+	CHECK_INT(fsu_read_file(path, 1 << 24, &buf, &len, err, sizeof err), 0);
+	if (!buf)
+		return;
+	CHECK_INT(img_sniff(buf, len), fmt);
+	CHECK_INT(img_decode(buf, len, NULL, &im, &m, err, sizeof err), 0);
+	CHECK_INT(im.w, w);
+	CHECK_INT(im.h, h);
+	img_release(&im);
+	free(buf);
+}
+
+int
+main(void)
+{
+	cfg *c = cfg_new();
+	char src[256], err[512], out[256];
+	job *j;
+
+	/* round(H * w / W), half up, never 0 */
+	CHECK_INT(thumb_height(1920, 1080, 200), 113);   /* 112.5 -> 113 */
+	CHECK_INT(thumb_height(640, 427, 200), 133);     /* 133.4 */
+	CHECK_INT(thumb_height(940, 2, 32), 1);          /* 0.07 -> at least 1 */
+	CHECK_INT(thumb_height(6, 1024, 200), 34133);    /* enlarged */
+	CHECK_INT(thumb_height(4000, 6000, 64), 96);
+
+	if (!c || !mkdtemp(dir))
+		return 1;
+	snprintf(out, sizeof out, "%s/out", dir);
+	CHECK_INT(fsu_mkdirs(out, err, sizeof err), 0);
+	free(c->outgoing);
+	c->outgoing = strdup(out);
+	write_png("src.png", 300, 100);
+	snprintf(src, sizeof src, "%s/src.png", dir);
+
+	/* every width, format of the source, file kept (thumb never deletes) */
+	j = job_new("http://h/src.png", src, "image/png", 1, "src");
+	CHECK_INT(thumb_make(c, j, err, sizeof err), 3);
+	check_output(c, "src_32.png", IMG_PNG, 32, 11);
+	check_output(c, "src_64.png", IMG_PNG, 64, 21);
+	check_output(c, "src_200.png", IMG_PNG, 200, 67);
+	CHECK_INT(access(src, F_OK), 0);
+	CHECK_INT(count_files(out), 3);
+
+	/* format override */
+	c->format = IMG_WEBP;
+	CHECK_INT(thumb_make(c, j, err, sizeof err), 3);
+	check_output(c, "src_200.webp", IMG_WEBP, 200, 67);
+	job_free(j);
+
+	/* all or nothing: a 2 x 400 source gives 16 x 3200 at width 16 (fine for
+	 * WebP) but 100 x 20000 at width 100, over WebP's 16383 limit: the job
+	 * fails and leaves no file behind */
+	write_png("tall.png", 2, 400);
+	snprintf(src, sizeof src, "%s/tall.png", dir);
+	c->sizes[0] = 16;
+	c->sizes[1] = 100;
+	c->nsizes = 2;
+	j = job_new("http://h/tall.png", src, NULL, 1, "tall");
+	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK(strstr(err, "WebP") != NULL);
+	CHECK_INT(count_files(out), 6);         /* only the earlier six */
+	job_free(j);
+
+	/* not an image: the server's Content-Type makes the reason */
+	CHECK_INT(fsu_write_atomic(dir, "page.jpg", "<html>nope</html>", 17, err, sizeof err), 0);
+	snprintf(src, sizeof src, "%s/page.jpg", dir);
+	j = job_new("http://h/page.jpg", src, "text/html; charset=utf-8", 1, "page");
+	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_STR(err, "not an image (text/html)");
+	job_free(j);
+	j = job_new("http://h/page.jpg", src, NULL, 1, "page");
+	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_STR(err, "not an image (unrecognised data)");
+	job_free(j);
+
+	/* a missing source names the file */
+	j = job_new("/nonexistent.png", "/nonexistent.png", NULL, 0, "x");
+	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK(strstr(err, "/nonexistent.png") != NULL);
+	job_free(j);
+
+	snprintf(err, sizeof err, "rm -rf %s", dir);
+	CHECK_INT(system(err), 0);
+	cfg_free(c);
+	return CHECK_DONE();
+}
