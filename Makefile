@@ -10,6 +10,8 @@ PREFIX     ?= /usr/local
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+STATEDIR   ?= /var/lib/thumbd
+LOGDIR     ?= /var/log/thumbd
 DESTDIR    ?=
 
 CC         ?= cc
@@ -23,6 +25,7 @@ DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev 
 DEB_TEST  = python3 ca-certificates
 
 VERSION   := 0.1.0
+comma     := ,
 
 ifeq ($(SANITIZE),)
 B := build
@@ -31,7 +34,6 @@ else
 B := build/san-$(subst $(comma),-,$(SANITIZE))
 SANFLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
-comma := ,
 
 WARN = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
        -Wmissing-prototypes -Wformat=2 -Wvla
@@ -89,9 +91,15 @@ demo: ensure-deps
 install: $(B)/thumbd
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/thumbd
 	install -m 755 $(B)/thumbd $(DESTDIR)$(BINDIR)/thumbd
-	install -m 644 config/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
+	# the tree's config points at ../incoming etc.; an installed one at the FHS places
+	sed -e 's|^incoming = \.\./incoming |incoming = $(STATEDIR)/incoming|' \
+	    -e 's|^outgoing = \.\./outgoing |outgoing = $(STATEDIR)/outgoing|' \
+	    -e 's|^logs     = \.\./logs     |logs     = $(LOGDIR)|' \
+	    config/thumbd.ini >$(B)/thumbd.ini
+	@! grep -n '= *\.\./' $(B)/thumbd.ini || { echo "install: relative path left in thumbd.ini" >&2; exit 1; }
+	install -m 644 $(B)/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
 	[ -e $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini ] || \
-	    install -m 644 config/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini
+	    install -m 644 $(B)/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 docs/thumbd.1 $(DESTDIR)$(MANDIR)/man1/thumbd.1
 	install -m 644 docs/thumbd.ini.5 $(DESTDIR)$(MANDIR)/man5/thumbd.ini.5

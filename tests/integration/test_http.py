@@ -138,6 +138,23 @@ def test_duplicate_url(t):
         t.eq(len(gets), 1, "same URL twice: downloaded once")
 
 
+def test_slow_url_does_not_hold_up_others(t):
+    """One URL whose server takes 6 s to answer must not delay or fail the
+    other URLs of the same host (nor count against their connect timeout)."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.connect_timeout": "2", "download.timeout": "30"}) as wd:
+        slow = srv.url("slowhead/6/" + FRANGI[0])
+        goods = [(HOPPER, srv.url(HOPPER[0])), (IGUANA, srv.url(IGUANA[0])),
+                 (WEBP, srv.url(WEBP[0])), (PNG, srv.url(PNG[0]))]
+        rc, out, err = wd.run_urls([slow] + [u for _, u in goods], timeout=60)
+        t.eq(rc, 0, "slow URL first in the list: exit status 0 (failed: %r)" % wd.failed())
+        for item, u in goods:
+            _ok(t, wd, item, u, "same host as a 6 s slow URL (connect_timeout=2)")
+        _ok(t, wd, FRANGI, slow, "the slow URL itself (6 s < timeout 30)")
+
+
 def test_stalls_and_drops(t):
     """A server that hangs up without answering, one that stalls the body,
     one that never answers: each ends as a failure within the configured limits."""
