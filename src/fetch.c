@@ -55,6 +55,7 @@ typedef struct xfer {
 	char *url;
 	char *part, *final;     /* incoming/<name>.part, incoming/<name> */
 	int fd;
+	long port;              /* from the URL, for messages */
 	uint64_t bytes;
 	int too_large, write_errno;
 	struct timespec started;
@@ -262,7 +263,7 @@ static xfer *
 xfer_new(fetch *f, const char *url, int *duplicate)
 {
 	xfer *x = NULL;
-	char *hostname = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
+	char *hostname = NULL, *port = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
 	CURLUcode uc;
 	size_t plen;
 	int r;
@@ -271,6 +272,8 @@ xfer_new(fetch *f, const char *url, int *duplicate)
 	uc = curl_url_set(f->urlh, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
 	if (uc == CURLUE_OK)
 		uc = curl_url_get(f->urlh, CURLUPART_HOST, &hostname, 0);
+	if (uc == CURLUE_OK)
+		uc = curl_url_get(f->urlh, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
 	if (uc != CURLUE_OK) {
 		snprintf(err, sizeof err, "invalid URL: %s", curl_url_strerror(uc));
 		log_failure(url, err);
@@ -282,6 +285,7 @@ xfer_new(fetch *f, const char *url, int *duplicate)
 		goto oom;
 	x->fd = -1;
 	x->f = f;
+	x->port = strtol(port, NULL, 10);
 	r = names_claim(f->reg, url, stem, x->name, err, sizeof err);
 	if (r == 1) {
 		*duplicate = 1;
@@ -311,6 +315,7 @@ drop:
 	x = NULL;
 out:
 	curl_free(hostname);
+	curl_free(port);
 	return x;
 }
 
@@ -421,9 +426,13 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	case CURLE_COULDNT_RESOLVE_HOST:
 		snprintf(out, outlen, "cannot resolve host %s", x->host->name);
 		return;
-	case CURLE_COULDNT_CONNECT:
-		snprintf(out, outlen, "cannot connect: %s", x->errbuf[0] ? x->errbuf : "connection refused");
+	case CURLE_COULDNT_CONNECT: {
+		long oserr = 0;
+		curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
+		snprintf(out, outlen, "cannot connect to %s port %ld: %s", x->host->name, x->port,
+		         oserr ? strerror((int)oserr) : x->errbuf);
 		return;
+	}
 	case CURLE_PARTIAL_FILE:
 		snprintf(out, outlen, "truncated body: got %llu of %lld bytes",
 		         (unsigned long long)x->bytes, (long long)clen);

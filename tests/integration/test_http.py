@@ -118,7 +118,8 @@ def test_connection_refused(t):
         rc, out, err = wd.run_urls([refused, good], timeout=120)
         t.eq(rc, 1, "connection refused: exit status 1")
         r = _one_failure(t, wd, refused, "connection refused")
-        t.check(r.strip() != "", "connection refused: a reason is given (%r)" % r)
+        t.check(r.startswith("cannot connect to 127.0.0.1 port ") and r.endswith("Connection refused"),
+                "connection refused: the reason names host, port and cause (%r)" % r)
         _ok(t, wd, HOPPER, good, "run continues after a refused connection")
 
 
