@@ -353,8 +353,11 @@ xfer_start(fetch *f, xfer *x)
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
+	/* HTTP/2 over TLS when the server offers it: later transfers to that
+	 * host multiplex on its connection.  No CURLOPT_PIPEWAIT: it makes every
+	 * new transfer wait for a host's pending response, which serialises a
+	 * host that answers slowly or closes connections (curl issue 15838). */
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
 		snprintf(reason, sizeof reason, "cannot start the transfer (libcurl)");
 		goto fail;

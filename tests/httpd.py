@@ -33,6 +33,7 @@ leave the root):
     /drop/PATH                    closes the connection without answering
     /nolength/PATH                no Content-Length, body ends when the connection closes
     /any/ANYTHING                 the --any-file (any name, any depth, any query), 404 when unset
+    /location/ENCODED             302 to the percent-decoded rest, as is ("file%3A%2F%2F%2Fetc%2Fpasswd")
 
 More fault behaviours: write a handler `def _route_x(h, rest)` and add
 ("/x/", _route_x) to ROUTES.  `h` is the request handler, `rest` the raw
@@ -291,6 +292,11 @@ def _route_nolength(h, rest):
     h.hang_up()
 
 
+def _route_location(h, rest):
+    loc = urllib.parse.unquote(rest)
+    h.send_text(302, "redirect to %s\n" % loc, [("Location", loc)])
+
+
 def _route_any(h, rest):
     f = h.server.any_file
     if f is None or not os.path.isfile(f):
@@ -313,6 +319,7 @@ ROUTES = [
     ("/drop/", _route_drop),
     ("/nolength/", _route_nolength),
     ("/any/", _route_any),
+    ("/location/", _route_location),
 ]
 
 

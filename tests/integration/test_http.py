@@ -3,6 +3,7 @@ redirects, Content-Type, encodings, short bodies, size limit, refused
 connections, duplicates, stalls."""
 
 import os
+import urllib.parse
 
 import common as C
 
@@ -58,6 +59,30 @@ def test_redirects(t):
         r = _one_failure(t, wd, five, "redirect chain of 5 (max_redirects=2)")
         t.check("redirect" in r.lower(), "chain of 5 > max_redirects: reason mentions redirect (%r)" % r)
         _no_thumbs(t, wd, IGUANA[1], "chain of 5")
+
+
+def test_redirect_to_other_schemes_and_loops(t):
+    """A Location: file:/// or ftp:// must not be followed (the file is never
+    read), a redirect loop ends as a failure."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    q = urllib.parse.quote
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        local = os.path.join(cdir, HOPPER[0])
+        to_file = srv.url("location/" + q("file://" + local, safe=""))
+        to_ftp = srv.url("location/" + q("ftp://127.0.0.1:%d/%s" % (srv.port, IGUANA[0]), safe=""))
+        loop = srv.url("location/loop.jpg")     # Location: loop.jpg (relative) = itself
+        rc, out, err = wd.run_urls([to_file, to_ftp, loop], timeout=60)
+        t.eq(rc, 1, "redirects to other schemes / loops: exit status 1")
+        for u, what in ((to_file, "redirect to file:///"), (to_ftp, "redirect to ftp://"),
+                        (loop, "redirect loop")):
+            r = _one_failure(t, wd, u, what)
+            t.check(r.strip() != "", "%s: a reason is given (%r)" % (what, r))
+        r = (wd.failures_for(loop) or [""])[0]
+        t.check("redirect" in r.lower(), "redirect loop: reason mentions redirect (%r)" % r)
+        t.eq(wd.thumbs(), [], "redirects to other schemes / loops: no thumbnails at all")
+        t.eq(wd.incoming_files(), [], "redirects to other schemes / loops: incoming/ empty")
 
 
 def test_content(t):
@@ -154,6 +179,17 @@ def test_slow_url_does_not_hold_up_others(t):
         for item, u in goods:
             _ok(t, wd, item, u, "same host as a 6 s slow URL (connect_timeout=2)")
         _ok(t, wd, FRANGI, slow, "the slow URL itself (6 s < timeout 30)")
+
+        def mtimes(stem, ext):
+            ps = [os.path.join(wd.outgoing, n) for n in C.thumb_names(stem, ext)]
+            return [os.stat(p).st_mtime for p in ps if os.path.exists(p)]
+        good_t = [m for item, _ in goods for m in mtimes(item[1], item[2])]
+        slow_t = mtimes(FRANGI[1], FRANGI[2])
+        if t.check(good_t and slow_t, "thumbnail times available"):
+            t.check(max(good_t) < min(slow_t) - 3.0,
+                    "the other URLs finished without waiting for the slow one "
+                    "(their last thumbnail %.1f s before the slow URL's first; want > 3 s)"
+                    % (min(slow_t) - max(good_t)))
 
 
 def test_stalls_and_drops(t):

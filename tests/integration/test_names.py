@@ -36,10 +36,11 @@ def test_same_name_two_urls(t):
         return
     root = _same_root(cdir)
     try:
-        with C.serve(root) as srv, C.Workdir() as wd:
-            # a is listed first but answers a second late: "first" is list order, not arrival.
+        with C.serve(root) as srv, C.serve(root) as srv2, C.Workdir() as wd:
+            # a is listed first but answers a second late (b comes from another
+            # server, so nothing makes it wait for a): "first" is list order, not arrival.
             url_a = srv.url("slowhead/1/a/same.jpg")
-            url_b = srv.url("b/same.jpg")
+            url_b = srv2.url("b/same.jpg")
             rc, out, err = wd.run_urls([url_a, url_b])
             t.eq(rc, 0, "same name: exit status 0 (stderr %r)" % err[-300:])
             _owner_checks(t, wd, url_b, "one run")
