@@ -26,6 +26,12 @@ typedef struct cfg {
 	uint64_t max_bytes;
 	int max_redirects;
 	char *user_agent;
+	char *ca_file;          /* extra CA bundle, NULL = the system store */
+	int retries;            /* retries after the first attempt, transient failures only */
+	long retry_delay_ms;    /* backoff base */
+	long max_retry_wait_ms; /* cap on backoff and Retry-After */
+	long host_delay_ms;     /* spacing of request starts per host */
+	int host_max_failures;  /* consecutive failed attempts that pause a host; 0 = never */
 
 	int workers;            /* 0 in the file = online CPUs; resolved by cfg_finish */
 

@@ -3,8 +3,9 @@
  * the URL lists lazily, keeps up to download.connections transfers in flight
  * (at most download.per_host per host name), streams each body into
  * incoming/<name>.part, renames it to incoming/<name> once complete and
- * hands a job to the resize workers through the jobq.  Every URL read ends
- * either in the queue or as a failed.tsv record.
+ * hands a job to the resize workers through the jobq.  Transient failures
+ * are retried with backoff; every URL read ends in the queue, as a
+ * failed.tsv record, or skipped because an earlier run finished it.
  */
 #ifndef THUMBD_FETCH_H
 #define THUMBD_FETCH_H
@@ -14,14 +15,15 @@
 #include "config.h"
 #include "jobq.h"
 #include "name.h"
+#include "state.h"
 #include "stats.h"
 #include "urllist.h"
 
 typedef struct fetch fetch;
 
 /* Borrowed pointers must outlive the fetch.  NULL + err on failure. */
-fetch *fetch_new(const cfg *c, urllist *lists, names *reg, jobq *q, stats *st,
-                 char *err, size_t errlen);
+fetch *fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q,
+                 stats *st, char *err, size_t errlen);
 void fetch_free(fetch *f);                      /* accepts NULL */
 
 /* Run the loop in the calling thread until every list is read and every
@@ -29,7 +31,8 @@ void fetch_free(fetch *f);                      /* accepts NULL */
 int fetch_run(fetch *f);
 
 /* From any thread (not from a signal handler): stop reading lists, abandon
- * transfers in flight (recorded as interrupted), return from fetch_run. */
+ * transfers in flight and waiting retries (not recorded: they are not
+ * outcomes, the next run does them), return from fetch_run. */
 void fetch_stop(fetch *f);
 
 /* From any thread: re-check whether new transfers can start (queue space

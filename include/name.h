@@ -23,8 +23,9 @@ void name_from_path(const char *path, char stem[NAME_STEM_MAX + 1], char ext[NAM
 
 typedef struct names names;
 
-/* Load the registry kept in <outgoing>/.thumbd-names (created when absent).  NULL + err on failure. */
-names *names_open(const char *outgoing, char *err, size_t errlen);
+/* Load the registry kept in <dir>/.thumbd-names (dir = the incoming
+ * directory; created when absent).  NULL + err on failure. */
+names *names_open(const char *dir, char *err, size_t errlen);
 void names_close(names *n);
 
 /*
@@ -35,5 +36,11 @@ void names_close(names *n);
  */
 int names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
                 char *err, size_t errlen);
+
+/* Make the claims written so far durable (fdatasync when there are new ones).  0 / -1. */
+int names_sync(names *n);
+
+/* 1 when some URL owns stem (in this run or an earlier one). */
+int names_owned(const names *n, const char *stem);
 
 #endif

@@ -21,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { T_PATH, T_INT, T_BYTES, T_STR, T_SIZES, T_FORMAT } key_type;
+typedef enum { T_PATH, T_OPTPATH, T_INT, T_BYTES, T_SECS, T_STR, T_SIZES, T_FORMAT } key_type;
 
 typedef struct key_def {
 	const char *section, *name;
@@ -46,6 +46,12 @@ static const key_def keys[] = {
 	{ "download", "max_bytes", T_BYTES, 1, 1LL << 40, F(max_bytes), 0 },
 	{ "download", "max_redirects", T_INT, 0, 50, F(max_redirects), W(max_redirects) },
 	{ "download", "user_agent", T_STR, 0, 0, F(user_agent), 0 },
+	{ "download", "ca_file", T_OPTPATH, 0, 0, F(ca_file), 0 },
+	{ "download", "retries", T_INT, 0, 20, F(retries), W(retries) },
+	{ "download", "retry_delay", T_SECS, 0, 3600000, F(retry_delay_ms), 0 },
+	{ "download", "max_retry_wait", T_SECS, 0, 3600000, F(max_retry_wait_ms), 0 },
+	{ "download", "host_delay", T_SECS, 0, 3600000, F(host_delay_ms), 0 },
+	{ "download", "host_max_failures", T_INT, 0, 1000000, F(host_max_failures), W(host_max_failures) },
 	{ "resize", "workers", T_INT, 0, 256, F(workers), W(workers) },
 	{ "thumbnails", "sizes", T_SIZES, 1, 8192, F(sizes), 0 },
 	{ "thumbnails", "format", T_FORMAT, 0, 0, F(format), 0 },
@@ -82,6 +88,11 @@ cfg_new(void)
 	c->low_speed_time = 20;
 	c->max_bytes = 50ULL << 20;
 	c->max_redirects = 5;
+	c->retries = 3;
+	c->retry_delay_ms = 1000;
+	c->max_retry_wait_ms = 60000;
+	c->host_delay_ms = 0;
+	c->host_max_failures = 10;
 	c->workers = 0;
 	c->sizes[0] = 32;
 	c->sizes[1] = 64;
@@ -105,6 +116,7 @@ cfg_free(cfg *c)
 	free(c->outgoing);
 	free(c->logs);
 	free(c->user_agent);
+	free(c->ca_file);
 	free(c);
 }
 
@@ -162,6 +174,36 @@ parse_number(const char *v, int allow_suffix, long long *out)
 	return 0;
 }
 
+/* Seconds with up to three decimals ("0.25") into milliseconds. */
+static int
+parse_seconds(const char *v, long long *ms)
+{
+	long long whole = 0, frac = 0;
+	int digits = 0;
+	const char *p = v;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	for (; isdigit((unsigned char)*p); p++) {
+		whole = whole * 10 + (*p - '0');
+		if (whole > 100000000)
+			return -1;
+	}
+	if (*p == '.') {
+		for (p++; isdigit((unsigned char)*p); p++)
+			if (digits < 3) {
+				frac = frac * 10 + (*p - '0');
+				digits++;
+			}
+	}
+	if (*p)
+		return -1;
+	while (digits++ < 3)
+		frac *= 10;
+	*ms = whole * 1000 + frac;
+	return 0;
+}
+
 static char *
 resolve_path(const char *base_dir, const char *v)
 {
@@ -187,6 +229,13 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 	long long n;
 
 	switch (k->type) {
+	case T_OPTPATH:
+		if (!*v) {
+			free(*(char **)base);
+			*(char **)base = NULL;
+			return NULL;
+		}
+		/* FALLTHROUGH */
 	case T_PATH:
 	case T_STR: {
 		char *s;
@@ -194,7 +243,7 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 			snprintf(msg, msglen, "must not be empty");
 			return msg;
 		}
-		s = k->type == T_PATH ? resolve_path(base_dir, v) : strdup(v);
+		s = k->type == T_STR ? strdup(v) : resolve_path(base_dir, v);
 		if (!s)
 			return "out of memory";
 		free(*(char **)base);
@@ -218,6 +267,17 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 			*(int *)base = (int)n;
 		else
 			*(long *)base = (long)n;
+		return NULL;
+	case T_SECS:
+		if (parse_seconds(v, &n) < 0) {
+			snprintf(msg, msglen, "\"%s\" is not a number of seconds (e.g. 2 or 0.25)", v);
+			return msg;
+		}
+		if (n < k->min || n > k->max) {
+			snprintf(msg, msglen, "%s s is out of range (%lld..%lld s)", v, k->min / 1000, k->max / 1000);
+			return msg;
+		}
+		*(long *)base = (long)n;
 		return NULL;
 	case T_SIZES: {
 		int sizes[CFG_MAX_SIZES], count = 0;

@@ -13,17 +13,27 @@
  * waiting, the loop never blocks on the workers, and when the workers fall
  * behind new transfers simply stop starting while running ones go on.
  *
+ * Pending.  A URL that cannot start now waits in one small FIFO: its host
+ * has per_host requests in flight, or must be left alone for a while
+ * (host_delay spacing, a Retry-After, a retry's backoff).  A waiting retry
+ * holds no connection and no curl handle; its time is folded into the poll
+ * timeout, so nothing sleeps.  The lists are not read further while the
+ * FIFO is nearly full (room is kept for the retries of every transfer in
+ * flight): memory stays bounded by what is in flight, pending or queued,
+ * never by the length of a list.
+ *
  * Politeness.  libcurl's CURLMOPT_MAX_HOST_CONNECTIONS counts connections,
  * not requests (HTTP/2 multiplexes many requests on one), so the per-host
- * cap is kept here by counting requests per host name.  A URL whose host is
- * saturated waits in a small deferred list (bounded, FIFO) and the list is
- * not read further while that is full: memory stays bounded by what is in
- * flight, deferred or queued, never by the list's length.
+ * cap is kept here by counting requests per host name.  A host whose last
+ * host_max_failures attempts all failed is paused for the rest of the run:
+ * its URLs fail at once instead of hammering it.
  *
  * File lifecycle.  incoming/<name>.part while streaming; renamed to
  * incoming/<name> only after curl reports success with a 2xx status (curl
- * itself fails a body shorter than its Content-Length); unlinked on any
- * failure.  The .part name never reaches a worker.
+ * itself fails a body shorter than its Content-Length); unlinked on a final
+ * failure.  A retry appends to the .part with a Range request when the
+ * server said it can (Accept-Ranges, no Content-Encoding), guarded by
+ * If-Range so a changed file is never stitched onto an old beginning.
  */
 #include "fetch.h"
 
@@ -34,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,23 +52,37 @@
 #include "job.h"
 #include "log.h"
 
+#define REASON_LEN 512
+
 typedef struct host {
 	struct host *next;
 	int active;             /* requests in flight */
+	int waiting;            /* pending transfers for this host */
+	int fails;              /* consecutive failed attempts */
+	int paused;             /* circuit open: no more requests this run */
+	long long not_before;   /* ms: no request starts before (Retry-After) */
+	long long last_start;   /* ms: for host_delay */
+	char last_reason[160];
 	char name[];
 } host;
 
 typedef struct xfer {
 	struct xfer *prev, *next;       /* in fetch.running while in flight */
 	CURL *easy;
+	struct curl_slist *headers;
 	fetch *f;
 	host *host;
 	char *url;
 	char *part, *final;     /* incoming/<name>.part, incoming/<name> */
 	int fd;
 	long port;              /* from the URL, for messages */
-	uint64_t bytes;
+	int attempts;           /* started so far */
+	long long not_before;   /* ms: backoff of the next attempt */
+	uint64_t bytes;         /* in the .part file */
+	uint64_t resume_from;   /* this attempt asked for bytes from here */
 	int too_large, write_errno;
+	int can_resume;         /* last response: Accept-Ranges: bytes, no Content-Encoding */
+	char validator[128];    /* ETag or Last-Modified of the first response, for If-Range */
 	struct timespec started;
 	char name[NAME_MAX_OUT];
 	char errbuf[CURL_ERROR_SIZE];
@@ -67,20 +92,32 @@ struct fetch {
 	const cfg *c;
 	urllist *lists;
 	names *reg;
+	const state *done;
 	jobq *q;
 	stats *st;
 	CURLM *multi;
 	CURLU *urlh;            /* reused parser for host names */
 	host *hosts;
-	xfer *running;          /* transfers in flight, to abandon on stop */
-	xfer **deferred;
-	int ndeferred, max_deferred;
+	xfer *running;          /* transfers in flight */
+	xfer **pending;         /* FIFO of transfers waiting to start */
+	int npending, max_pending, read_limit;
 	int in_flight;
 	int lists_done;
+	int claims_unsynced;    /* names claimed since the registry was last synced */
 	atomic_int stop;
 	long done_ok;
+	unsigned long long rng;
 	struct timespec t0;
 };
+
+static long long
+now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static double
 since(const struct timespec *t)
@@ -92,7 +129,8 @@ since(const struct timespec *t)
 }
 
 fetch *
-fetch_new(const cfg *c, urllist *lists, names *reg, jobq *q, stats *st, char *err, size_t errlen)
+fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q, stats *st,
+          char *err, size_t errlen)
 {
 	fetch *f = calloc(1, sizeof *f);
 
@@ -101,10 +139,13 @@ fetch_new(const cfg *c, urllist *lists, names *reg, jobq *q, stats *st, char *er
 	f->c = c;
 	f->lists = lists;
 	f->reg = reg;
+	f->done = done;
 	f->q = q;
 	f->st = st;
-	f->max_deferred = c->connections * 4;
-	if (!(f->deferred = calloc((size_t)f->max_deferred, sizeof *f->deferred)))
+	f->read_limit = c->connections * 4;
+	f->max_pending = f->read_limit + c->connections;
+	f->rng = (unsigned long long)now_ms() * 6364136223846793005ULL ^ (unsigned long long)getpid();
+	if (!(f->pending = calloc((size_t)f->max_pending, sizeof *f->pending)))
 		goto oom;
 	if (!(f->multi = curl_multi_init()) || !(f->urlh = curl_url())) {
 		snprintf(err, errlen, "cannot initialise libcurl");
@@ -130,14 +171,14 @@ fetch_free(fetch *f)
 {
 	if (!f)
 		return;
-	for (int i = 0; i < f->ndeferred; i++)
-		xfer_free(f->deferred[i]);
+	for (int i = 0; i < f->npending; i++)
+		xfer_free(f->pending[i]);
 	while (f->hosts) {
 		host *h = f->hosts;
 		f->hosts = h->next;
 		free(h);
 	}
-	free(f->deferred);
+	free(f->pending);
 	curl_url_cleanup(f->urlh);
 	if (f->multi)
 		curl_multi_cleanup(f->multi);
@@ -178,31 +219,23 @@ host_get(fetch *f, const char *name)
 	return h;
 }
 
-/* Forget a host nobody uses or waits for, so the list stays as short as
- * the set of hosts in flight or deferred. */
+/* Forget a host that holds no state worth keeping, so the list stays about
+ * as long as the set of hosts in flight, pending, paused or held back. */
 static void
 host_forget_if_idle(fetch *f, host *h)
 {
 	host **pp;
 
-	if (h->active > 0)
+	if (h->active > 0 || h->waiting > 0 || h->paused || h->fails > 0
+	    || h->not_before > now_ms()
+	    || (f->c->host_delay_ms && h->last_start + f->c->host_delay_ms > now_ms()))
 		return;
-	for (int i = 0; i < f->ndeferred; i++)
-		if (f->deferred[i]->host == h)
-			return;
 	for (pp = &f->hosts; *pp; pp = &(*pp)->next)
 		if (*pp == h) {
 			*pp = h->next;
 			free(h);
 			return;
 		}
-}
-
-static void
-host_release(fetch *f, host *h)
-{
-	h->active--;
-	host_forget_if_idle(f, h);
 }
 
 /* --- transfers ----------------------------------------------------------- */
@@ -216,13 +249,14 @@ xfer_free(xfer *x)
 		close(x->fd);
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
+	curl_slist_free_all(x->headers);
 	free(x->url);
 	free(x->part);
 	free(x->final);
 	free(x);
 }
 
-/* Record the failure and remove the partial file. */
+/* Final failure: record it, remove the partial file, forget the transfer. */
 static void
 xfer_fail(fetch *f, xfer *x, const char *reason)
 {
@@ -230,6 +264,8 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 		unlink(x->part);
 	log_failure(x->url, reason);
 	STAT_ADD(f->st, failed, 1);
+	host_forget_if_idle(f, x->host);
+	xfer_free(x);
 }
 
 static size_t
@@ -258,9 +294,57 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
-/* Build an xfer for a URL read from a list: parse it, name it. */
+/* Header value of line if it is "name: value", trimmed into out. */
+static int
+header_value(const char *line, size_t len, const char *name, char *out, size_t outlen)
+{
+	size_t n = strlen(name), v;
+
+	if (len <= n || strncasecmp(line, name, n) != 0 || line[n] != ':')
+		return 0;
+	line += n + 1;
+	len -= n + 1;
+	while (len && (*line == ' ' || *line == '\t'))
+		line++, len--;
+	while (len && (line[len - 1] == '\r' || line[len - 1] == '\n' || line[len - 1] == ' '))
+		len--;
+	v = len < outlen - 1 ? len : outlen - 1;
+	memcpy(out, line, v);
+	out[v] = 0;
+	return 1;
+}
+
+/* Remember what a retry needs to resume: ranges, encoding, a validator.
+ * Every response (redirects, 1xx) starts over, so the last one counts. */
+static size_t
+on_header(char *line, size_t size, size_t nmemb, void *arg)
+{
+	xfer *x = arg;
+	size_t len = size * nmemb;
+	char v[128];
+
+	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+		x->can_resume = 0;
+		if (x->resume_from == 0)
+			x->validator[0] = 0;
+	} else if (header_value(line, len, "Accept-Ranges", v, sizeof v)) {
+		x->can_resume = strcasecmp(v, "bytes") == 0 ? 1 : 0;
+	} else if (header_value(line, len, "Content-Encoding", v, sizeof v)) {
+		if (strcasecmp(v, "identity") != 0)
+			x->can_resume = -1;     /* ranges would count encoded bytes */
+	} else if (x->resume_from == 0 && header_value(line, len, "ETag", v, sizeof v)) {
+		snprintf(x->validator, sizeof x->validator, "%s", v);
+	} else if (x->resume_from == 0 && !x->validator[0]
+	           && header_value(line, len, "Last-Modified", v, sizeof v)) {
+		snprintf(x->validator, sizeof x->validator, "%s", v);
+	}
+	return len;
+}
+
+/* Build an xfer for a URL read from a list: parse it, name it, and skip it
+ * when this or an earlier run already has its outcome. */
 static xfer *
-xfer_new(fetch *f, const char *url, int *duplicate)
+xfer_new(fetch *f, const char *url)
 {
 	xfer *x = NULL;
 	char *hostname = NULL, *port = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
@@ -268,7 +352,6 @@ xfer_new(fetch *f, const char *url, int *duplicate)
 	size_t plen;
 	int r;
 
-	*duplicate = 0;
 	uc = curl_url_set(f->urlh, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
 	if (uc == CURLUE_OK)
 		uc = curl_url_get(f->urlh, CURLUPART_HOST, &hostname, 0);
@@ -288,7 +371,6 @@ xfer_new(fetch *f, const char *url, int *duplicate)
 	x->port = strtol(port, NULL, 10);
 	r = names_claim(f->reg, url, stem, x->name, err, sizeof err);
 	if (r == 1) {
-		*duplicate = 1;
 		log_msg(LOG_INFO, "duplicate %s: already in this run, done once", url);
 		STAT_ADD(f->st, duplicates, 1);
 		goto drop;
@@ -297,6 +379,19 @@ xfer_new(fetch *f, const char *url, int *duplicate)
 		log_failure(url, err);
 		STAT_ADD(f->st, failed, 1);
 		goto drop;
+	}
+	f->claims_unsynced = 1;
+	switch (state_lookup(f->done, url, x->name)) {
+	case STATE_DONE:
+		log_msg(LOG_INFO, "already done %s: thumbnails %s_* exist", url, x->name);
+		STAT_ADD(f->st, already_done, 1);
+		goto drop;
+	case STATE_FAILED:
+		log_msg(LOG_INFO, "failed before %s: see failed.tsv (--retry-failed to try again)", url);
+		STAT_ADD(f->st, failed_before, 1);
+		goto drop;
+	case STATE_NEW:
+		break;
 	}
 	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + 8;
 	x->url = strdup(url);
@@ -319,14 +414,19 @@ out:
 	return x;
 }
 
-static int
+/* Start (or restart) a transfer.  On failure it is recorded and freed. */
+static void
 xfer_start(fetch *f, xfer *x)
 {
 	const cfg *c = f->c;
 	CURL *e;
-	char reason[512];
+	char reason[REASON_LEN];
+	int resume = x->bytes > 0 && x->can_resume == 1;
 
-	x->fd = open(x->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	x->resume_from = resume ? x->bytes : 0;
+	if (!resume)
+		x->bytes = 0;
+	x->fd = open(x->part, O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC), 0644);
 	if (x->fd < 0) {
 		snprintf(reason, sizeof reason, "cannot create %s: %s", x->part, strerror(errno));
 		goto fail;
@@ -335,10 +435,14 @@ xfer_start(fetch *f, xfer *x)
 		snprintf(reason, sizeof reason, "cannot create a transfer (libcurl)");
 		goto fail;
 	}
+	x->too_large = x->write_errno = 0;
+	x->errbuf[0] = 0;
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
+	curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -353,29 +457,92 @@ xfer_start(fetch *f, xfer *x)
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(e, CURLOPT_FAILONERROR, 1L);
+	if (c->ca_file)
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
 	/* HTTP/2 over TLS when the server offers it: later transfers to that
 	 * host multiplex on its connection.  No CURLOPT_PIPEWAIT: it makes every
 	 * new transfer wait for a host's pending response, which serialises a
 	 * host that answers slowly or closes connections (curl issue 15838). */
 	curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	if (resume) {
+		char ifrange[160];
+		curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->resume_from);
+		if (x->validator[0]) {
+			snprintf(ifrange, sizeof ifrange, "If-Range: %s", x->validator);
+			curl_slist_free_all(x->headers);
+			x->headers = curl_slist_append(NULL, ifrange);
+			curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
+		}
+		log_msg(LOG_INFO, "resuming %s at byte %llu", x->url, (unsigned long long)x->resume_from);
+	}
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {
 		snprintf(reason, sizeof reason, "cannot start the transfer (libcurl)");
 		goto fail;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &x->started);
+	x->attempts++;
 	x->next = f->running;
 	if (f->running)
 		f->running->prev = x;
 	f->running = x;
 	x->host->active++;
+	x->host->last_start = now_ms();
 	f->in_flight++;
 	STAT_ADD(f->st, in_flight, 1);
-	return 0;
+	return;
 fail:
 	xfer_fail(f, x, reason);
-	host_forget_if_idle(f, x->host);
-	xfer_free(x);
-	return -1;
+}
+
+/* Take x out of the multi handle and the running list; its curl handle and
+ * file are released (a retry makes new ones). */
+static void
+running_remove(fetch *f, xfer *x)
+{
+	curl_multi_remove_handle(f->multi, x->easy);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		f->running = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	x->prev = x->next = NULL;
+	x->host->active--;
+	f->in_flight--;
+	STAT_ADD(f->st, in_flight, -1);
+}
+
+typedef enum { OUTCOME_OK, OUTCOME_TRANSIENT, OUTCOME_PERMANENT } outcome;
+
+static outcome
+classify(const xfer *x, CURLcode rc, long code)
+{
+	if (x->too_large || x->write_errno)
+		return OUTCOME_PERMANENT;       /* a retry would hit the same limit or disk */
+	switch (rc) {
+	case CURLE_OK:
+		if (code >= 200 && code < 300 && x->bytes > 0)
+			return OUTCOME_OK;
+		return OUTCOME_PERMANENT;
+	case CURLE_HTTP_RETURNED_ERROR:
+		switch (code) {
+		case 408: case 429: case 500: case 502: case 503: case 504:
+			return OUTCOME_TRANSIENT;
+		default:
+			return OUTCOME_PERMANENT;
+		}
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_PARTIAL_FILE:
+	case CURLE_GOT_NOTHING:
+	case CURLE_HTTP2:
+	case CURLE_HTTP2_STREAM:
+		return OUTCOME_TRANSIENT;
+	default:
+		return OUTCOME_PERMANENT;
+	}
 }
 
 static void
@@ -409,7 +576,7 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		return;
 	case CURLE_FILESIZE_EXCEEDED:
 		snprintf(out, outlen, "too large: Content-Length %lld > max_bytes %llu",
-		         (long long)clen, (unsigned long long)c->max_bytes);
+		         (long long)(clen + (curl_off_t)x->resume_from), (unsigned long long)c->max_bytes);
 		return;
 	case CURLE_OPERATION_TIMEDOUT:
 		if (connect <= 0)
@@ -438,7 +605,18 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	}
 	case CURLE_PARTIAL_FILE:
 		snprintf(out, outlen, "truncated body: got %llu of %lld bytes",
-		         (unsigned long long)x->bytes, (long long)clen);
+		         (unsigned long long)x->bytes, (long long)(clen + (curl_off_t)x->resume_from));
+		return;
+	case CURLE_RECV_ERROR:
+	case CURLE_GOT_NOTHING:
+		snprintf(out, outlen, "connection closed: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
+		return;
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CONNECT_ERROR:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CIPHER:
+		snprintf(out, outlen, "TLS: %s", x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 		return;
 	default:
 		snprintf(out, outlen, "%s%s%s", curl_easy_strerror(rc),
@@ -447,62 +625,138 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	}
 }
 
-/* Take x out of the multi handle and the running list. */
+/* Queue x to start later (a retry's backoff, or its host is busy). */
 static void
-running_remove(fetch *f, xfer *x)
+pending_add(fetch *f, xfer *x)
 {
-	curl_multi_remove_handle(f->multi, x->easy);
-	if (x->prev)
-		x->prev->next = x->next;
-	else
-		f->running = x->next;
-	if (x->next)
-		x->next->prev = x->prev;
-	x->prev = x->next = NULL;
-	f->in_flight--;
-	STAT_ADD(f->st, in_flight, -1);
+	f->pending[f->npending++] = x;
+	x->host->waiting++;
 }
 
-/* A transfer ended: hand the file to the workers or record why not. */
+static xfer *
+pending_take(fetch *f, int i)
+{
+	xfer *x = f->pending[i];
+
+	memmove(&f->pending[i], &f->pending[i + 1], (size_t)(f->npending - i - 1) * sizeof *f->pending);
+	f->npending--;
+	x->host->waiting--;
+	return x;
+}
+
+/* Backoff before attempt n+1: retry_delay * 2^(n-1), times 0.5..1.5, capped. */
+static long long
+backoff_ms(fetch *f, int n)
+{
+	double d = (double)f->c->retry_delay_ms;
+
+	for (int i = 1; i < n && d < 1e9; i++)
+		d *= 2;
+	f->rng ^= f->rng << 13;
+	f->rng ^= f->rng >> 7;
+	f->rng ^= f->rng << 17;
+	d *= 0.5 + (double)(f->rng % 1000) / 1000.0;
+	if (d > (double)f->c->max_retry_wait_ms)
+		d = (double)f->c->max_retry_wait_ms;
+	return (long long)d;
+}
+
+/* A transfer ended: hand the file to the workers, retry it, or record why not. */
 static void
 xfer_done(fetch *f, xfer *x, CURLcode rc)
 {
 	long code = 0;
-	char *ctype = NULL, reason[512];
+	curl_off_t retry_after = 0;
+	char *ctype = NULL, reason[REASON_LEN], final[REASON_LEN + 32];
+	host *h = x->host;
+	outcome oc;
 	job *j;
 
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
+	curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	running_remove(f, x);
 	if (close(x->fd) < 0 && !x->write_errno && rc == CURLE_OK)
 		x->write_errno = errno;
 	x->fd = -1;
-	if (rc != CURLE_OK || code < 200 || code >= 300 || x->bytes == 0 || x->write_errno) {
-		describe_failure(x, rc, code, reason, sizeof reason);
+
+	if (rc == CURLE_RANGE_ERROR && x->resume_from > 0) {
+		/* the server sent the whole body instead of the rest: start over */
+		log_msg(LOG_INFO, "%s: range not honoured, starting over", x->url);
+		x->can_resume = 0;
+		x->attempts--;
+		goto again;
+	}
+	oc = classify(x, rc, code);
+	if (oc == OUTCOME_OK) {
+		h->fails = 0;
+		if (rename(x->part, x->final) < 0) {
+			snprintf(reason, sizeof reason, "cannot rename %s: %s", x->part, strerror(errno));
+			goto fail;
+		}
+		/* the name must be durable before a worker writes files under it */
+		if (f->claims_unsynced) {
+			names_sync(f->reg);
+			f->claims_unsynced = 0;
+		}
+		/* room is reserved for every transfer in flight (see top), so this
+		 * push only fails when the queue was closed under us */
+		if (!(j = job_new(x->url, x->final, ctype, 1, x->name)) || jobq_push(f->q, j) < 0) {
+			job_free(j);
+			unlink(x->final);
+			snprintf(reason, sizeof reason, "internal error: resize queue unavailable");
+			goto fail;
+		}
+		f->done_ok++;
+		STAT_ADD(f->st, downloaded, 1);
+		log_msg(LOG_INFO, "downloaded %s -> %s (%llu bytes, %.2f s, attempt %d)", x->url, x->final,
+		        (unsigned long long)x->bytes, since(&x->started), x->attempts);
+		host_forget_if_idle(f, h);
+		xfer_free(x);
+		return;
+	}
+
+	describe_failure(x, rc, code, reason, sizeof reason);
+	if (oc == OUTCOME_TRANSIENT) {
+		long long now = now_ms();
+		h->fails++;
+		snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
+		if (retry_after > 0) {
+			long long wait = (long long)retry_after * 1000;
+			if (wait > f->c->max_retry_wait_ms)
+				wait = f->c->max_retry_wait_ms;
+			if (now + wait > h->not_before)
+				h->not_before = now + wait;
+			log_msg(LOG_INFO, "%s: Retry-After %lld s, holding host %s for %lld ms", x->url,
+			        (long long)retry_after, h->name, wait);
+		}
+		if (f->c->host_max_failures && h->fails >= f->c->host_max_failures && !h->paused) {
+			h->paused = 1;
+			log_msg(LOG_WARNING, "host %s paused after %d consecutive failures (last: %s)",
+			        h->name, h->fails, reason);
+		}
+		if (x->attempts <= f->c->retries && !h->paused && !atomic_load(&f->stop)) {
+			x->not_before = now + backoff_ms(f, x->attempts);
+			log_msg(LOG_INFO, "retry %d of %d for %s in %lld ms: %s", x->attempts,
+			        f->c->retries, x->url, x->not_before - now, reason);
+			STAT_ADD(f->st, retries, 1);
+			goto again;
+		}
+	} else if (rc != CURLE_COULDNT_RESOLVE_HOST && !x->write_errno) {
+		h->fails = 0;           /* the host answered; it is the URL that is bad */
+	}
+fail:
+	if (x->attempts > 1) {
+		snprintf(final, sizeof final, "%s (after %d attempts)", reason, x->attempts);
+		xfer_fail(f, x, final);
+	} else {
 		xfer_fail(f, x, reason);
-		goto out;
 	}
-	if (rename(x->part, x->final) < 0) {
-		snprintf(reason, sizeof reason, "cannot rename %s: %s", x->part, strerror(errno));
-		xfer_fail(f, x, reason);
-		goto out;
-	}
-	/* room is reserved for every transfer in flight (see top), so this
-	 * push only fails when the queue was closed under us */
-	if (!(j = job_new(x->url, x->final, ctype, 1, x->name)) || jobq_push(f->q, j) < 0) {
-		job_free(j);
-		unlink(x->final);
-		log_failure(x->url, "internal error: resize queue unavailable");
-		STAT_ADD(f->st, failed, 1);
-		goto out;
-	}
-	f->done_ok++;
-	STAT_ADD(f->st, downloaded, 1);
-	log_msg(LOG_INFO, "downloaded %s -> %s (%llu bytes, %.2f s)", x->url, x->final,
-	        (unsigned long long)x->bytes, since(&x->started));
-out:
-	host_release(f, x->host);
-	xfer_free(x);
+	return;
+again:
+	curl_easy_cleanup(x->easy);
+	x->easy = NULL;
+	pending_add(f, x);
 }
 
 /* --- the loop ----------------------------------------------------------- */
@@ -513,7 +767,6 @@ static xfer *
 next_from_lists(fetch *f)
 {
 	const char *line, *reason;
-	int duplicate;
 	xfer *x;
 
 	for (;;) {
@@ -532,67 +785,109 @@ next_from_lists(fetch *f)
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line, &duplicate)))
+			if ((x = xfer_new(f, line)))
 				return x;
 			continue;
 		}
 	}
 }
 
-/* First deferred transfer whose host has room again, removed from the list. */
-static xfer *
-take_deferred(fetch *f)
+/* When may x start?  -1: never (its host is paused); else a time in ms,
+ * which may be in the past. */
+static long long
+start_time(const fetch *f, const xfer *x)
 {
-	for (int i = 0; i < f->ndeferred; i++) {
-		xfer *x = f->deferred[i];
-		if (x->host->active < f->c->per_host) {
-			memmove(&f->deferred[i], &f->deferred[i + 1],
-			        (size_t)(f->ndeferred - i - 1) * sizeof *f->deferred);
-			f->ndeferred--;
-			return x;
-		}
-	}
-	return NULL;
+	const host *h = x->host;
+	long long t = x->not_before;
+
+	if (h->paused)
+		return -1;
+	if (h->not_before > t)
+		t = h->not_before;
+	if (f->c->host_delay_ms && h->last_start && h->last_start + f->c->host_delay_ms > t)
+		t = h->last_start + f->c->host_delay_ms;
+	return t;
 }
 
 static void
+fail_paused(fetch *f, xfer *x)
+{
+	char reason[REASON_LEN];
+
+	snprintf(reason, sizeof reason, "host %s paused after %d consecutive failures (last: %s)",
+	         x->host->name, x->host->fails, x->host->last_reason);
+	xfer_fail(f, x, reason);
+}
+
+/* Start what may start now; returns the poll timeout in ms until the first
+ * pending transfer becomes startable by time alone (-1: none). */
+static long long
 start_transfers(fetch *f)
 {
 	size_t cap = jobq_capacity(f->q);
+	long long now = now_ms(), next = -1;
 
-	while (f->in_flight < f->c->connections
-	       && (size_t)f->in_flight + jobq_len(f->q) < cap) {
-		xfer *x = take_deferred(f);
-		if (!x) {
-			if (f->lists_done || f->ndeferred >= f->max_deferred)
-				return;
-			if (!(x = next_from_lists(f)))
-				return;
-			if (x->host->active >= f->c->per_host) {
-				f->deferred[f->ndeferred++] = x;
-				continue;
-			}
+	for (int i = 0; i < f->npending;) {
+		xfer *x = f->pending[i];
+		long long t = start_time(f, x);
+		if (t < 0) {
+			fail_paused(f, pending_take(f, i));
+			continue;
 		}
-		xfer_start(f, x);
+		if (f->in_flight >= f->c->connections || (size_t)f->in_flight + jobq_len(f->q) >= cap)
+			return next;
+		if (t > now) {
+			if (next < 0 || t - now < next)
+				next = t - now;
+		} else if (x->host->active < f->c->per_host) {
+			xfer_start(f, pending_take(f, i));
+			continue;
+		}
+		i++;
 	}
+	while (!f->lists_done && f->npending < f->read_limit && f->in_flight < f->c->connections
+	       && (size_t)f->in_flight + jobq_len(f->q) < cap) {
+		xfer *x = next_from_lists(f);
+		long long t;
+		if (!x)
+			break;
+		t = start_time(f, x);
+		if (t < 0) {
+			fail_paused(f, x);
+		} else if (t > now || x->host->active >= f->c->per_host) {
+			if (t > now && (next < 0 || t - now < next))
+				next = t - now;
+			pending_add(f, x);
+		} else {
+			xfer_start(f, x);
+		}
+	}
+	return next;
 }
 
-/* Stop: every transfer in flight or deferred is abandoned and recorded. */
+/* Stop: transfers in flight and pending are abandoned, not recorded: they
+ * have no outcome yet, and the next run does them. */
 static void
 abandon_all(fetch *f)
 {
+	long n = 0;
+
 	while (f->running) {
 		xfer *x = f->running;
 		running_remove(f, x);
-		xfer_fail(f, x, "interrupted before the download finished");
-		host_release(f, x->host);
+		unlink(x->part);
 		xfer_free(x);
+		n++;
 	}
-	for (int i = 0; i < f->ndeferred; i++) {
-		xfer_fail(f, f->deferred[i], "interrupted before the download started");
-		xfer_free(f->deferred[i]);
+	while (f->npending > 0) {
+		xfer *x = pending_take(f, f->npending - 1);
+		unlink(x->part);
+		xfer_free(x);
+		n++;
 	}
-	f->ndeferred = 0;
+	STAT_ADD(f->st, abandoned, n);
+	if (n)
+		log_msg(LOG_WARNING, "interrupted: %ld transfers abandoned, the next run does them", n);
 }
 
 int
@@ -602,6 +897,7 @@ fetch_run(fetch *f)
 
 	clock_gettime(CLOCK_MONOTONIC, &f->t0);
 	for (;;) {
+		long long wait;
 		CURLMsg *m;
 		int left;
 
@@ -609,10 +905,12 @@ fetch_run(fetch *f)
 			abandon_all(f);
 			break;
 		}
-		start_transfers(f);
-		if (f->in_flight == 0 && f->lists_done && f->ndeferred == 0)
+		wait = start_transfers(f);
+		if (f->in_flight == 0 && f->lists_done && f->npending == 0)
 			break;
-		if (curl_multi_poll(f->multi, NULL, 0, 1000, NULL) != CURLM_OK
+		if (wait < 0 || wait > 1000)
+			wait = 1000;
+		if (curl_multi_poll(f->multi, NULL, 0, (int)wait, NULL) != CURLM_OK
 		    || curl_multi_perform(f->multi, &running) != CURLM_OK) {
 			log_msg(LOG_ERROR, "libcurl multi loop failed");
 			rc = -1;
@@ -627,6 +925,7 @@ fetch_run(fetch *f)
 			xfer_done(f, x, m->data.result);
 		}
 	}
+	names_sync(f->reg);
 	log_msg(LOG_INFO, "downloaded %ld images in %.2f seconds", f->done_ok, since(&f->t0));
 	return rc;
 }

@@ -32,6 +32,7 @@
 #include "jobq.h"
 #include "log.h"
 #include "name.h"
+#include "state.h"
 #include "stats.h"
 #include "urllist.h"
 #include "worker.h"
@@ -65,12 +66,15 @@ usage(FILE *out)
 "      --set S.K=V      override one config key, e.g. --set download.connections=8\n"
 "      --files          the arguments are local image files, not URL lists (no network;\n"
 "                       the files are not deleted)\n"
+"      --retry-failed   also try URLs that failed in an earlier run (see failed.tsv)\n"
 "      --check-config   validate the config, print \"configuration OK\" or the errors\n"
 "  -h, --help           this text\n"
 "  -V, --version        version\n"
 "\n"
 "A LIST has one http(s) URL per line; blank lines and lines starting with #\n"
 "are ignored.  Failures are recorded in logs/failed.tsv; the run goes on.\n"
+"URLs whose thumbnails exist, or that failed before, are skipped: running the\n"
+"same command again finishes an interrupted run.\n"
 "\n"
 "Exit status: 0 every URL or file produced its thumbnails, 1 some failed (or the\n"
 "run was interrupted), 2 usage or config error (nothing was started).\n"
@@ -82,6 +86,7 @@ typedef struct run {
 	jobq *q;
 	stats st;
 	names *reg;
+	state *done;
 	fetch *f;               /* URL mode */
 	char **files;           /* --files mode */
 	int nfiles;
@@ -123,6 +128,11 @@ files_thread(void *arg)
 			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);
 			continue;
 		}
+		/* the name must be durable before a worker writes files under it */
+		if (rc == 0 && names_sync(r->reg) < 0) {
+			snprintf(err, sizeof err, "cannot sync the name registry: %s", strerror(errno));
+			rc = -1;
+		}
 		if (rc < 0 || !(j = job_new(path, path, NULL, 0, uniq)) || jobq_push_wait(r->q, j) < 0) {
 			job_free(j);
 			log_failure(path, rc < 0 ? err : "out of memory");
@@ -131,6 +141,30 @@ files_thread(void *arg)
 	}
 	atomic_store(&r->producer_done, 1);
 	return NULL;
+}
+
+/* " (3 already done, 1 failed before, 2 duplicates skipped)", only the non-zero parts. */
+static void
+summary_notes(stats *st, char *out, size_t outlen)
+{
+	long v[3] = { (long)STAT_GET(st, already_done), (long)STAT_GET(st, failed_before),
+	              (long)STAT_GET(st, duplicates) };
+	const char *what[3] = { "already done", "failed before", "duplicate" };
+	size_t off = 0;
+
+	out[0] = 0;
+	for (int i = 0; i < 3; i++) {
+		if (!v[i])
+			continue;
+		off += (size_t)snprintf(out + off, outlen - off, "%s%ld %s%s", off ? ", " : " (", v[i],
+		                        what[i], i == 2 ? (v[i] == 1 ? " skipped" : "s skipped") : "");
+		if (off >= outlen)
+			off = outlen - 1;
+	}
+	if (off && off + 1 < outlen) {
+		out[off++] = ')';
+		out[off] = 0;
+	}
 }
 
 static double
@@ -177,13 +211,14 @@ main(int argc, char **argv)
 		{ "set", required_argument, NULL, 's' },
 		{ "files", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, 'k' },
+		{ "retry-failed", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
 	char **sets = NULL, err[CFG_ERRLEN];
-	int nsets = 0, files_mode = 0, check = 0, opt, status = EXIT_USAGE, tty;
+	int nsets = 0, files_mode = 0, check = 0, retry_failed = 0, opt, status = EXIT_USAGE, tty;
 	run r = { 0 };
 	urllist *lists = NULL;
 	workers *w = NULL;
@@ -202,6 +237,7 @@ main(int argc, char **argv)
 		case 's': sets[nsets++] = optarg; break;
 		case 'f': files_mode = 1; break;
 		case 'k': check = 1; break;
+		case 'r': retry_failed = 1; break;
 		case 'h': usage(stdout); status = 0; goto out;
 		case 'V': printf("thumbd %s (%s)\n", THUMBD_VERSION, curl_version()); status = 0; goto out;
 		default: usage(stderr); goto out;
@@ -249,7 +285,8 @@ main(int argc, char **argv)
 	}
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
 	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0 || log_open(r.c->logs, err, sizeof err) < 0
-	    || !(r.reg = names_open(r.c->outgoing, err, sizeof err))) {
+	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
+	    || !(r.done = state_open(r.c, r.reg, retry_failed, err, sizeof err))) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}
@@ -261,6 +298,8 @@ main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+	/* a file size limit is a write error for the job at hand, not death */
+	sigaction(SIGXFSZ, &sa, NULL);
 	raise_nofile(r.c);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "thumbd: cannot initialise libcurl\n");
@@ -283,7 +322,7 @@ main(int argc, char **argv)
 		r.files = argv + optind;
 		r.nfiles = argc - optind;
 	} else {
-		if (!(r.f = fetch_new(r.c, lists, r.reg, r.q, &r.st, err, sizeof err))) {
+		if (!(r.f = fetch_new(r.c, lists, r.reg, r.done, r.q, &r.st, err, sizeof err))) {
 			fprintf(stderr, "thumbd: %s\n", err);
 			goto drain;
 		}
@@ -340,21 +379,21 @@ drain:
 		long failed = (long)STAT_GET(&r.st, failed);
 		if (isatty(STDERR_FILENO))
 			fprintf(stderr, "\r\033[K");
-		long dups = (long)STAT_GET(&r.st, duplicates);
-		char dupnote[64] = "";
-		if (dups)
-			snprintf(dupnote, sizeof dupnote, " (%ld duplicate%s skipped)", dups, dups == 1 ? "" : "s");
+		long before = (long)STAT_GET(&r.st, failed_before);
+		char notes[160];
+		summary_notes(&r.st, notes, sizeof notes);
 		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails, %.1f MB in %.1f s%s\n",
-		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", dupnote,
+		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", notes,
 		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
 		       (double)STAT_GET(&r.st, bytes) / 1e6, now_s() - t0,
-		       interrupted ? " (interrupted)" : "");
+		       interrupted ? " (interrupted: run again to finish)" : "");
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
-		status = failed || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
+		status = failed || before || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
 	}
 out:
 	fetch_free(r.f);
 	jobq_free(r.q);
+	state_close(r.done);
 	names_close(r.reg);
 	urllist_close(lists);
 	cfg_free(r.c);

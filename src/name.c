@@ -1,13 +1,19 @@
 /*
  * name: output names and the registry of who owns them.
  *
- * The registry is an append-only text file, <outgoing>/.thumbd-names, one
- * "stem<TAB>url" line per claim.  It lives beside the thumbnails it
- * describes, so wiping outgoing/ also forgets the owners.  In memory it is
- * two open-addressing tables of 64-bit hashes (stem -> owner URL, and the
- * URLs seen in this run), 16 and 8 bytes per entry: a million-URL list costs
- * tens of megabytes at most and no strings are kept.  Only one thread (the
- * fetcher, or main in --files mode) claims names, so there is no lock.
+ * The registry is an append-only text file, <incoming>/.thumbd-names, one
+ * "stem<TAB>url" line per claim.  It lives in thumbd's private working
+ * directory, not in outgoing/, which may be published as it is.  In memory
+ * it is two hash tables (stem -> owner URL, and the URLs seen in this run),
+ * 16 and 8 bytes per entry: a million-URL list costs tens of megabytes at
+ * most and no strings are kept.  Only one thread (the fetcher, or the files
+ * feeder) claims names, so there is no lock.
+ *
+ * Durability: a claim must reach the disk before any file of that name is
+ * written, or after a power cut another URL could take the name and
+ * overwrite the first one's thumbnails.  The producer calls names_sync()
+ * before it hands a job to the workers; that is one fdatasync per batch of
+ * claims, not one per URL.
  */
 #include "name.h"
 
@@ -20,101 +26,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "hashset.h"
 #include "sha256.h"
 
 #define REGISTRY ".thumbd-names"
 
-typedef struct table {
-	uint64_t *keys;         /* 0 = empty slot */
-	uint64_t *vals;         /* values when is_map */
-	size_t cap, used;
-	int is_map;
-} table;
-
 struct names {
-	table owners;           /* hash(stem) -> hash(url) */
-	table seen;             /* hash(url) claimed in this run */
+	hashset owners;         /* hash(stem) -> hash(url) */
+	hashset seen;           /* hash(url) claimed in this run */
 	int fd;                 /* registry, O_APPEND */
+	int dirty;              /* claims written since the last names_sync() */
 };
-
-static uint64_t
-hash64(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;     /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-	return h ? h : 1;
-}
-
-static int
-table_grow(table *t)
-{
-	size_t ncap = t->cap ? t->cap * 2 : 1024;
-	uint64_t *nk = calloc(ncap, sizeof *nk), *nv = NULL;
-
-	if (!nk || (t->is_map && !(nv = calloc(ncap, sizeof *nv)))) {
-		free(nk);
-		return -1;
-	}
-	for (size_t i = 0; i < t->cap; i++) {
-		size_t j;
-		if (!t->keys[i])
-			continue;
-		for (j = t->keys[i] & (ncap - 1); nk[j]; j = (j + 1) & (ncap - 1))
-			;
-		nk[j] = t->keys[i];
-		if (nv)
-			nv[j] = t->vals[i];
-	}
-	free(t->keys);
-	free(t->vals);
-	t->keys = nk;
-	t->vals = nv;
-	t->cap = ncap;
-	return 0;
-}
-
-/* Slot of key, or of the empty slot where it would go. */
-static size_t
-table_slot(const table *t, uint64_t key)
-{
-	size_t j;
-
-	for (j = key & (t->cap - 1); t->keys[j] && t->keys[j] != key; j = (j + 1) & (t->cap - 1))
-		;
-	return j;
-}
-
-static int
-table_put(table *t, uint64_t key, uint64_t val)
-{
-	size_t j;
-
-	if ((t->used + 1) * 4 > t->cap * 3 && table_grow(t) < 0)
-		return -1;
-	j = table_slot(t, key);
-	if (!t->keys[j])
-		t->used++;
-	t->keys[j] = key;
-	if (t->is_map)
-		t->vals[j] = val;
-	return 0;
-}
-
-/* 0 when absent. */
-static uint64_t
-table_get(const table *t, uint64_t key)
-{
-	size_t j;
-
-	if (!t->cap)
-		return 0;
-	j = table_slot(t, key);
-	if (!t->keys[j])
-		return 0;
-	return t->is_map ? t->vals[j] : 1;
-}
 
 static int
 hexval(int c)
@@ -208,7 +130,7 @@ load_registry(names *n, FILE *fp)
 			continue;
 		line[len - 1] = 0;
 		*tab = 0;
-		if (table_put(&n->owners, hash64(line), hash64(tab + 1)) < 0) {
+		if (hashset_put(&n->owners, hash_str(line), hash_str(tab + 1)) < 0) {
 			rc = -1;
 			break;
 		}
@@ -218,7 +140,7 @@ load_registry(names *n, FILE *fp)
 }
 
 names *
-names_open(const char *outgoing, char *err, size_t errlen)
+names_open(const char *dir, char *err, size_t errlen)
 {
 	names *n = calloc(1, sizeof *n);
 	char path[4096];
@@ -228,9 +150,7 @@ names_open(const char *outgoing, char *err, size_t errlen)
 		goto oom;
 	n->fd = -1;
 	n->owners.is_map = 1;
-	if (table_grow(&n->owners) < 0 || table_grow(&n->seen) < 0)
-		goto oom;
-	snprintf(path, sizeof path, "%s/%s", outgoing, REGISTRY);
+	snprintf(path, sizeof path, "%s/%s", dir, REGISTRY);
 	n->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (n->fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -260,9 +180,8 @@ names_close(names *n)
 		return;
 	if (n->fd >= 0)
 		close(n->fd);
-	free(n->owners.keys);
-	free(n->owners.vals);
-	free(n->seen.keys);
+	hashset_free(&n->owners);
+	hashset_free(&n->seen);
 	free(n);
 }
 
@@ -271,12 +190,12 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
             char *err, size_t errlen)
 {
 	static const int hexlen[] = { 0, 8, 16, 64 };
-	uint64_t kh = hash64(key);
+	uint64_t kh = hash_str(key);
 	char hex[65];
 
-	if (table_get(&n->seen, kh))
+	if (hashset_get(&n->seen, kh))
 		return 1;
-	if (table_put(&n->seen, kh, 1) < 0)
+	if (hashset_put(&n->seen, kh, 1) < 0)
 		goto oom;
 	sha256_hex(key, strlen(key), hex);
 	for (size_t i = 0; i < sizeof hexlen / sizeof hexlen[0]; i++) {
@@ -285,15 +204,19 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
 			snprintf(out, NAME_MAX_OUT, "%s-%.*s", base, hexlen[i], hex);
 		else
 			snprintf(out, NAME_MAX_OUT, "%s", base);
-		sh = hash64(out);
-		owner = table_get(&n->owners, sh);
+		sh = hash_str(out);
+		owner = hashset_get(&n->owners, sh);
 		if (owner == kh)
 			return 0;
 		if (owner)
 			continue;
-		if (table_put(&n->owners, sh, kh) < 0)
+		if (hashset_put(&n->owners, sh, kh) < 0)
 			goto oom;
-		dprintf(n->fd, "%s\t%s\n", out, key);
+		if (dprintf(n->fd, "%s\t%s\n", out, key) < 0) {
+			snprintf(err, errlen, "cannot write the name registry: %s", strerror(errno));
+			return -1;
+		}
+		n->dirty = 1;
 		return 0;
 	}
 	snprintf(err, errlen, "no free name for %s", key);
@@ -301,4 +224,19 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
 oom:
 	snprintf(err, errlen, "out of memory in the name registry");
 	return -1;
+}
+
+int
+names_sync(names *n)
+{
+	if (!n->dirty)
+		return 0;
+	n->dirty = 0;
+	return fdatasync(n->fd);
+}
+
+int
+names_owned(const names *n, const char *stem)
+{
+	return hashset_get(&n->owners, hash_str(stem)) != 0;
 }

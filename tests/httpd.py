@@ -35,6 +35,40 @@ leave the root):
     /any/ANYTHING                 the --any-file (any name, any depth, any query), 404 when unset
     /location/ENCODED             302 to the percent-decoded rest, as is ("file%3A%2F%2F%2Fetc%2Fpasswd")
 
+Fault routes for retries, resume and hostile input.  "The exact URL" is the
+request target with its query string, so "?n=1" and "?n=2" count separately:
+
+    /flaky/N/CODE/PATH            the first N requests for the exact URL get status CODE, then the file
+    /retryafter/N/CODE/WHEN/PATH  like flaky, with Retry-After: WHEN = "S" (seconds, sent as is)
+                                  or "dateS" (an HTTP date S seconds from now)
+    /reset/N/PATH                 the first N requests: full Content-Length, half the body, then RST
+                                  (SO_LINGER 0); then the file
+    /loris/PATH                   full Content-Length, then 1 byte per second
+    /headersonly/SECS/PATH        headers with the full Content-Length, no body for SECS, then close
+    /huge/SIZE/NAME               SIZE bytes (K/M/G suffix) starting like a JPEG, with Content-Length
+    /hugechunked/SIZE/NAME        the same, chunked (no Content-Length)
+    /hugeclose/SIZE/NAME          the same, no Content-Length, ends at close
+    /gzipbomb/SIZE/NAME           Content-Encoding: gzip; small on the wire, SIZE bytes decoded
+    /resumable/PATH               1st request for the exact URL: Accept-Ranges, ETag, Last-Modified,
+                                  the full Content-Length but half the body, close; later requests
+                                  honour Range: bytes=X- (with If-Range) as 206, else 200
+    /norange/PATH                 1st request like /resumable/; later ones ignore Range (200, full)
+    /gzipresumable/PATH           like /norange/, gzip-encoded (a resume must not be tried)
+    /alias/ENC/NAME               the file at the percent-decoded ENC (e.g. photos%2Fx.jpg), any NAME
+    /slowalias/SECS/ENC/NAME      the same after SECS
+    /relative/PATH                302 with a relative Location ("../../PATH") that resolves to /PATH
+    /pingpong/A/PATH              302 to /pingpong/B/PATH and back (a loop of two URLs)
+    /empty/NAME                   200, Content-Type by NAME, empty body
+    /html/NAME, /json/NAME        an HTML page / a JSON document (text/html, application/json), any NAME
+    /noctype/PATH                 the file without a Content-Type header
+
+Every request is recorded (srv.log(): method, target, monotonic and wall time,
+headers, connection), so tests can count retries, measure their spacing and
+read Range headers.  Server options: ssl_context (HTTPS; the handshake runs
+in the connection's thread, failures are counted in srv.tls_errors()),
+max_conns (at most that many connections at once; any other is closed right
+after accept and counted in srv.rejected()), srv.accepts() counts TCP accepts.
+
 More fault behaviours: write a handler `def _route_x(h, rest)` and add
 ("/x/", _route_x) to ROUTES.  `h` is the request handler, `rest` the raw
 (still percent-encoded) path after the prefix, without the query string.
@@ -43,11 +77,17 @@ Logging is silent unless THUMBD_HTTPD_LOG is set in the environment.
 """
 
 import argparse
+import email.utils
 import gzip
+import hashlib
 import http.server
+import io
 import os
 import posixpath
 import signal
+import socket
+import ssl
+import struct
 import sys
 import threading
 import time
@@ -85,10 +125,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self._dispatch()
 
+    def setup(self):
+        conn = self.request
+        if isinstance(conn, ssl.SSLSocket):
+            conn.settimeout(10)
+            try:
+                conn.do_handshake()
+            except (ssl.SSLError, OSError) as e:
+                self.server.note_tls_error(e)
+                raise
+            conn.settimeout(None)
+        super().setup()
+
     def _dispatch(self):
         raw = self.path.split("?", 1)[0].split("#", 1)[0]
         host = self.headers.get("Host", "")
-        self.server.note_request(self.command, self.path, host, self.client_address)
+        self.nth = self.server.note_request(self.command, self.path, host, self.client_address,
+                                            self.headers)
         try:
             for prefix, fn in ROUTES:
                 if raw.startswith(prefix):
@@ -153,6 +206,39 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             pass
+
+    def reset(self):
+        """Abort the connection with a TCP RST (SO_LINGER 0, then close)."""
+        self.close_connection = True
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        # the socket really closes when its last user (rfile) lets go of it
+        self.connection.close()
+        self.rfile.close()
+
+    def send_head(self, code, ctype, length=None, extra_headers=(), close=False):
+        self.send_response(code)
+        if ctype is not None:
+            self.send_header("Content-Type", ctype)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        for k, v in extra_headers:
+            self.send_header(k, v)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+
+    def write_quietly(self, data):
+        """Write; False when the client has gone."""
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+            return True
+        except OSError:
+            return False
 
 
 # -- routes -----------------------------------------------------------------
@@ -306,6 +392,271 @@ def _route_any(h, rest):
     h.send_bytes(data, content_type(f))
 
 
+# -- fault routes (retries, resume, hostile input) ---------------------------
+
+def _int_and_rest(h, rest, what="number"):
+    seg, _, path = rest.partition("/")
+    try:
+        return int(seg), path
+    except ValueError:
+        h.send_text(400, "bad %s %r\n" % (what, seg))
+        return None, None
+
+
+def _size(seg):
+    mult = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    seg = seg.strip().upper()
+    if seg and seg[-1] in mult:
+        return int(float(seg[:-1]) * mult[seg[-1]])
+    return int(seg)
+
+
+def _route_flaky(h, rest, retry_after=None):
+    n, rest = _int_and_rest(h, rest, "count")
+    if n is None:
+        return
+    code, path = _int_and_rest(h, rest, "status")
+    if code is None:
+        return
+    if retry_after is None and h.path.startswith("/retryafter/"):
+        when, _, path = path.partition("/")
+        if when.startswith("date"):
+            retry_after = email.utils.formatdate(time.time() + float(when[4:]), usegmt=True)
+        else:
+            retry_after = when
+    if h.nth <= n:
+        extra = [("Retry-After", retry_after)] if retry_after else []
+        return h.send_text(code, "status %d (request %d of the first %d)\n" % (code, h.nth, n), extra)
+    _route_file(h, path)
+
+
+def _route_reset(h, rest):
+    n, path = _int_and_rest(h, rest, "count")
+    if n is None:
+        return
+    if h.nth > n:
+        return _route_file(h, path)
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), len(data))
+    h.write_quietly(data[:len(data) // 2])
+    time.sleep(0.05)
+    h.reset()
+
+
+def _route_loris(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), len(data), close=True)
+    if h.command == "HEAD":
+        return
+    for i in range(min(len(data), 600)):
+        if h.server.stopping or not h.write_quietly(data[i:i + 1]):
+            return
+        time.sleep(1.0)
+    h.reset()
+
+
+def _route_headersonly(h, rest):
+    secs, path = _secs_and_path(h, rest)
+    if secs is None:
+        return
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), len(data), close=True)
+    h.wfile.flush()
+    end = time.monotonic() + secs
+    while time.monotonic() < end and not h.server.stopping:
+        time.sleep(0.1)
+    h.hang_up()
+
+
+JPEG_START = bytes.fromhex("ffd8ffe000104a46494600010100000100010000")
+
+
+def _huge(h, rest, mode):
+    seg, _, name = rest.partition("/")
+    try:
+        size = _size(seg)
+    except ValueError:
+        return h.send_text(400, "bad size %r\n" % seg)
+    if mode == "length":
+        h.send_head(200, "image/jpeg", size)
+    elif mode == "chunked":
+        h.send_head(200, "image/jpeg", None, [("Transfer-Encoding", "chunked")])
+    else:
+        h.send_head(200, "image/jpeg", None, close=True)
+    if h.command == "HEAD":
+        return
+    block = b"\0" * 65536
+    sent = 0
+    while sent < size and not h.server.stopping:
+        piece = (JPEG_START + block)[:65536] if sent == 0 else block
+        piece = piece[:size - sent]
+        out = b"%x\r\n%s\r\n" % (len(piece), piece) if mode == "chunked" else piece
+        if not h.write_quietly(out):
+            return
+        sent += len(piece)
+    if mode == "chunked":
+        h.write_quietly(b"0\r\n\r\n")
+    else:
+        h.hang_up()
+
+
+def _route_huge(h, rest):
+    _huge(h, rest, "length")
+
+
+def _route_hugechunked(h, rest):
+    _huge(h, rest, "chunked")
+
+
+def _route_hugeclose(h, rest):
+    _huge(h, rest, "close")
+
+
+_BOMBS = {}
+_BOMBS_LOCK = threading.Lock()
+
+
+def gzip_bomb(size):
+    """gzip of SIZE bytes: a JPEG start then zeros (about 1000:1), cached."""
+    with _BOMBS_LOCK:
+        if size not in _BOMBS:
+            buf = io.BytesIO()
+            with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as g:
+                g.write(JPEG_START)
+                left = size - len(JPEG_START)
+                block = b"\0" * (1 << 20)
+                while left > 0:
+                    g.write(block[:left])
+                    left -= len(block)
+            _BOMBS[size] = buf.getvalue()
+        return _BOMBS[size]
+
+
+def _route_gzipbomb(h, rest):
+    seg, _, name = rest.partition("/")
+    try:
+        size = _size(seg)
+    except ValueError:
+        return h.send_text(400, "bad size %r\n" % seg)
+    h.send_bytes(gzip_bomb(size), "image/jpeg", extra_headers=[("Content-Encoding", "gzip")])
+
+
+def _validators(full, data):
+    etag = '"%s"' % hashlib.sha256(data).hexdigest()[:16]
+    lm = email.utils.formatdate(os.stat(full).st_mtime, usegmt=True)
+    return etag, lm
+
+
+def _cut_first(h, full, data):
+    """The first answer of /resumable/ and /norange/: everything says the
+    whole body is coming and resumable, half of it comes, the connection closes."""
+    etag, lm = _validators(full, data)
+    h.send_head(200, content_type(full), len(data),
+                [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)], close=True)
+    if h.command != "HEAD":
+        h.write_quietly(data[:len(data) // 2])
+    h.hang_up()
+
+
+def _route_resumable(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    if h.nth == 1:
+        return _cut_first(h, full, data)
+    etag, lm = _validators(full, data)
+    hdrs = [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)]
+    rng = h.headers.get("Range", "")
+    if_range = h.headers.get("If-Range")
+    m = None
+    if rng.startswith("bytes=") and rng.endswith("-"):
+        try:
+            m = int(rng[6:-1])
+        except ValueError:
+            m = None
+    if m is not None and (if_range is None or if_range in (etag, lm)) and 0 <= m < len(data):
+        return h.send_bytes(data[m:], content_type(full), 206,
+                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(data) - 1, len(data)))])
+    h.send_bytes(data, content_type(full), 200, hdrs)
+
+
+def _route_norange(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    if h.nth == 1:
+        return _cut_first(h, full, data)
+    etag, lm = _validators(full, data)
+    h.send_bytes(data, content_type(full), 200,
+                 [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)])
+
+
+def _route_gzipresumable(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    z = gzip.compress(data, mtime=0)
+    etag, lm = _validators(full, z)
+    hdrs = [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm),
+            ("Content-Encoding", "gzip")]
+    if h.nth == 1:
+        h.send_head(200, content_type(full), len(z), hdrs, close=True)
+        if h.command != "HEAD":
+            h.write_quietly(z[:len(z) // 2])
+        return h.hang_up()
+    h.send_bytes(z, content_type(full), 200, hdrs)
+
+
+def _route_alias(h, rest):
+    enc, _, name = rest.partition("/")
+    _route_file(h, enc)
+
+
+def _route_slowalias(h, rest):
+    secs, rest = _secs_and_path(h, rest)
+    if secs is None:
+        return
+    time.sleep(secs)
+    _route_alias(h, rest)
+
+
+def _route_relative(h, rest):
+    loc = "../" * (rest.count("/") + 1) + rest
+    h.send_text(302, "redirect to %s\n" % loc, [("Location", loc)])
+
+
+def _route_pingpong(h, rest):
+    side, _, path = rest.partition("/")
+    loc = "/pingpong/%s/%s" % ("B" if side == "A" else "A", path)
+    h.send_text(302, "redirect to %s\n" % loc, [("Location", loc)])
+
+
+def _route_empty(h, rest):
+    h.send_bytes(b"", content_type(rest))
+
+
+def _route_html(h, rest):
+    h.send_bytes(b"<!DOCTYPE html>\n<html><head><title>Not Found</title></head>"
+                 b"<body><h1>Not Found</h1></body></html>\n", "text/html; charset=utf-8")
+
+
+def _route_json(h, rest):
+    h.send_bytes(b'{"error": "not found", "code": 404}\n', "application/json")
+
+
+def _route_noctype(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    h.send_bytes(data, None)
+
+
 # Longest prefixes first where they overlap.  Each handler: fn(handler, rest).
 ROUTES = [
     ("/status/", _route_status),
@@ -320,6 +671,26 @@ ROUTES = [
     ("/nolength/", _route_nolength),
     ("/any/", _route_any),
     ("/location/", _route_location),
+    ("/flaky/", _route_flaky),
+    ("/retryafter/", _route_flaky),
+    ("/reset/", _route_reset),
+    ("/loris/", _route_loris),
+    ("/headersonly/", _route_headersonly),
+    ("/huge/", _route_huge),
+    ("/hugechunked/", _route_hugechunked),
+    ("/hugeclose/", _route_hugeclose),
+    ("/gzipbomb/", _route_gzipbomb),
+    ("/resumable/", _route_resumable),
+    ("/norange/", _route_norange),
+    ("/gzipresumable/", _route_gzipresumable),
+    ("/alias/", _route_alias),
+    ("/slowalias/", _route_slowalias),
+    ("/relative/", _route_relative),
+    ("/pingpong/", _route_pingpong),
+    ("/empty/", _route_empty),
+    ("/html/", _route_html),
+    ("/json/", _route_json),
+    ("/noctype/", _route_noctype),
 ]
 
 
@@ -329,16 +700,27 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 64
 
-    def __init__(self, root, port=0, any_file=None):
+    def __init__(self, root, port=0, any_file=None, ssl_context=None, max_conns=None):
         self.root = os.path.realpath(root) if root is not None else None
         self.any_file = os.path.realpath(any_file) if any_file else None
+        self.ssl_context = ssl_context
+        self.max_conns = max_conns
+        self.stopping = False
         self._lock = threading.Lock()
         self._requests = []
+        self._log = []              # one dict per request, see log()
+        self._counts = {}           # request target -> requests so far
         self._active = {}           # Host header -> requests being answered now
         self._max_active = {}       # Host header -> the most seen at once
         self._max_total = 0
         self._clients = set()       # (ip, port) of every connection that sent a request
+        self._accepts = 0
+        self._open_conns = set()
+        self._max_conns_seen = 0
+        self._rejected = 0
+        self._tls_errors = []
         self._thread = None
         super().__init__(("127.0.0.1", port), _Handler)
 
@@ -346,17 +728,64 @@ class Server(http.server.ThreadingHTTPServer):
     def port(self):
         return self.server_address[1]
 
-    def url(self, path=""):
-        return "http://127.0.0.1:%d/%s" % (self.port, path.lstrip("/"))
+    @property
+    def scheme(self):
+        return "https" if self.ssl_context is not None else "http"
 
-    def note_request(self, method, path, host="", client=None):
+    def url(self, path="", host="127.0.0.1"):
+        return "%s://%s:%d/%s" % (self.scheme, host, self.port, path.lstrip("/"))
+
+    # connections
+
+    def get_request(self):
+        sock, addr = self.socket.accept()
+        with self._lock:
+            self._accepts += 1
+        if self.ssl_context is not None:
+            sock = self.ssl_context.wrap_socket(sock, server_side=True,
+                                                do_handshake_on_connect=False)
+        return sock, addr
+
+    def process_request(self, request, client_address):
+        with self._lock:
+            full = self.max_conns is not None and len(self._open_conns) >= self.max_conns
+            if full:
+                self._rejected += 1
+            else:
+                self._open_conns.add(id(request))
+                self._max_conns_seen = max(self._max_conns_seen, len(self._open_conns))
+        if full:
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):
+        with self._lock:
+            self._open_conns.discard(id(request))
+        super().shutdown_request(request)
+
+    def note_tls_error(self, e):
+        with self._lock:
+            self._tls_errors.append(str(e))
+
+    # requests
+
+    def note_request(self, method, path, host="", client=None, headers=None):
+        """Records a request; -> how many requests for this exact target so far (1 = first)."""
         with self._lock:
             self._requests.append((method, path))
+            n = self._counts.get(path, 0) + 1
+            self._counts[path] = n
+            self._log.append({"method": method, "path": path, "host": host,
+                              "t": time.monotonic(), "wall": time.time(),
+                              "headers": {k.lower(): v for k, v in (headers or {}).items()},
+                              "client": tuple(client[:2]) if client else None})
             self._active[host] = self._active.get(host, 0) + 1
             self._max_active[host] = max(self._max_active.get(host, 0), self._active[host])
             self._max_total = max(self._max_total, sum(self._active.values()))
             if client is not None:
                 self._clients.add(tuple(client[:2]))
+            return n
 
     def note_done(self, host):
         with self._lock:
@@ -376,6 +805,35 @@ class Server(http.server.ThreadingHTTPServer):
         with self._lock:
             return list(self._requests)
 
+    def log(self, path=None, method=None):
+        """Recorded requests (dicts: method, path, host, t (monotonic), wall
+        (time.time()), headers (lower-case names), client), optionally only
+        those for one exact request target and/or method."""
+        with self._lock:
+            return [dict(e) for e in self._log
+                    if (path is None or e["path"] == path) and (method is None or e["method"] == method)]
+
+    def hits(self, path, method="GET"):
+        """Monotonic times of the requests for one exact target."""
+        return [e["t"] for e in self.log(path, method)]
+
+    def accepts(self):
+        """TCP connections accepted (including rejected and failed TLS ones)."""
+        with self._lock:
+            return self._accepts
+
+    def rejected(self):
+        with self._lock:
+            return self._rejected
+
+    def max_open_connections(self):
+        with self._lock:
+            return self._max_conns_seen
+
+    def tls_errors(self):
+        with self._lock:
+            return list(self._tls_errors)
+
     def handle_error(self, request, client_address):
         if VERBOSE:
             super().handle_error(request, client_address)
@@ -388,6 +846,7 @@ class Server(http.server.ThreadingHTTPServer):
         return self
 
     def stop(self):
+        self.stopping = True
         if self._thread is not None:
             self.shutdown()
             self._thread.join(5)
@@ -401,9 +860,9 @@ class Server(http.server.ThreadingHTTPServer):
         self.stop()
 
 
-def start(root, port=0, any_file=None):
+def start(root, port=0, any_file=None, ssl_context=None, max_conns=None):
     """Serve root on 127.0.0.1:port (0 = any free port) in a daemon thread."""
-    return Server(root, port, any_file).start_thread()
+    return Server(root, port, any_file, ssl_context, max_conns).start_thread()
 
 
 def main(argv=None):

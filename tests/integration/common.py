@@ -40,6 +40,8 @@ LOG_LINE = re.compile(r"^\[[^,\]]+, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d{3}, "
 BASE_CONFIG = {
     "paths": {"incoming": "../incoming", "outgoing": "../outgoing", "logs": "../logs"},
     "resize": {"workers": "2"},
+    # transient failures are retried (default 3 retries); keep the backoff short in tests
+    "download": {"retry_delay": "0.05", "max_retry_wait": "2"},
 }
 
 
@@ -213,7 +215,8 @@ class Workdir:
         return [f for f in self.outgoing_files() if f not in exp and not f.startswith(".thumbd")]
 
     def incoming_files(self):
-        return tree(self.incoming)
+        """Everything in incoming/ but thumbd's own state (the .thumbd-names registry)."""
+        return [f for f in tree(self.incoming) if not f.startswith(".thumbd-")]
 
     def log_lines(self):
         p = os.path.join(self.logs, "thumbd.log")
@@ -278,8 +281,21 @@ def thumb_names(stem, fmt, sizes=DEFAULT_SIZES):
     return ["%s_%d.%s" % (stem, w, EXT[fmt]) for w in sizes]
 
 
-SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs|files)(?: \((\d+) duplicates? skipped\))?: "
+SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs|files)(?: \(([^)]*)\))?: "
                      r"(\d+) done, (\d+) failed; (\d+) thumbnails, ")
+
+
+def summary_notes(line):
+    """The parenthesised part of a summary line as {"already done": A, "failed before": B,
+    "duplicates skipped": C}; missing items are 0."""
+    m = SUMMARY.match(line)
+    notes = {"already done": 0, "failed before": 0, "duplicates skipped": 0}
+    if m and m.group(2):
+        for item in m.group(2).split(", "):
+            n, _, what = item.partition(" ")
+            what = "duplicates skipped" if what.startswith("duplicate") else what
+            notes[what] = int(n)
+    return notes
 
 
 def stdout_summary(t, out, what, urls=None, done=None, failed=None, thumbs=None):

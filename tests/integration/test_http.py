@@ -39,7 +39,9 @@ def test_status_codes(t):
         rc, out, err = wd.run_urls([u404, u500, good], timeout=150)
         t.eq(rc, 1, "status codes: exit status 1")
         t.eq(_one_failure(t, wd, u404, "404"), "HTTP 404", "404: reason")
-        t.eq(_one_failure(t, wd, u500, "500"), "HTTP 500", "500: reason")
+        # 500 is transient: retried (3 retries by default), then recorded with the count
+        t.eq(_one_failure(t, wd, u500, "500"), "HTTP 500 (after 4 attempts)", "500: reason")
+        t.eq(len([p for m, p in srv.requests() if p.endswith("status/500")]), 4, "500: requested 4 times")
         _ok(t, wd, HOPPER, good, "good URL next to 404/500")
         n404 = len([1 for m, p in srv.requests() if p == "/status/404" and m == "GET"])
         t.eq(n404, 1, "404 is permanent: requested once")
@@ -143,7 +145,8 @@ def test_connection_refused(t):
         rc, out, err = wd.run_urls([refused, good], timeout=120)
         t.eq(rc, 1, "connection refused: exit status 1")
         r = _one_failure(t, wd, refused, "connection refused")
-        t.check(r.startswith("cannot connect to 127.0.0.1 port ") and r.endswith("Connection refused"),
+        t.check(r.startswith("cannot connect to 127.0.0.1 port ")
+                and r.endswith("Connection refused (after 4 attempts)"),
                 "connection refused: the reason names host, port and cause (%r)" % r)
         _ok(t, wd, HOPPER, good, "run continues after a refused connection")
 

@@ -41,6 +41,12 @@ test_defaults(void)
 	CHECK(c->max_bytes == 50ULL << 20);
 	CHECK(c->max_pixels == 100000000ULL);
 	CHECK_INT(c->workers, 0);
+	CHECK_INT(c->retries, 3);
+	CHECK_INT(c->retry_delay_ms, 1000);
+	CHECK_INT(c->max_retry_wait_ms, 60000);
+	CHECK_INT(c->host_delay_ms, 0);
+	CHECK_INT(c->host_max_failures, 10);
+	CHECK(c->ca_file == NULL);
 	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
 	CHECK(c->workers >= 1);
 	cfg_free(c);
@@ -138,6 +144,24 @@ test_set(void)
 	CHECK(strstr(err, "out of range") != NULL);
 	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,32", err, sizeof err), -1);
 	CHECK_INT(cfg_set(c, "download.max_bytes=10X", err, sizeof err), -1);
+	/* seconds with decimals, kept as milliseconds */
+	CHECK_INT(cfg_set(c, "download.retry_delay=0.25", err, sizeof err), 0);
+	CHECK_INT(c->retry_delay_ms, 250);
+	CHECK_INT(cfg_set(c, "download.host_delay=2", err, sizeof err), 0);
+	CHECK_INT(c->host_delay_ms, 2000);
+	CHECK_INT(cfg_set(c, "download.max_retry_wait=1.5", err, sizeof err), 0);
+	CHECK_INT(c->max_retry_wait_ms, 1500);
+	CHECK_INT(cfg_set(c, "download.host_delay=-1", err, sizeof err), -1);
+	CHECK_INT(cfg_set(c, "download.host_delay=1.2.3", err, sizeof err), -1);
+	CHECK(strstr(err, "not a number of seconds") != NULL);
+	CHECK_INT(cfg_set(c, "download.retries=21", err, sizeof err), -1);
+	CHECK_INT(cfg_set(c, "download.retries=0", err, sizeof err), 0);
+	CHECK_INT(c->retries, 0);
+	/* an empty ca_file means the system store */
+	CHECK_INT(cfg_set(c, "download.ca_file=/etc/ssl/x.pem", err, sizeof err), 0);
+	CHECK_STR(c->ca_file, "/etc/ssl/x.pem");
+	CHECK_INT(cfg_set(c, "download.ca_file=", err, sizeof err), 0);
+	CHECK(c->ca_file == NULL);
 	CHECK_INT(c->connections, 4);
 	cfg_free(c);
 }

@@ -1,0 +1,37 @@
+/*
+ * state: what earlier runs already finished, so running the same command
+ * again does only what is left.  There is no separate journal file: the
+ * thumbnails are the record of success (written temp + fsync + rename, so
+ * one that exists is complete), logs/failed.tsv is the record of failure
+ * (one line per URL, one write(2) each), and the names registry keeps
+ * every URL's output name.  state_open() reads failed.tsv and clears the
+ * leftovers a killed run may have left (.part and .tmp files, downloads no
+ * worker got to).
+ */
+#ifndef THUMBD_STATE_H
+#define THUMBD_STATE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "name.h"
+
+typedef struct state state;
+
+typedef enum {
+	STATE_NEW,              /* not done: download it */
+	STATE_DONE,             /* every thumbnail exists */
+	STATE_FAILED,           /* failed.tsv holds its final outcome */
+} state_outcome;
+
+/* retry_failed: forget the failures read from failed.tsv.  NULL + err. */
+state *state_open(const cfg *c, const names *reg, int retry_failed, char *err, size_t errlen);
+void state_close(state *s);                     /* accepts NULL */
+
+state_outcome state_lookup(const state *s, const char *url, const char *stem);
+
+/* 0 for a failure that says nothing final about the URL (this machine's
+ * write errors, an interrupted transfer): the next run tries it again. */
+int state_reason_is_final(const char *reason);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * state: see include/state.h for the design.  Loading failed.tsv costs one
+ * 8-byte hash per failed URL; done-ness costs a few stat(2) calls per URL,
+ * made only for URLs that are read, so neither grows with history that the
+ * current lists do not touch.
+ */
+#include "state.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "hashset.h"
+#include "log.h"
+
+struct state {
+	const cfg *c;
+	hashset failed;         /* hash(url) with a final line in failed.tsv */
+};
+
+int
+state_reason_is_final(const char *reason)
+{
+	static const char *const local[] = {
+		"cannot write ", "cannot create ", "cannot rename ", "cannot open ", "out of memory",
+		"interrupted", "internal error",
+	};
+
+	for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
+		if (strncmp(reason, local[i], strlen(local[i])) == 0)
+			return 0;
+	return 1;
+}
+
+static int
+load_failures(state *s, const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int rc = 0;
+
+	if (!fp)
+		return errno == ENOENT ? 0 : -1;
+	while ((len = getline(&line, &cap, fp)) > 0) {
+		char *url, *reason;
+		if (line[len - 1] == '\n')
+			line[--len] = 0;
+		if (!(url = strchr(line, '\t')) || !(reason = strchr(url + 1, '\t')))
+			continue;
+		*reason++ = 0;
+		url++;
+		if (state_reason_is_final(reason) && hashset_put(&s->failed, hash_str(url), 1) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	free(line);
+	fclose(fp);
+	return rc;
+}
+
+static int
+has_suffix(const char *s, const char *suffix)
+{
+	size_t n = strlen(s), m = strlen(suffix);
+
+	return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* What a killed run leaves: incoming/<name>.part, incoming/<name> that no
+ * worker finished (ours: its stem is in the registry; files other programs
+ * put there are left alone), outgoing/.<name>.tmp. */
+static void
+clear_leftovers(const cfg *c, const names *reg)
+{
+	const char *dirs[2] = { c->incoming, c->outgoing };
+
+	for (int i = 0; i < 2; i++) {
+		DIR *d = opendir(dirs[i]);
+		struct dirent *e;
+		if (!d)
+			continue;
+		while ((e = readdir(d))) {
+			char path[4096], stem[NAME_MAX_OUT];
+			const char *dot;
+			int ours;
+			if (i == 1)
+				ours = e->d_name[0] == '.' && has_suffix(e->d_name, ".tmp");
+			else if (e->d_name[0] == '.')
+				ours = 0;
+			else if (has_suffix(e->d_name, ".part"))
+				ours = 1;
+			else {
+				dot = strrchr(e->d_name, '.');
+				snprintf(stem, sizeof stem, "%.*s", dot && dot != e->d_name
+				         ? (int)(dot - e->d_name) : (int)strlen(e->d_name), e->d_name);
+				ours = names_owned(reg, stem) || names_owned(reg, e->d_name);
+			}
+			if (!ours)
+				continue;
+			snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
+			if (unlink(path) == 0)
+				log_msg(LOG_INFO, "removed %s, left by an earlier run", path);
+		}
+		closedir(d);
+	}
+}
+
+state *
+state_open(const cfg *c, const names *reg, int retry_failed, char *err, size_t errlen)
+{
+	state *s = calloc(1, sizeof *s);
+	char path[4096];
+
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->c = c;
+	snprintf(path, sizeof path, "%s/failed.tsv", c->logs);
+	if (!retry_failed && load_failures(s, path) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+		state_close(s);
+		return NULL;
+	}
+	clear_leftovers(c, reg);
+	return s;
+}
+
+void
+state_close(state *s)
+{
+	if (!s)
+		return;
+	hashset_free(&s->failed);
+	free(s);
+}
+
+/* 1 when outgoing/<stem>_<w>.<ext> exists and is not empty. */
+static int
+thumb_exists(const cfg *c, const char *stem, int w, const char *ext)
+{
+	char path[4096];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "%s/%s_%d.%s", c->outgoing, stem, w, ext);
+	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+}
+
+state_outcome
+state_lookup(const state *s, const char *url, const char *stem)
+{
+	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
+	const cfg *c = s->c;
+
+	if (hashset_get(&s->failed, hash_str(url)))
+		return STATE_FAILED;
+	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+		const char *ext = img_format_ext(formats[f]);
+		int all = 1;
+		if (c->format != IMG_UNKNOWN && c->format != formats[f])
+			continue;
+		for (int i = 0; i < c->nsizes && all; i++)
+			all = thumb_exists(c, stem, c->sizes[i], ext);
+		if (all)
+			return STATE_DONE;
+	}
+	return STATE_NEW;
+}

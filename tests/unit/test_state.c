@@ -1,0 +1,156 @@
+/* Unit tests: what earlier runs finished (state.c) and the hash tables under it (hashset.c). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "hashset.h"
+#include "name.h"
+#include "state.h"
+
+static char dir[] = "/tmp/thumbd-test-state-XXXXXX";
+
+static void
+put(const char *sub, const char *name, const char *text)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
+	fp = fopen(path, "w");
+	CHECK(fp != NULL);
+	if (fp) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+}
+
+static int
+exists(const char *sub, const char *name)
+{
+	char path[512];
+
+	snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
+	return access(path, F_OK) == 0;
+}
+
+static void
+test_hashset(void)
+{
+	hashset set = { 0 }, map = { .is_map = 1 };
+	int bad = 0;
+
+	CHECK(hash_str("") != 0);
+	CHECK(hash_str("a") != hash_str("b"));
+	for (uint64_t k = 1; k <= 50000; k++)
+		if (hashset_put(&set, k * 7919, 1) < 0 || hashset_put(&map, k, k * 3) < 0)
+			bad++;
+	CHECK_INT(bad, 0);
+	CHECK(hashset_get(&set, 7919) == 1);
+	CHECK(hashset_get(&set, 7918) == 0);
+	CHECK(hashset_get(&map, 40000) == 120000);
+	CHECK(hashset_get(&map, 50001) == 0);
+	CHECK_INT(map.used, 50000);
+	hashset_put(&map, 5, 99);               /* overwrite keeps the count */
+	CHECK(hashset_get(&map, 5) == 99);
+	CHECK_INT(map.used, 50000);
+	hashset_free(&set);
+	hashset_free(&map);
+	CHECK(hashset_get(&set, 7919) == 0);
+}
+
+int
+main(void)
+{
+	cfg *c = cfg_new();
+	char err[512], path[512], name[NAME_MAX_OUT];
+	names *reg;
+	state *s;
+
+	test_hashset();
+	CHECK_INT(state_reason_is_final("HTTP 404"), 1);
+	CHECK_INT(state_reason_is_final("HTTP 503 (after 4 attempts)"), 1);
+	CHECK_INT(state_reason_is_final("cannot write /x/incoming/a.part: No space left on device"), 0);
+	CHECK_INT(state_reason_is_final("cannot create /x/outgoing/.a_32.jpg.tmp: Read-only file system"), 0);
+	CHECK_INT(state_reason_is_final("interrupted before the download finished"), 0);
+
+	if (!c || !mkdtemp(dir))
+		return 1;
+	free(c->incoming);
+	free(c->outgoing);
+	free(c->logs);
+	snprintf(path, sizeof path, "%s/in", dir);
+	c->incoming = strdup(path);
+	snprintf(path, sizeof path, "%s/out", dir);
+	c->outgoing = strdup(path);
+	snprintf(path, sizeof path, "%s/logs", dir);
+	c->logs = strdup(path);
+	mkdir(c->incoming, 0755);
+	mkdir(c->outgoing, 0755);
+	mkdir(c->logs, 0755);
+
+	/* an earlier run: a done URL, a failed one, a local failure, and leftovers */
+	reg = names_open(c->incoming, err, sizeof err);
+	CHECK(reg != NULL);
+	if (!reg)
+		return CHECK_DONE();
+	CHECK_INT(names_claim(reg, "http://h/done.jpg", "done", name, err, sizeof err), 0);
+	CHECK_INT(names_claim(reg, "http://h/half.jpg", "half", name, err, sizeof err), 0);
+	CHECK_INT(names_claim(reg, "http://h/stale.png", "stale", name, err, sizeof err), 0);
+	CHECK_INT(names_sync(reg), 0);
+	names_close(reg);
+	put("out", "done_32.jpg", "x");
+	put("out", "done_64.jpg", "x");
+	put("out", "done_200.jpg", "x");
+	put("out", "half_32.png", "x");         /* killed before the other widths */
+	put("out", ".half_64.png.tmp", "x");
+	put("in", "half.jpg.part", "x");
+	put("in", "stale.png", "x");            /* downloaded, never resized */
+	put("in", "foreign.jpg", "x");          /* put there by another program */
+	put("logs", "failed.tsv",
+	    "2026-01-01T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:00Z\thttp://h/disk.jpg\tcannot write /x/in/disk.jpg.part: No space left on device\n"
+	    "a torn line without tabs\n");
+
+	reg = names_open(c->incoming, err, sizeof err);
+	CHECK(reg != NULL);
+	s = state_open(c, reg, 0, err, sizeof err);
+	CHECK(s != NULL);
+	if (!s || !reg)
+		return CHECK_DONE();
+	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_DONE);
+	CHECK_INT(state_lookup(s, "http://h/half.jpg", "half"), STATE_NEW);
+	CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_FAILED);
+	CHECK_INT(state_lookup(s, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
+	CHECK_INT(state_lookup(s, "http://h/new.jpg", "new"), STATE_NEW);
+	/* leftovers of the killed run are gone, other programs' files stay */
+	CHECK_INT(exists("in", "half.jpg.part"), 0);
+	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
+	CHECK_INT(exists("in", "stale.png"), 0);
+	CHECK_INT(exists("in", "foreign.jpg"), 1);
+	CHECK_INT(exists("out", "half_32.png"), 1);
+	CHECK_INT(exists("in", ".thumbd-names"), 1);
+	/* with another format configured, the JPEG thumbnails do not count */
+	c->format = IMG_WEBP;
+	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_NEW);
+	c->format = IMG_UNKNOWN;
+	state_close(s);
+
+	/* --retry-failed forgets the failures */
+	s = state_open(c, reg, 1, err, sizeof err);
+	CHECK(s != NULL);
+	if (s)
+		CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_NEW);
+	state_close(s);
+	state_close(NULL);
+	names_close(reg);
+
+	snprintf(err, sizeof err, "rm -rf %s", dir);
+	CHECK_INT(system(err), 0);
+	cfg_free(c);
+	return CHECK_DONE();
+}
