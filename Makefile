@@ -22,7 +22,7 @@ PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
             libpng-dev libwebp-dev libinih-dev
-DEB_TEST  = python3 ca-certificates
+DEB_TEST  = python3 ca-certificates openssl nghttp2-server
 
 VERSION   := 0.1.0
 comma     := ,
@@ -71,7 +71,8 @@ $(B) $(B)/tests:
 # make so pkg-config is asked again once the packages are there.
 ensure-deps:
 	@if ! $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null || ! command -v python3 >/dev/null \
-	    || ! command -v $(CC) >/dev/null; then $(MAKE) --no-print-directory deps; fi
+	    || ! command -v $(CC) >/dev/null || ! command -v openssl >/dev/null \
+	    || ! command -v nghttpd >/dev/null; then $(MAKE) --no-print-directory deps; fi
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install $(DEB_BUILD) $(DEB_TEST))" >&2; exit 1; fi
@@ -111,5 +112,39 @@ uninstall:
 
 clean:
 	rm -rf build
+
+# ---- fuzzing: libFuzzer targets for the decoders (clang; see fuzz/README.md) ----
+# Separate from everything above: its own compiler, flags and build/fuzz dir.
+#   make fuzz                                    build build/fuzz/fuzz_{jpeg,png,webp,exif}
+#   make fuzz-run FUZZ_TARGET=fuzz_png [FUZZ_SECONDS=600]
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 600
+FUZZ_TARGET  ?= fuzz_jpeg
+FUZZ_MAXLEN  ?= 65536
+FUZZ_TARGETS := fuzz_jpeg fuzz_png fuzz_webp fuzz_exif
+FUZZ_SRCS    := src/img.c src/jpegio.c src/pngio.c src/webpio.c src/exif.c src/resample.c
+FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) \
+                $(PKG_CFLAGS) -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: fuzz fuzz-corpus fuzz-run
+fuzz: $(patsubst %,build/fuzz/%,$(FUZZ_TARGETS))
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz_common.h $(FUZZ_SRCS) $(wildcard include/*.h)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRCS) $(PKG_LIBS) -lm
+
+# Seeds: small files of the target's format from the shared corpus, the demo
+# images and tests/fuzz-regress (fuzz/seed-corpus.py); campaign finds go to
+# build/fuzz-corpus/<target>/ as well, so a rerun resumes where it stopped.
+fuzz-corpus:
+	@FUZZ_MAXLEN=$(FUZZ_MAXLEN) python3 fuzz/seed-corpus.py $(FUZZ_TARGETS)
+
+fuzz-run: build/fuzz/$(FUZZ_TARGET) fuzz-corpus
+	@mkdir -p build/fuzz-crash/$(FUZZ_TARGET)
+	build/fuzz/$(FUZZ_TARGET) -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAXLEN) \
+	    -timeout=25 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_final_stats=1 \
+	    -artifact_prefix=build/fuzz-crash/$(FUZZ_TARGET)/ \
+	    build/fuzz-corpus/$(FUZZ_TARGET)
 
 -include $(OBJS:.o=.d) $(TBINS:=.d)
