@@ -59,7 +59,7 @@ typedef struct host {
 	int active;             /* requests in flight */
 	int waiting;            /* pending transfers for this host */
 	int fails;              /* consecutive failed attempts */
-	int paused;             /* circuit open: no more requests this run */
+	int paused;             /* circuit open after this many failures: no more requests this run */
 	long long not_before;   /* ms: no request starts before (Retry-After) */
 	long long last_start;   /* ms: for host_delay */
 	char last_reason[160];
@@ -549,10 +549,12 @@ static void
 describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen)
 {
 	const cfg *c = x->f->c;
-	double connect = 0, total = 0;
+	double pretransfer = 0, total = 0;
 	curl_off_t clen = -1;
 
-	curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME, &connect);
+	/* pretransfer, not connect time: on a reused connection the connect
+	 * time is 0 although the request was sent */
+	curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME, &pretransfer);
 	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
 	if (x->too_large) {
@@ -579,7 +581,7 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		         (long long)(clen + (curl_off_t)x->resume_from), (unsigned long long)c->max_bytes);
 		return;
 	case CURLE_OPERATION_TIMEDOUT:
-		if (connect <= 0)
+		if (pretransfer <= 0)
 			snprintf(out, outlen, "connect timeout after %ld s", c->connect_timeout);
 		else if (total + 0.5 >= (double)c->timeout)
 			snprintf(out, outlen, "timeout after %ld s", c->timeout);
@@ -720,7 +722,8 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	if (oc == OUTCOME_TRANSIENT) {
 		long long now = now_ms();
 		h->fails++;
-		snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
+		if (!h->paused)
+			snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
 		if (retry_after > 0) {
 			long long wait = (long long)retry_after * 1000;
 			if (wait > f->c->max_retry_wait_ms)
@@ -731,7 +734,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 			        (long long)retry_after, h->name, wait);
 		}
 		if (f->c->host_max_failures && h->fails >= f->c->host_max_failures && !h->paused) {
-			h->paused = 1;
+			h->paused = h->fails;
 			log_msg(LOG_WARNING, "host %s paused after %d consecutive failures (last: %s)",
 			        h->name, h->fails, reason);
 		}
@@ -815,7 +818,7 @@ fail_paused(fetch *f, xfer *x)
 	char reason[REASON_LEN];
 
 	snprintf(reason, sizeof reason, "host %s paused after %d consecutive failures (last: %s)",
-	         x->host->name, x->host->fails, x->host->last_reason);
+	         x->host->name, x->host->paused, x->host->last_reason);
 	xfer_fail(f, x, reason);
 }
 
