@@ -40,6 +40,16 @@ int names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_O
 /* Make the claims written so far durable (fdatasync when there are new ones).  0 / -1. */
 int names_sync(names *n);
 
+/*
+ * When the registry file is at least min_bytes, rewrite it keeping only the
+ * claims for which keep(stem, url, arg) returns 1; the others' names are
+ * released.  Call before the run's first names_claim.  Returns the number
+ * of claims dropped (0 when the file was small), or -1 with err.
+ */
+long names_compact(names *n, long long min_bytes,
+                   int (*keep)(const char *stem, const char *url, void *arg), void *arg,
+                   char *err, size_t errlen);
+
 /* 1 when some URL owns stem (in this run or an earlier one). */
 int names_owned(const names *n, const char *stem);
 

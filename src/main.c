@@ -39,6 +39,9 @@
 
 #define EXIT_PARTIAL 1          /* some URLs or files failed */
 #define EXIT_USAGE 2            /* usage or config error: nothing started */
+/* Past this size the names registry sheds the names of URLs whose
+ * thumbnails are gone (about 300,000 URLs of 100 bytes). */
+#define REGISTRY_COMPACT_BYTES (32LL << 20)
 
 static volatile sig_atomic_t signals_seen;
 
@@ -286,7 +289,8 @@ main(int argc, char **argv)
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
 	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0 || log_open(r.c->logs, err, sizeof err) < 0
 	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
-	    || !(r.done = state_open(r.c, r.reg, retry_failed, err, sizeof err))) {
+	    || !(r.done = state_open(r.c, r.reg, retry_failed, err, sizeof err))
+	    || state_compact_names(r.done, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hashset.h"
@@ -36,6 +37,7 @@ struct names {
 	hashset seen;           /* hash(url) claimed in this run */
 	int fd;                 /* registry, O_APPEND */
 	int dirty;              /* claims written since the last names_sync() */
+	char path[4096];
 };
 
 static int
@@ -151,6 +153,7 @@ names_open(const char *dir, char *err, size_t errlen)
 	n->fd = -1;
 	n->owners.is_map = 1;
 	snprintf(path, sizeof path, "%s/%s", dir, REGISTRY);
+	snprintf(n->path, sizeof n->path, "%s", path);
 	n->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (n->fd < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
@@ -239,4 +242,88 @@ int
 names_owned(const names *n, const char *stem)
 {
 	return hashset_get(&n->owners, hash_str(stem)) != 0;
+}
+
+/*
+ * Compaction.  The registry only ever holds one line per URL, so it has no
+ * garbage in the usual sense; what accumulates over months of runs are
+ * names of URLs whose thumbnails were since deleted.  Past min_bytes the
+ * file is rewritten with the claims keep() still wants (temp file, fsync,
+ * rename, fsync of the directory), which releases the other names.
+ */
+long
+names_compact(names *n, long long min_bytes, int (*keep)(const char *stem, const char *url, void *arg),
+              void *arg, char *err, size_t errlen)
+{
+	char tmp[4200], *line = NULL, *slash;
+	size_t cap = 0;
+	ssize_t len;
+	struct stat sb;
+	FILE *in = NULL, *out = NULL;
+	long dropped = 0, rc = -1;
+	int dfd, nfd;
+
+	if (fstat(n->fd, &sb) < 0 || sb.st_size < min_bytes)
+		return 0;
+	snprintf(tmp, sizeof tmp, "%s.tmp", n->path);
+	if (!(in = fopen(n->path, "r")) || !(out = fopen(tmp, "w"))) {
+		snprintf(err, errlen, "cannot compact %s: %s", n->path, strerror(errno));
+		goto out;
+	}
+	while ((len = getline(&line, &cap, in)) > 0) {
+		char *tab = strchr(line, '\t');
+		if (line[len - 1] != '\n' || !tab) {
+			dropped++;      /* torn by a crash */
+			continue;
+		}
+		line[len - 1] = 0;
+		*tab = 0;
+		if (!keep(line, tab + 1, arg)) {
+			dropped++;
+			continue;
+		}
+		fprintf(out, "%s\t%s\n", line, tab + 1);
+	}
+	if (fflush(out) != 0 || fdatasync(fileno(out)) < 0 || fclose(out) != 0) {
+		out = NULL;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	out = NULL;
+	if (rename(tmp, n->path) < 0) {
+		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if ((slash = strrchr(n->path, '/'))) {
+		*slash = 0;
+		if ((dfd = open(n->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		*slash = '/';
+	}
+	/* start over from the new file */
+	if ((nfd = open(n->path, O_RDWR | O_APPEND | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", n->path, strerror(errno));
+		goto out;
+	}
+	close(n->fd);
+	n->fd = nfd;
+	hashset_free(&n->owners);
+	n->owners.is_map = 1;
+	fclose(in);
+	if (!(in = fopen(n->path, "r")) || load_registry(n, in) < 0) {
+		snprintf(err, errlen, "cannot reload %s", n->path);
+		goto out;
+	}
+	rc = dropped;
+out:
+	if (out) {
+		fclose(out);
+		unlink(tmp);
+	}
+	if (in)
+		fclose(in);
+	free(line);
+	return rc;
 }

@@ -173,3 +173,51 @@ state_lookup(const state *s, const char *url, const char *stem)
 	}
 	return STATE_NEW;
 }
+
+/* Names worth keeping: a thumbnail of that stem is in outgoing/ (any width,
+ * any format, so a change of sizes does not release a name), or failed.tsv
+ * has the URL's outcome. */
+typedef struct keep_ctx {
+	const state *s;
+	hashset stems;
+} keep_ctx;
+
+static int
+keep_name(const char *stem, const char *url, void *arg)
+{
+	keep_ctx *k = arg;
+
+	return hashset_get(&k->stems, hash_str(stem)) || hashset_get(&k->s->failed, hash_str(url));
+}
+
+long
+state_compact_names(const state *s, names *reg, long long min_bytes, char *err, size_t errlen)
+{
+	keep_ctx k = { .s = s };
+	DIR *d = opendir(s->c->outgoing);
+	struct dirent *e;
+	long rc = -1;
+
+	if (!d) {
+		snprintf(err, errlen, "cannot read %s: %s", s->c->outgoing, strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d))) {
+		/* <stem>_<width>.<ext>: the stem is what precedes the last '_' */
+		char *us = strrchr(e->d_name, '_');
+		if (e->d_name[0] == '.' || !us || us == e->d_name)
+			continue;
+		*us = 0;
+		if (hashset_put(&k.stems, hash_str(e->d_name), 1) < 0) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+	}
+	rc = names_compact(reg, min_bytes, keep_name, &k, err, errlen);
+	if (rc > 0)
+		log_msg(LOG_INFO, "name registry compacted: %ld names released", rc);
+out:
+	closedir(d);
+	hashset_free(&k.stems);
+	return rc;
+}

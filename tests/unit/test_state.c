@@ -138,6 +138,34 @@ main(void)
 	c->format = IMG_WEBP;
 	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_NEW);
 	c->format = IMG_UNKNOWN;
+
+	/* compaction: small files are left alone; past the size, names of URLs
+	 * with no thumbnail and no failure line are released */
+	CHECK_INT(state_compact_names(s, reg, 1 << 20, err, sizeof err), 0);
+	CHECK_INT(names_claim(reg, "http://h/404.jpg", "404", name, err, sizeof err), 0);
+	CHECK_INT(names_claim(reg, "http://h/gone.jpg", "gone", name, err, sizeof err), 0);
+	CHECK_INT(names_sync(reg), 0);
+	names_close(reg);
+	reg = names_open(c->incoming, err, sizeof err);
+	CHECK(reg != NULL);
+	if (!reg)
+		return CHECK_DONE();
+	/* done (thumbnails), half (one thumbnail), 404 (failed.tsv) stay; stale, gone go */
+	CHECK_INT(state_compact_names(s, reg, 0, err, sizeof err), 2);
+	CHECK_INT(names_owned(reg, "done"), 1);
+	CHECK_INT(names_owned(reg, "half"), 1);
+	CHECK_INT(names_owned(reg, "404"), 1);
+	CHECK_INT(names_owned(reg, "gone"), 0);
+	CHECK_INT(names_owned(reg, "stale"), 0);
+	/* a released name goes to the next URL that wants it, plainly */
+	CHECK_INT(names_claim(reg, "http://other/gone.jpg", "gone", name, err, sizeof err), 0);
+	CHECK_STR(name, "gone");
+	/* kept names still belong to their URLs */
+	CHECK_INT(names_claim(reg, "http://other/done.jpg", "done", name, err, sizeof err), 0);
+	CHECK(strncmp(name, "done-", 5) == 0);
+	/* both new claims have no thumbnail yet: released again (which is why
+	 * thumbd compacts only at start, before any claim) */
+	CHECK_INT(state_compact_names(s, reg, 0, err, sizeof err), 2);
 	state_close(s);
 
 	/* --retry-failed forgets the failures */
