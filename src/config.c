@@ -521,11 +521,36 @@ cfg_set(cfg *c, const char *assignment, char *err, size_t errlen)
 	return 0;
 }
 
+/* The same directory under two spellings?  Directories that do not exist
+ * yet compare by name. */
+static int
+same_dir(const char *a, const char *b)
+{
+	char *ra = realpath(a, NULL), *rb = realpath(b, NULL);
+	const char *x = ra ? ra : a, *y = rb ? rb : b;
+	size_t lx = strlen(x), ly = strlen(y);
+	int same;
+
+	while (lx > 1 && x[lx - 1] == '/')
+		lx--;
+	while (ly > 1 && y[ly - 1] == '/')
+		ly--;
+	same = lx == ly && memcmp(x, y, lx) == 0;
+	free(ra);
+	free(rb);
+	return same;
+}
+
 int
 cfg_finish(cfg *c, char *err, size_t errlen)
 {
-	(void)err;
-	(void)errlen;
+	/* incoming/ is thumbd's scratch space, cleaned at start; outgoing/ is
+	 * the product; sharing one directory would mix the two */
+	if (same_dir(c->incoming, c->outgoing)) {
+		snprintf(err, errlen, "%s: paths.incoming and paths.outgoing must be different directories (both %s)",
+		         c->file ? c->file : "config", c->incoming);
+		return -1;
+	}
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;

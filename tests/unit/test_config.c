@@ -163,6 +163,13 @@ test_set(void)
 	CHECK_INT(cfg_set(c, "download.ca_file=", err, sizeof err), 0);
 	CHECK(c->ca_file == NULL);
 	CHECK_INT(c->connections, 4);
+	/* one directory cannot be both scratch space and product */
+	CHECK_INT(cfg_set(c, "paths.incoming=/tmp/same", err, sizeof err), 0);
+	CHECK_INT(cfg_set(c, "paths.outgoing=/tmp/same/", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), -1);
+	CHECK(strstr(err, "paths.incoming and paths.outgoing") != NULL);
+	CHECK_INT(cfg_set(c, "paths.outgoing=/tmp/other", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
 	cfg_free(c);
 }
 
