@@ -1,8 +1,10 @@
 /*
- * hashset: open-addressing tables of 64-bit keys (optionally with a 64-bit
- * value), for the per-URL bookkeeping that must stay small: a million URLs
- * cost 16-32 MB, and no strings are kept.  Key 0 is reserved (hash_str never
- * returns it).  Not thread-safe: each table has one owning thread.
+ * hashset: hash tables of 64-bit keys with a 32-bit value (1 for a plain
+ * set), for the per-URL bookkeeping that must stay small: a slot is 12
+ * bytes, the table is at most 80% full and grows by half, and while it grows
+ * the old table is freed piece by piece, so a million URLs peak at about
+ * 23 bytes each and no strings are kept.  Key 0 and value 0 are reserved
+ * (hash_str never returns 0).  Not thread-safe: each table has one owner.
  */
 #ifndef THUMBD_HASHSET_H
 #define THUMBD_HASHSET_H
@@ -11,18 +13,17 @@
 #include <stdint.h>
 
 typedef struct hashset {
-	uint64_t *keys;         /* 0 = empty slot */
-	uint64_t *vals;         /* only when is_map */
-	size_t cap, used;
-	int is_map;
+	struct hs_slot **segs;  /* cap / HS_SEG_SLOTS segments */
+	size_t nsegs, cap, used;
 } hashset;
 
 /* FNV-1a of a string, never 0. */
 uint64_t hash_str(const char *s);
 
-/* A zeroed hashset is an empty set; set is_map = 1 before the first put for a map. */
-int hashset_put(hashset *t, uint64_t key, uint64_t val);        /* 0 / -1 (out of memory) */
-uint64_t hashset_get(const hashset *t, uint64_t key);            /* value (1 for a set), 0 when absent */
+/* A zeroed hashset is empty.  val must not be 0.  0 / -1 (out of memory). */
+int hashset_put(hashset *t, uint64_t key, uint32_t val);
+/* The value, or 0 when key is absent. */
+uint32_t hashset_get(const hashset *t, uint64_t key);
 void hashset_free(hashset *t);
 
 #endif

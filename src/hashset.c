@@ -1,11 +1,24 @@
 /*
- * hashset: linear probing over power-of-two tables, grown at 75% load.
- * Deletion is not needed by any user (URLs are only ever added during a
- * run), which is what keeps this small.
+ * hashset: linear probing over a table cut into fixed segments.
+ *
+ * Why segments: a table that doubles in one block holds the old and the new
+ * block at once while it rehashes, which is where the memory peak of a long
+ * URL list would be.  Here the old table is walked segment by segment and
+ * each segment is freed as soon as its entries have moved, so the peak is
+ * the new table plus one segment.  Growth is by half (not doubling) and the
+ * slot index comes from a multiply-shift of the hash (any table size
+ * works), which keeps the table between 53% and 80% full.
  */
 #include "hashset.h"
 
 #include <stdlib.h>
+
+#define HS_SEG_SLOTS 16384      /* 192 KiB: big enough to be mmap'd and given back when freed */
+
+struct hs_slot {
+	uint64_t key;
+	uint32_t val;
+} __attribute__((packed));
 
 uint64_t
 hash_str(const char *s)
@@ -14,81 +27,90 @@ hash_str(const char *s)
 
 	for (; *s; s++)
 		h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+	/* FNV's low bits are weak; mix so every bit counts for the index */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
 	return h ? h : 1;
+}
+
+static struct hs_slot *
+slot_at(const hashset *t, size_t i)
+{
+	return &t->segs[i / HS_SEG_SLOTS][i % HS_SEG_SLOTS];
+}
+
+/* The slot holding key, or the empty one where it would go. */
+static struct hs_slot *
+find(const hashset *t, uint64_t key)
+{
+	size_t i = (size_t)(((unsigned __int128)key * t->cap) >> 64);
+	struct hs_slot *s;
+
+	while ((s = slot_at(t, i))->key && s->key != key)
+		if (++i == t->cap)
+			i = 0;
+	return s;
 }
 
 static int
 grow(hashset *t)
 {
-	size_t ncap = t->cap ? t->cap * 2 : 1024;
-	uint64_t *nk = calloc(ncap, sizeof *nk), *nv = NULL;
+	hashset n = { 0 };
 
-	if (!nk || (t->is_map && !(nv = calloc(ncap, sizeof *nv)))) {
-		free(nk);
+	n.nsegs = t->nsegs ? t->nsegs + (t->nsegs + 1) / 2 : 1;
+	n.cap = n.nsegs * HS_SEG_SLOTS;
+	if (!(n.segs = calloc(n.nsegs, sizeof *n.segs)))
 		return -1;
+	for (size_t i = 0; i < n.nsegs; i++)
+		if (!(n.segs[i] = calloc(HS_SEG_SLOTS, sizeof **n.segs))) {
+			hashset_free(&n);
+			return -1;
+		}
+	for (size_t g = 0; g < t->nsegs; g++) {
+		for (size_t j = 0; j < HS_SEG_SLOTS; j++) {
+			struct hs_slot *from = &t->segs[g][j];
+			if (from->key)
+				*find(&n, from->key) = *from;
+		}
+		free(t->segs[g]);       /* moved: give it back before the next one */
+		t->segs[g] = NULL;
 	}
-	for (size_t i = 0; i < t->cap; i++) {
-		size_t j;
-		if (!t->keys[i])
-			continue;
-		for (j = t->keys[i] & (ncap - 1); nk[j]; j = (j + 1) & (ncap - 1))
-			;
-		nk[j] = t->keys[i];
-		if (nv)
-			nv[j] = t->vals[i];
-	}
-	free(t->keys);
-	free(t->vals);
-	t->keys = nk;
-	t->vals = nv;
-	t->cap = ncap;
+	n.used = t->used;
+	free(t->segs);
+	*t = n;
 	return 0;
-}
-
-static size_t
-slot(const hashset *t, uint64_t key)
-{
-	size_t j;
-
-	for (j = key & (t->cap - 1); t->keys[j] && t->keys[j] != key; j = (j + 1) & (t->cap - 1))
-		;
-	return j;
 }
 
 int
-hashset_put(hashset *t, uint64_t key, uint64_t val)
+hashset_put(hashset *t, uint64_t key, uint32_t val)
 {
-	size_t j;
+	struct hs_slot *s;
 
-	if ((t->used + 1) * 4 > t->cap * 3 && grow(t) < 0)
+	if ((t->used + 1) * 5 > t->cap * 4 && grow(t) < 0)
 		return -1;
-	j = slot(t, key);
-	if (!t->keys[j])
+	s = find(t, key);
+	if (!s->key)
 		t->used++;
-	t->keys[j] = key;
-	if (t->is_map)
-		t->vals[j] = val;
+	s->key = key;
+	s->val = val;
 	return 0;
 }
 
-uint64_t
+uint32_t
 hashset_get(const hashset *t, uint64_t key)
 {
-	size_t j;
-
 	if (!t->cap)
 		return 0;
-	j = slot(t, key);
-	if (!t->keys[j])
-		return 0;
-	return t->is_map ? t->vals[j] : 1;
+	return find(t, key)->val;
 }
 
 void
 hashset_free(hashset *t)
 {
-	free(t->keys);
-	free(t->vals);
-	t->keys = t->vals = NULL;
-	t->cap = t->used = 0;
+	for (size_t i = 0; i < t->nsegs; i++)
+		free(t->segs[i]);
+	free(t->segs);
+	t->segs = NULL;
+	t->nsegs = t->cap = t->used = 0;
 }

@@ -93,6 +93,7 @@ typedef struct run {
 	fetch *f;               /* URL mode */
 	char **files;           /* --files mode */
 	int nfiles;
+	char cwd[4096];
 	atomic_int producer_done;
 	atomic_int stop_files;
 	int producer_rc;
@@ -118,14 +119,19 @@ files_thread(void *arg)
 	log_thread_name("files");
 	for (int i = 0; i < r->nfiles && !atomic_load(&r->stop_files); i++) {
 		const char *path = r->files[i];
-		char *abs = realpath(path, NULL);
+		char key[8192];
 		job *j = NULL;
 		int rc;
 
 		STAT_ADD(&r->st, urls, 1);
 		name_from_path(path, stem, ext);
-		rc = names_claim(r->reg, abs ? abs : path, stem, uniq, err, sizeof err);
-		free(abs);
+		/* a file's key is its absolute path as given, symlinks not
+		 * resolved: two links are two names, like the user typed them */
+		if (path[0] == '/' || !r->cwd[0])
+			snprintf(key, sizeof key, "%s", path);
+		else
+			snprintf(key, sizeof key, "%s/%s", r->cwd, path);
+		rc = names_claim(r->reg, key, stem, uniq, err, sizeof err);
 		if (rc == 1) {
 			STAT_ADD(&r->st, duplicates, 1);
 			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);
@@ -325,6 +331,8 @@ main(int argc, char **argv)
 	if (files_mode) {
 		r.files = argv + optind;
 		r.nfiles = argc - optind;
+		if (!getcwd(r.cwd, sizeof r.cwd))
+			r.cwd[0] = 0;
 	} else {
 		if (!(r.f = fetch_new(r.c, lists, r.reg, r.done, r.q, &r.st, err, sizeof err))) {
 			fprintf(stderr, "thumbd: %s\n", err);
@@ -386,11 +394,13 @@ drain:
 		long before = (long)STAT_GET(&r.st, failed_before);
 		char notes[160];
 		summary_notes(&r.st, notes, sizeof notes);
-		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails, %.1f MB in %.1f s%s\n",
+		char mb[32] = "";
+		if (!files_mode)
+			snprintf(mb, sizeof mb, ", %.1f MB", (double)STAT_GET(&r.st, bytes) / 1e6);
+		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails%s in %.1f s%s\n",
 		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", notes,
 		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
-		       (double)STAT_GET(&r.st, bytes) / 1e6, now_s() - t0,
-		       interrupted ? " (interrupted: run again to finish)" : "");
+		       mb, now_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
 		status = failed || before || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
 	}

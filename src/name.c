@@ -4,9 +4,8 @@
  * The registry is an append-only text file, <incoming>/.thumbd-names, one
  * "stem<TAB>url" line per claim.  It lives in thumbd's private working
  * directory, not in outgoing/, which may be published as it is.  In memory
- * it is two hash tables (stem -> owner URL, and the URLs seen in this run),
- * 16 and 8 bytes per entry: a million-URL list costs tens of megabytes at
- * most and no strings are kept.  Only one thread (the fetcher, or the files
+ * it is one hash table, stem -> owner (see RUN_BIT below), about 20 bytes
+ * per URL, and no strings are kept.  Only one thread (the fetcher, or the files
  * feeder) claims names, so there is no lock.
  *
  * Durability: a claim must reach the disk before any file of that name is
@@ -32,9 +31,20 @@
 
 #define REGISTRY ".thumbd-names"
 
+/* An owner is a 31-bit fingerprint of the URL (two URLs with one stem
+ * and one fingerprint: about 1 in 2^30) plus a bit for "claimed in this
+ * run", so one table answers both "whose name is this" and "is this URL a
+ * duplicate": 12 bytes a URL instead of two tables. */
+#define RUN_BIT 0x80000000u
+
+static uint32_t
+fingerprint(const char *url)
+{
+	return (uint32_t)(hash_str(url) >> 33) | 1;     /* 31 bits, never 0 */
+}
+
 struct names {
-	hashset owners;         /* hash(stem) -> hash(url) */
-	hashset seen;           /* hash(url) claimed in this run */
+	hashset owners;         /* hash(stem) -> fingerprint(url) | RUN_BIT */
 	int fd;                 /* registry, O_APPEND */
 	int dirty;              /* claims written since the last names_sync() */
 	char path[4096];
@@ -132,7 +142,7 @@ load_registry(names *n, FILE *fp)
 			continue;
 		line[len - 1] = 0;
 		*tab = 0;
-		if (hashset_put(&n->owners, hash_str(line), hash_str(tab + 1)) < 0) {
+		if (hashset_put(&n->owners, hash_str(line), fingerprint(tab + 1)) < 0) {
 			rc = -1;
 			break;
 		}
@@ -151,7 +161,6 @@ names_open(const char *dir, char *err, size_t errlen)
 	if (!n)
 		goto oom;
 	n->fd = -1;
-	n->owners.is_map = 1;
 	snprintf(path, sizeof path, "%s/%s", dir, REGISTRY);
 	snprintf(n->path, sizeof n->path, "%s", path);
 	n->fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -184,7 +193,6 @@ names_close(names *n)
 	if (n->fd >= 0)
 		close(n->fd);
 	hashset_free(&n->owners);
-	hashset_free(&n->seen);
 	free(n);
 }
 
@@ -193,28 +201,28 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
             char *err, size_t errlen)
 {
 	static const int hexlen[] = { 0, 8, 16, 64 };
-	uint64_t kh = hash_str(key);
-	char hex[65];
+	uint32_t fp = fingerprint(key);
+	char hex[65] = "";
 
-	if (hashset_get(&n->seen, kh))
-		return 1;
-	if (hashset_put(&n->seen, kh, 1) < 0)
-		goto oom;
-	sha256_hex(key, strlen(key), hex);
 	for (size_t i = 0; i < sizeof hexlen / sizeof hexlen[0]; i++) {
-		uint64_t sh, owner;
+		uint64_t sh;
+		uint32_t owner;
+		if (hexlen[i] && !hex[0])
+			sha256_hex(key, strlen(key), hex);      /* only when the plain name is taken */
 		if (hexlen[i])
 			snprintf(out, NAME_MAX_OUT, "%s-%.*s", base, hexlen[i], hex);
 		else
 			snprintf(out, NAME_MAX_OUT, "%s", base);
 		sh = hash_str(out);
 		owner = hashset_get(&n->owners, sh);
-		if (owner == kh)
-			return 0;
-		if (owner)
-			continue;
-		if (hashset_put(&n->owners, sh, kh) < 0)
+		if (owner && (owner & ~RUN_BIT) != fp)
+			continue;               /* another URL's name */
+		if (owner & RUN_BIT)
+			return 1;               /* ours, already claimed in this run */
+		if (hashset_put(&n->owners, sh, fp | RUN_BIT) < 0)
 			goto oom;
+		if (owner)
+			return 0;               /* ours from an earlier run */
 		if (dprintf(n->fd, "%s\t%s\n", out, key) < 0) {
 			snprintf(err, errlen, "cannot write the name registry: %s", strerror(errno));
 			return -1;
@@ -310,7 +318,6 @@ names_compact(names *n, long long min_bytes, int (*keep)(const char *stem, const
 	close(n->fd);
 	n->fd = nfd;
 	hashset_free(&n->owners);
-	n->owners.is_map = 1;
 	fclose(in);
 	if (!(in = fopen(n->path, "r")) || load_registry(n, in) < 0) {
 		snprintf(err, errlen, "cannot reload %s", n->path);

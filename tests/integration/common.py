@@ -282,7 +282,7 @@ def thumb_names(stem, fmt, sizes=DEFAULT_SIZES):
 
 
 SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs|files)(?: \(([^)]*)\))?: "
-                     r"(\d+) done, (\d+) failed; (\d+) thumbnails, ")
+                     r"(\d+) done, (\d+) failed; (\d+) thumbnails[, ]")
 
 
 def summary_notes(line):

@@ -122,3 +122,23 @@ def test_files_mode(t):
         t.eq(after, before, "--files: input files still there and unchanged")
         t.eq(wd.incoming_files(), [], "--files: nothing left in incoming/")
         t.eq(wd.base_strays(), [], "--files: nothing written outside outgoing/ and logs/")
+
+
+def test_files_mode_symlinks(t):
+    """--files names outputs after the paths given: two symlinks to one
+    image are two images (not duplicates), a path given twice is one."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.Workdir() as wd:
+        src = os.path.join(cdir, "photos/hopper_128x128.jpg")
+        a, b = os.path.join(wd.cwd, "first.jpg"), os.path.join(wd.cwd, "second.jpg")
+        os.symlink(src, a)
+        os.symlink(src, b)
+        rc, out, err = wd.run("--files", "first.jpg", b, "first.jpg")
+        t.eq(rc, 0, "--files symlinks: exit 0 (%s)" % err[-300:])
+        C.stdout_summary(t, out, "--files symlinks", urls=3, done=2, failed=0, thumbs=6)
+        t.check("MB" not in out, "--files summary reports no download volume: %r" % out)
+        for stem in ("first", "second"):
+            C.check_thumbs(t, wd, stem, "JPEG", 128, 128, what="--files symlink %s" % stem)
+        t.check(os.path.islink(a) and os.path.islink(b), "--files: the links themselves are untouched")

@@ -41,15 +41,22 @@ exists(const char *sub, const char *name)
 static void
 test_hashset(void)
 {
-	hashset set = { 0 }, map = { .is_map = 1 };
+	hashset set = { 0 }, map = { 0 };
 	int bad = 0;
 
 	CHECK(hash_str("") != 0);
 	CHECK(hash_str("a") != hash_str("b"));
-	for (uint64_t k = 1; k <= 50000; k++)
-		if (hashset_put(&set, k * 7919, 1) < 0 || hashset_put(&map, k, k * 3) < 0)
+	/* enough keys for several growths: nothing lost while segments move */
+	for (uint64_t k = 1; k <= 200000; k++)
+		if (hashset_put(&set, k * 7919, 1) < 0 || (k <= 50000 && hashset_put(&map, k, (uint32_t)k * 3) < 0))
 			bad++;
 	CHECK_INT(bad, 0);
+	for (uint64_t k = 1; k <= 200000; k++)
+		if (hashset_get(&set, k * 7919) != 1)
+			bad++;
+	CHECK_INT(bad, 0);
+	CHECK_INT(set.used, 200000);
+	CHECK(set.used * 5 <= set.cap * 4);     /* at most 80% full */
 	CHECK(hashset_get(&set, 7919) == 1);
 	CHECK(hashset_get(&set, 7918) == 0);
 	CHECK(hashset_get(&map, 40000) == 120000);
