@@ -148,3 +148,17 @@ fuzz-run: build/fuzz/$(FUZZ_TARGET) fuzz-corpus
 	    build/fuzz-corpus/$(FUZZ_TARGET)
 
 -include $(OBJS:.o=.d) $(TBINS:=.d)
+
+# ---- benchmarks: BENCH.md side by side (bench/), not part of `make test` ----
+#   make bench            plain -O2 build, missing tools apt-get installed, corpus
+#                         cached in $(BENCH_CACHE), one table, bench/RESULTS.md
+#   BENCH_RUNS=5 make bench;  BENCH_SECTIONS=resize,quality make bench
+BENCH_CACHE ?= $(if $(THUMBD_BENCH_CACHE),$(THUMBD_BENCH_CACHE),/var/tmp/thumbd-bench)
+
+.PHONY: bench
+bench: ensure-deps
+	@$(MAKE) --no-print-directory SANITIZE= build/thumbd
+	@sh bench/tools.sh
+	@THUMBD_BENCH_CACHE=$(BENCH_CACHE) sh bench/corpus.sh >/dev/null
+	@THUMBD_BENCH_CACHE=$(BENCH_CACHE) /usr/bin/python3 bench/run.py --thumbd build/thumbd \
+	    --corpus $(BENCH_CACHE)/corpus --results bench/RESULTS.md

@@ -18,6 +18,15 @@
  * CMYK/YCCK are converted to RGB here (naively, without the ICC profile),
  * because nothing downstream knows about four-channel ink.
  *
+ * libjpeg-turbo's SIMD upsampling and colour conversion work in whole
+ * vectors and read the padding past the end of its sample rows, which it
+ * never initialises; with DCT scaling to an odd width (100x68 4:4:4 at 1/4
+ * gives 25 px) that padding reached the last column of our output
+ * (valgrind: one sample per row undefined with SIMD, none with
+ * JSIMD_FORCENONE=1).  So the decoder's alloc_sarray is wrapped to hand out
+ * zeroed rows, padding included: a few row buffers per decode, and no byte
+ * of an earlier heap user can ever reach a thumbnail.
+ *
  * Encoding writes into our own growable buffer rather than jpeg_mem_dest:
  * jpeg_mem_dest keeps its grown buffer private until term_destination, so
  * a failure mid-encode would leak it.
@@ -95,6 +104,8 @@ static void jerr_describe(const struct jerr *e, const char *verb, char *err, siz
 		snprintf(err, errlen, "truncated JPEG");
 	else if (e->too_many_scans)
 		snprintf(err, errlen, "corrupt JPEG: more than %d scans", JPEG_MAX_SCANS);
+	else if (e->code == JERR_IMAGE_TOO_BIG)     /* libjpeg's own cap, met in the header */
+		snprintf(err, errlen, "too large: more than %d pixels a side", e->pub.msg_parm.i[0]);
 	else if (e->code == JERR_BAD_PRECISION)
 		snprintf(err, errlen, "unsupported JPEG: %d-bit precision", e->pub.msg_parm.i[0]);
 	else if (e->code == JERR_OUT_OF_MEMORY)
@@ -105,13 +116,37 @@ static void jerr_describe(const struct jerr *e, const char *verb, char *err, siz
 
 /* ---- decode ---- */
 
+/* Row padding we zero: a multiple of libjpeg-turbo's own (32 bytes). */
+#define JPEG_ROW_ALIGN 64
+
+typedef JSAMPARRAY (*alloc_sarray_fn)(j_common_ptr, int, JDIMENSION, JDIMENSION);
+
 struct jdec {
-	struct jpeg_decompress_struct cinfo;
+	struct jpeg_decompress_struct cinfo;    /* first, so a j_common_ptr can be cast back */
 	struct jerr je;
 	struct jpeg_progress_mgr progress;
+	alloc_sarray_fn alloc_sarray;           /* libjpeg's, wrapped by jdec_alloc_sarray */
 	int created;
 	JSAMPLE *row;                   /* scratch row for CMYK */
 };
+
+/* libjpeg's alloc_sarray with the rows widened to JPEG_ROW_ALIGN and
+ * zeroed; see the file comment. */
+static JSAMPARRAY jdec_alloc_sarray(j_common_ptr cinfo, int pool_id,
+                                    JDIMENSION samplesperrow, JDIMENSION numrows)
+{
+	struct jdec *d = (struct jdec *)cinfo;
+	JDIMENSION w, r;
+	JSAMPARRAY a;
+
+	if (samplesperrow > (JDIMENSION)-1 - JPEG_ROW_ALIGN)
+		ERREXIT(cinfo, JERR_WIDTH_OVERFLOW);
+	w = (samplesperrow + JPEG_ROW_ALIGN - 1) / JPEG_ROW_ALIGN * JPEG_ROW_ALIGN;
+	a = d->alloc_sarray(cinfo, pool_id, w, numrows);
+	for (r = 0; r < numrows; r++)
+		memset(a[r], 0, (size_t)w * sizeof(JSAMPLE));
+	return a;
+}
 
 static void jdec_progress(j_common_ptr cinfo)
 {
@@ -165,6 +200,8 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 
 	jpeg_create_decompress(ci);
 	d->created = 1;
+	d->alloc_sarray = ci->mem->alloc_sarray;
+	ci->mem->alloc_sarray = jdec_alloc_sarray;
 	d->progress.progress_monitor = jdec_progress;
 	ci->progress = &d->progress;
 	jpeg_mem_src(ci, buf, (unsigned long)len);

@@ -12,7 +12,12 @@
  * Limits: the declared size is checked against max_pixels right after
  * IHDR (png_read_info), before any row exists, so a tiny file declaring
  * 50000x50000 costs nothing; per-chunk allocations are capped too, since
- * a hostile iCCP or zTXt could otherwise ask for a lot of memory.  CRC
+ * a hostile iCCP or zTXt could otherwise ask for a lot of memory.  libpng
+ * allocates an uncompressed chunk (tEXt, unknown) at its declared length
+ * before reading it, up to 2 GB, whatever the input holds; so before libpng
+ * runs, pdec_scan walks the chunk list up to IEND and refuses a chunk that
+ * claims more bytes than are left (the file is truncated or lying either
+ * way), which bounds every chunk buffer by the input's own size.  CRC
  * errors in critical chunks stay errors (libpng's default): a damaged IDAT
  * is a damaged picture.
  *
@@ -77,6 +82,34 @@ static void pdec_read(png_structp png, png_bytep data, size_t n)
 	}
 	memcpy(data, d->buf + d->pos, n);
 	d->pos += n;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* 0, or -1 when a chunk before IEND runs past the end of the input (see
+ * the file comment).  A missing IEND is left to libpng to judge. */
+static int pdec_scan(const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	size_t pos = 8;         /* after the signature, which img_sniff checked */
+
+	while (pos + 8 <= len) {
+		uint32_t n = be32(buf + pos);
+		if (n > PNG_UINT_31_MAX) {
+			snprintf(err, errlen, "corrupt PNG: chunk length %lu out of range", (unsigned long)n);
+			return -1;
+		}
+		if (n > len - pos - 8 || len - pos - 8 - n < 4) {
+			snprintf(err, errlen, "truncated PNG");
+			return -1;
+		}
+		if (memcmp(buf + pos + 4, "IEND", 4) == 0)
+			break;
+		pos += (size_t)n + 12;
+	}
+	return 0;
 }
 
 static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
@@ -169,6 +202,8 @@ int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	meta->width = meta->height = 0;
 	d.buf = buf;
 	d.len = len;
+	if (pdec_scan(buf, len, err, errlen) != 0)
+		goto out;
 
 	d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d.e, perr_error, perr_warning);
 	if (d.png == NULL || (d.info = png_create_info_struct(d.png)) == NULL) {
@@ -183,7 +218,7 @@ out:
 	if (rc != 0) {
 		img_release(out);
 		meta->orientation = 1;
-	meta->width = meta->height = 0;
+		meta->width = meta->height = 0;
 	}
 	return rc;
 }

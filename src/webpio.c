@@ -171,6 +171,7 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 
 	memset(out, 0, sizeof *out);
 	meta->orientation = 1;
+	meta->width = meta->height = 0;
 
 	st = WebPGetFeatures(buf, len, &f);
 	if (st != VP8_STATUS_OK) {

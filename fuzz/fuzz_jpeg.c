@@ -1,0 +1,16 @@
+/*
+ * fuzz_jpeg: libFuzzer target for the JPEG decode path (src/jpegio.c via
+ * img_decode), then resize, orient and JPEG encode; see fuzz_common.h.
+ * Build and run: make fuzz; make fuzz-run FUZZ_TARGET=fuzz_jpeg.
+ */
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[IMG_ERRLEN];
+
+	fuzz_require(fuzz_decode_one(IMG_JPEG, data, size, err, sizeof err), err);
+	return 0;
+}

@@ -1,0 +1,16 @@
+/*
+ * fuzz_webp: libFuzzer target for the WebP decode path (src/webpio.c via
+ * img_decode), then resize, orient and WebP encode; see fuzz_common.h.
+ * Build and run: make fuzz; make fuzz-run FUZZ_TARGET=fuzz_webp.
+ */
+#include "fuzz_common.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[IMG_ERRLEN];
+
+	fuzz_require(fuzz_decode_one(IMG_WEBP, data, size, err, sizeof err), err);
+	return 0;
+}
