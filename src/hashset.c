@@ -44,7 +44,10 @@ slot_at(const hashset *t, size_t i)
 static struct hs_slot *
 find(const hashset *t, uint64_t key)
 {
-	size_t i = (size_t)(((unsigned __int128)key * t->cap) >> 64);
+	/* Fibonacci hashing first: keys need not be hashes (the index takes
+	 * the high bits, which sequential keys alone would leave at zero) */
+	uint64_t mixed = key * 0x9e3779b97f4a7c15ULL;
+	size_t i = (size_t)(((unsigned __int128)mixed * t->cap) >> 64);
 	struct hs_slot *s;
 
 	while ((s = slot_at(t, i))->key && s->key != key)
