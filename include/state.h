@@ -1,8 +1,8 @@
 /*
  * state: what earlier runs already finished, so running the same command
  * again does only what is left.  There is no separate journal file: the
- * thumbnails are the record of success (written temp + fsync + rename, so
- * one that exists is complete), logs/failed.tsv is the record of failure
+ * thumbnails are the record of success (written temp + rename, and checked
+ * whole before they count), logs/failed.tsv is the record of failure
  * (one line per URL, one write(2) each), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
  * leftovers a killed run may have left (.part and .tmp files, downloads no

@@ -14,11 +14,15 @@
 
 typedef struct workers workers;
 
-/* Start n threads.  NULL + err when not even one could start. */
-workers *workers_start(const cfg *c, jobq *q, stats *st, int n, char *err, size_t errlen);
+/* Start n threads; each calls on_exit (may be NULL) when it leaves, after
+ * the queue is closed and drained.  NULL + err when not even one could start. */
+workers *workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void),
+                       char *err, size_t errlen);
 /* Wait for every thread; call after jobq_close().  Frees w (accepts NULL). */
 void workers_join(workers *w);
 /* Busy workers now (for progress display). */
 int workers_busy(workers *w);
+/* Threads that have not left yet. */
+int workers_running(workers *w);
 
 #endif

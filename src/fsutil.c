@@ -1,7 +1,6 @@
 /*
  * fsutil: reading inputs with a size cap and writing outputs atomically.
- * Temp files are dot-files ("." + name + ".tmp") in the target directory,
- * synced before the rename:
+ * Temp files are dot-files ("." + name + ".tmp") in the target directory:
  * same filesystem, so rename(2) is atomic, and hidden from globs such as
  * "outgoing/ *.jpg", so nobody picks up half a thumbnail.
  */
@@ -92,12 +91,6 @@ fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len
 		}
 		p += n;
 		len -= (size_t)n;
-	}
-	/* durable before it gets its real name: a thumbnail that exists is
-	 * complete, even after a power cut, and that is what marks a URL done */
-	if (fdatasync(fd) < 0) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;

@@ -13,8 +13,10 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -44,6 +46,21 @@
 #define REGISTRY_COMPACT_BYTES (32LL << 20)
 
 static volatile sig_atomic_t signals_seen;
+
+/* The other threads tell main that something ended (the producer, a
+ * worker) by writing a byte here, so main sleeps in poll(2) instead of
+ * checking on a timer: a run ends the moment its work does. */
+static int wake_pipe[2] = { -1, -1 };
+
+static void
+wake_main(void)
+{
+	char c = 1;
+
+	if (write(wake_pipe[1], &c, 1) < 0) {
+		/* full (main is already awake) or closed: nothing to do */
+	}
+}
 
 static void
 on_signal(int sig)
@@ -107,6 +124,7 @@ fetch_thread(void *arg)
 	log_thread_name("fetch");
 	r->producer_rc = fetch_run(r->f);
 	atomic_store(&r->producer_done, 1);
+	wake_main();
 	return NULL;
 }
 
@@ -149,6 +167,7 @@ files_thread(void *arg)
 		}
 	}
 	atomic_store(&r->producer_done, 1);
+	wake_main();
 	return NULL;
 }
 
@@ -324,7 +343,12 @@ main(int argc, char **argv)
 	/* every transfer in flight holds a queue slot (see fetch.c), plus a
 	 * couple of jobs per worker so no worker waits between images */
 	r.q = jobq_new((size_t)(files_mode ? 0 : r.c->connections) + 2 * (size_t)r.c->workers);
-	if (!r.q || !(w = workers_start(r.c, r.q, &r.st, r.c->workers, err, sizeof err))) {
+	if (pipe(wake_pipe) < 0 || fcntl(wake_pipe[0], F_SETFL, O_NONBLOCK) < 0
+	    || fcntl(wake_pipe[1], F_SETFL, O_NONBLOCK) < 0) {
+		fprintf(stderr, "thumbd: cannot create a pipe: %s\n", strerror(errno));
+		goto out;
+	}
+	if (!r.q || !(w = workers_start(r.c, r.q, &r.st, r.c->workers, wake_main, err, sizeof err))) {
 		fprintf(stderr, "thumbd: %s\n", r.q ? err : "out of memory");
 		goto out;
 	}
@@ -354,8 +378,12 @@ main(int argc, char **argv)
 
 	tty = isatty(STDERR_FILENO);
 	for (int phase = 0; phase < 2;) {
-		struct timespec nap = { 0, 100 * 1000 * 1000 };
-		nanosleep(&nap, NULL);
+		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
+		char drain[64];
+		/* a signal interrupts the poll (main does not block signals) */
+		poll(&pfd, 1, tty ? 200 : 1000);
+		while (read(wake_pipe[0], drain, sizeof drain) > 0)
+			;
 		if (signals_seen && !interrupted) {
 			interrupted = 1;
 			log_msg(LOG_WARNING, "interrupted: stopping (signal again to quit at once)");
@@ -375,7 +403,7 @@ main(int argc, char **argv)
 			jobq_close(r.q);
 			phase = 1;
 		}
-		if (phase == 1 && jobq_len(r.q) == 0 && workers_busy(w) == 0)
+		if (phase == 1 && workers_running(w) == 0)
 			phase = 2;
 	}
 drain:
@@ -414,5 +442,8 @@ out:
 	free(sets);
 	log_close();
 	curl_global_cleanup();
+	for (int i = 0; i < 2; i++)
+		if (wake_pipe[i] >= 0)
+			close(wake_pipe[i]);
 	return status;
 }

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,15 +143,47 @@ state_close(state *s)
 	free(s);
 }
 
-/* 1 when outgoing/<stem>_<w>.<ext> exists and is not empty. */
+/*
+ * 1 when outgoing/<stem>_<w>.<ext> exists and is whole: it ends the way its
+ * format ends (JPEG EOI, PNG IEND, the length a WebP's RIFF header
+ * declares).  Thumbnails are renamed into place only when written, so after
+ * kill -9 one that exists is whole; after a power cut the rename may have
+ * reached the disk before the data, and this check is what catches it (the
+ * URL is then done again), which is why thumbnails are not fsync'd one by
+ * one.
+ */
 static int
-thumb_exists(const cfg *c, const char *stem, int w, const char *ext)
+thumb_complete(const cfg *c, const char *stem, int w, img_format fmt)
 {
 	char path[4096];
+	uint8_t head[12], tail[12];
 	struct stat sb;
+	int fd, ok = 0;
 
-	snprintf(path, sizeof path, "%s/%s_%d.%s", c->outgoing, stem, w, ext);
-	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0;
+	snprintf(path, sizeof path, "%s/%s_%d.%s", c->outgoing, stem, w, img_format_ext(fmt));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size < 16
+	    || pread(fd, head, sizeof head, 0) != (ssize_t)sizeof head
+	    || pread(fd, tail, sizeof tail, sb.st_size - (off_t)sizeof tail) != (ssize_t)sizeof tail)
+		goto out;
+	switch (fmt) {
+	case IMG_JPEG:
+		ok = head[0] == 0xff && head[1] == 0xd8 && tail[10] == 0xff && tail[11] == 0xd9;
+		break;
+	case IMG_PNG:
+		ok = memcmp(head, "\x89PNG", 4) == 0 && memcmp(tail + 4, "IEND", 4) == 0;
+		break;
+	case IMG_WEBP:
+		ok = memcmp(head, "RIFF", 4) == 0 && memcmp(head + 8, "WEBP", 4) == 0
+		     && (off_t)(head[4] | head[5] << 8 | head[6] << 16 | (uint32_t)head[7] << 24) + 8 == sb.st_size;
+		break;
+	case IMG_UNKNOWN:
+		break;
+	}
+out:
+	close(fd);
+	return ok;
 }
 
 state_outcome
@@ -162,12 +195,11 @@ state_lookup(const state *s, const char *url, const char *stem)
 	if (hashset_get(&s->failed, hash_str(url)))
 		return STATE_FAILED;
 	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
-		const char *ext = img_format_ext(formats[f]);
 		int all = 1;
 		if (c->format != IMG_UNKNOWN && c->format != formats[f])
 			continue;
 		for (int i = 0; i < c->nsizes && all; i++)
-			all = thumb_exists(c, stem, c->sizes[i], ext);
+			all = thumb_complete(c, stem, c->sizes[i], formats[f]);
 		if (all)
 			return STATE_DONE;
 	}

@@ -37,6 +37,8 @@ struct workers {
 	stats *st;
 	int n;
 	atomic_int busy;
+	atomic_int running;
+	void (*on_exit)(void);
 	struct timespec t0;
 	wctx *threads;
 };
@@ -81,11 +83,15 @@ worker_main(void *arg)
 		job_free(j);
 		atomic_fetch_sub(&p->busy, 1);
 	}
+	atomic_fetch_sub(&p->running, 1);
+	if (p->on_exit)
+		p->on_exit();
 	return NULL;
 }
 
 workers *
-workers_start(const cfg *c, jobq *q, stats *st, int n, char *err, size_t errlen)
+workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void), char *err,
+              size_t errlen)
 {
 	workers *p = calloc(1, sizeof *p);
 	sigset_t all, old;
@@ -98,6 +104,7 @@ workers_start(const cfg *c, jobq *q, stats *st, int n, char *err, size_t errlen)
 	p->c = c;
 	p->q = q;
 	p->st = st;
+	p->on_exit = on_exit;
 	clock_gettime(CLOCK_MONOTONIC, &p->t0);
 	/* threads inherit the mask: block everything while creating them */
 	sigfillset(&all);
@@ -105,8 +112,11 @@ workers_start(const cfg *c, jobq *q, stats *st, int n, char *err, size_t errlen)
 	for (int i = 0; i < n; i++) {
 		p->threads[i].pool = p;
 		p->threads[i].id = i + 1;
-		if (pthread_create(&p->threads[i].tid, NULL, worker_main, &p->threads[i]) != 0)
+		atomic_fetch_add(&p->running, 1);
+		if (pthread_create(&p->threads[i].tid, NULL, worker_main, &p->threads[i]) != 0) {
+			atomic_fetch_sub(&p->running, 1);
 			break;
+		}
 		p->n++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -138,4 +148,10 @@ int
 workers_busy(workers *p)
 {
 	return atomic_load(&p->busy);
+}
+
+int
+workers_running(workers *p)
+{
+	return atomic_load(&p->running);
 }

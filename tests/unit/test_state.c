@@ -14,6 +14,9 @@
 
 static char dir[] = "/tmp/thumbd-test-state-XXXXXX";
 
+/* Enough of a JPEG for the "whole file" check: SOI ... EOI. */
+#define WHOLE_JPEG "\xff\xd8\xff\xe0 not really pixels \xff\xd9"
+
 static void
 put(const char *sub, const char *name, const char *text)
 {
@@ -110,9 +113,12 @@ main(void)
 	CHECK_INT(names_claim(reg, "http://h/stale.png", "stale", name, err, sizeof err), 0);
 	CHECK_INT(names_sync(reg), 0);
 	names_close(reg);
-	put("out", "done_32.jpg", "x");
-	put("out", "done_64.jpg", "x");
-	put("out", "done_200.jpg", "x");
+	put("out", "done_32.jpg", WHOLE_JPEG);
+	put("out", "done_64.jpg", WHOLE_JPEG);
+	put("out", "done_200.jpg", WHOLE_JPEG);
+	put("out", "torn_32.jpg", WHOLE_JPEG);
+	put("out", "torn_64.jpg", WHOLE_JPEG);
+	put("out", "torn_200.jpg", "\xff\xd8\xff\xe0 cut short by a power failure");
 	put("out", "half_32.png", "x");         /* killed before the other widths */
 	put("out", ".half_64.png.tmp", "x");
 	put("in", "half.jpg.part", "x");
@@ -130,6 +136,7 @@ main(void)
 	if (!s || !reg)
 		return CHECK_DONE();
 	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_DONE);
+	CHECK_INT(state_lookup(s, "http://h/torn.jpg", "torn"), STATE_NEW);    /* a torn thumbnail */
 	CHECK_INT(state_lookup(s, "http://h/half.jpg", "half"), STATE_NEW);
 	CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_FAILED);
 	CHECK_INT(state_lookup(s, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
