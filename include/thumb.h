@@ -11,6 +11,10 @@
 #include "config.h"
 #include "job.h"
 
+/* Shrink on load keeps the decoded width at least this many times the
+ * largest thumbnail width (see thumb.c for why 3). */
+#define THUMB_DECODE_MARGIN 3
+
 /* Largest thumbnail edge any format here can hold (JPEG's limit). */
 #define THUMB_MAX_EDGE 65500
 
