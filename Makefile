@@ -22,7 +22,7 @@ PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
             libpng-dev libwebp-dev libinih-dev
-DEB_TEST  = python3 ca-certificates openssl nghttp2-server
+DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db
 
 VERSION   := 0.1.0
 comma     := ,
@@ -72,7 +72,7 @@ $(B) $(B)/tests:
 ensure-deps:
 	@if ! $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null || ! command -v python3 >/dev/null \
 	    || ! command -v $(CC) >/dev/null || ! command -v openssl >/dev/null \
-	    || ! command -v nghttpd >/dev/null; then $(MAKE) --no-print-directory deps; fi
+	    || ! command -v nghttpd >/dev/null || ! command -v man >/dev/null; then $(MAKE) --no-print-directory deps; fi
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install $(DEB_BUILD) $(DEB_TEST))" >&2; exit 1; fi
