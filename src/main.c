@@ -128,17 +128,18 @@ fetch_thread(void *arg)
 	return NULL;
 }
 
-static void *
-files_thread(void *arg)
-{
-	run *r = arg;
-	char err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1], uniq[NAME_MAX_OUT];
+#define FILES_BATCH 32
 
-	log_thread_name("files");
-	for (int i = 0; i < r->nfiles && !atomic_load(&r->stop_files); i++) {
-		const char *path = r->files[i];
+/* Name the next batch of files; returns how many jobs it made. */
+static int
+files_batch(run *r, int *next, job **batch)
+{
+	char err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1], uniq[NAME_MAX_OUT];
+	int n = 0;
+
+	for (; *next < r->nfiles && n < FILES_BATCH; (*next)++) {
+		const char *path = r->files[*next];
 		char key[8192];
-		job *j = NULL;
 		int rc;
 
 		STAT_ADD(&r->st, urls, 1);
@@ -153,17 +154,36 @@ files_thread(void *arg)
 		if (rc == 1) {
 			STAT_ADD(&r->st, duplicates, 1);
 			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);
-			continue;
-		}
-		/* the name must be durable before a worker writes files under it */
-		if (rc == 0 && names_sync(r->reg) < 0) {
-			snprintf(err, sizeof err, "cannot sync the name registry: %s", strerror(errno));
-			rc = -1;
-		}
-		if (rc < 0 || !(j = job_new(path, path, NULL, 0, uniq)) || jobq_push_wait(r->q, j) < 0) {
-			job_free(j);
+		} else if (rc < 0 || !(batch[n] = job_new(path, path, NULL, 0, uniq))) {
 			log_failure(path, rc < 0 ? err : "out of memory");
 			STAT_ADD(&r->st, failed, 1);
+		} else {
+			n++;
+		}
+	}
+	return n;
+}
+
+static void *
+files_thread(void *arg)
+{
+	run *r = arg;
+	job *batch[FILES_BATCH];
+	int next = 0;
+
+	log_thread_name("files");
+	while (next < r->nfiles && !atomic_load(&r->stop_files)) {
+		int n = files_batch(r, &next, batch);
+		/* the names must be durable before a worker writes files under
+		 * them: one sync per batch, not one per file */
+		int synced = names_sync(r->reg) == 0;
+		for (int i = 0; i < n; i++) {
+			if (!synced || jobq_push_wait(r->q, batch[i]) < 0) {
+				log_failure(batch[i]->url, synced ? "internal error: resize queue closed"
+				                                  : "cannot sync the name registry");
+				STAT_ADD(&r->st, failed, 1);
+				job_free(batch[i]);
+			}
 		}
 	}
 	atomic_store(&r->producer_done, 1);
