@@ -334,12 +334,19 @@ def _secs_and_path(h, rest):
     return min(max(secs, 0.0), 600.0), path
 
 
+def _after_delay(route):
+    """A route "SECS/REST" that waits SECS, then answers REST like route does."""
+    def delayed(h, rest):
+        secs, rest = _secs_and_path(h, rest)
+        if secs is None:
+            return
+        time.sleep(secs)
+        route(h, rest)
+    return delayed
+
+
 def _route_slowhead(h, rest):
-    secs, path = _secs_and_path(h, rest)
-    if secs is None:
-        return
-    time.sleep(secs)
-    _route_file(h, path)
+    _after_delay(_route_file)(h, rest)
 
 
 def _route_stallbody(h, rest):
@@ -619,11 +626,7 @@ def _route_alias(h, rest):
 
 
 def _route_slowalias(h, rest):
-    secs, rest = _secs_and_path(h, rest)
-    if secs is None:
-        return
-    time.sleep(secs)
-    _route_alias(h, rest)
+    _after_delay(_route_alias)(h, rest)
 
 
 def _route_relative(h, rest):
