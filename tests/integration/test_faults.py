@@ -17,6 +17,7 @@ import faultkit as K
 import httpd
 
 SLACK = FC.GAP_SLACK
+LATE = FC.GAP_SLACK_LATE
 
 
 # -- the table -------------------------------------------------------------------
@@ -114,13 +115,13 @@ def _check_case(t, c, r):
         if i >= len(gaps):
             t.fail("%s: gap %d between requests: only %d requests" % (what, i + 1, len(hits)))
             continue
-        t.check(lo - SLACK <= gaps[i] <= hi + SLACK,
-                "%s: wait before attempt %d is %.3f s, expected %.2f..%.2f s (+-%.2f)"
-                % (what, i + 2, gaps[i], lo, hi, SLACK))
+        t.check(lo - SLACK <= gaps[i] <= hi + LATE,
+                "%s: wait before attempt %d is %.3f s, expected %.2f..%.2f s (-%.2f/+%.2f)"
+                % (what, i + 2, gaps[i], lo, hi, SLACK, LATE))
     if "span" in c:
         lo, hi = c["span"]
         span = hits[-1] - hits[0] if hits else -1
-        t.check(lo - SLACK <= span <= hi + SLACK, "%s: first to last request %.2f s, expected %.1f..%.1f s"
+        t.check(lo - SLACK <= span <= hi + LATE, "%s: first to last request %.2f s, expected %.1f..%.1f s"
                 % (what, span, lo, hi))
     if "within" in c:
         when = _outcome_time(wd, c, fmt)
