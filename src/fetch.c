@@ -51,6 +51,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "monotime.h"
 
 #define REASON_LEN 512
 
@@ -110,24 +111,6 @@ struct fetch {
 	struct timespec t0;
 };
 
-static long long
-now_ms(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static double
-since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
-
 fetch *
 fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q, stats *st,
           char *err, size_t errlen)
@@ -144,7 +127,7 @@ fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q, 
 	f->st = st;
 	f->read_limit = c->connections * 4;
 	f->max_pending = f->read_limit + c->connections;
-	f->rng = (unsigned long long)now_ms() * 6364136223846793005ULL ^ (unsigned long long)getpid();
+	f->rng = (unsigned long long)mono_ms() * 6364136223846793005ULL ^ (unsigned long long)getpid();
 	if (!(f->pending = calloc((size_t)f->max_pending, sizeof *f->pending)))
 		goto oom;
 	if (!(f->multi = curl_multi_init()) || !(f->urlh = curl_url())) {
@@ -227,8 +210,8 @@ host_forget_if_idle(fetch *f, host *h)
 	host **pp;
 
 	if (h->active > 0 || h->waiting > 0 || h->paused || h->fails > 0
-	    || h->not_before > now_ms()
-	    || (f->c->host_delay_ms && h->last_start + f->c->host_delay_ms > now_ms()))
+	    || h->not_before > mono_ms()
+	    || (f->c->host_delay_ms && h->last_start + f->c->host_delay_ms > mono_ms()))
 		return;
 	for (pp = &f->hosts; *pp; pp = &(*pp)->next)
 		if (*pp == h) {
@@ -486,7 +469,7 @@ xfer_start(fetch *f, xfer *x)
 		f->running->prev = x;
 	f->running = x;
 	x->host->active++;
-	x->host->last_start = now_ms();
+	x->host->last_start = mono_ms();
 	f->in_flight++;
 	STAT_ADD(f->st, in_flight, 1);
 	return;
@@ -712,7 +695,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		f->done_ok++;
 		STAT_ADD(f->st, downloaded, 1);
 		log_msg(LOG_INFO, "downloaded %s -> %s (%llu bytes, %.2f s, attempt %d)", x->url, x->final,
-		        (unsigned long long)x->bytes, since(&x->started), x->attempts);
+		        (unsigned long long)x->bytes, mono_since(&x->started), x->attempts);
 		host_forget_if_idle(f, h);
 		xfer_free(x);
 		return;
@@ -720,7 +703,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 
 	describe_failure(x, rc, code, reason, sizeof reason);
 	if (oc == OUTCOME_TRANSIENT) {
-		long long now = now_ms();
+		long long now = mono_ms();
 		h->fails++;
 		if (!h->paused)
 			snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
@@ -828,7 +811,7 @@ static long long
 start_transfers(fetch *f)
 {
 	size_t cap = jobq_capacity(f->q);
-	long long now = now_ms(), next = -1;
+	long long now = mono_ms(), next = -1;
 
 	for (int i = 0; i < f->npending;) {
 		xfer *x = f->pending[i];
@@ -929,6 +912,6 @@ fetch_run(fetch *f)
 		}
 	}
 	names_sync(f->reg);
-	log_msg(LOG_INFO, "downloaded %ld images in %.2f seconds", f->done_ok, since(&f->t0));
+	log_msg(LOG_INFO, "downloaded %ld images in %.2f seconds", f->done_ok, mono_since(&f->t0));
 	return rc;
 }

@@ -33,6 +33,7 @@
 #include "job.h"
 #include "jobq.h"
 #include "log.h"
+#include "monotime.h"
 #include "name.h"
 #include "state.h"
 #include "stats.h"
@@ -215,19 +216,10 @@ summary_notes(stats *st, char *out, size_t outlen)
 	}
 }
 
-static double
-now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
 static void
 progress(run *r, workers *w, double t0)
 {
-	double dt = now_s() - t0;
+	double dt = mono_s() - t0;
 
 	fprintf(stderr, "\r\033[K%ld downloaded, %ld resized, %ld failed, %ld in flight, %zu queued, "
 	        "%d busy, %.1f MB/s",
@@ -356,7 +348,7 @@ main(int argc, char **argv)
 	}
 
 	status = EXIT_PARTIAL;
-	t0 = now_s();
+	t0 = mono_s();
 	log_msg(LOG_INFO, "thumbd %s starting: config %s, %d workers, %d connections, sizes %d..%d",
 	        THUMBD_VERSION, r.c->file, r.c->workers, r.c->connections, r.c->sizes[0],
 	        r.c->sizes[r.c->nsizes - 1]);
@@ -448,7 +440,7 @@ drain:
 		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails%s in %.1f s%s\n",
 		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", notes,
 		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
-		       mb, now_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
+		       mb, mono_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
 		status = failed || before || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
 	}

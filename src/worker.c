@@ -23,6 +23,7 @@
 
 #include "job.h"
 #include "log.h"
+#include "monotime.h"
 #include "thumb.h"
 
 typedef struct wctx {
@@ -42,15 +43,6 @@ struct workers {
 	struct timespec t0;
 	wctx *threads;
 };
-
-static double
-since(const struct timespec *t)
-{
-	struct timespec now;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
-}
 
 static void *
 worker_main(void *arg)
@@ -73,7 +65,7 @@ worker_main(void *arg)
 			STAT_ADD(p->st, images, 1);
 			STAT_ADD(p->st, thumbnails, n);
 			log_msg(LOG_INFO, "resized %s -> %s_* (%d thumbnails, %.3f s)", j->url, j->stem,
-			        n, since(&t));
+			        n, mono_since(&t));
 		} else {
 			STAT_ADD(p->st, failed, 1);
 			log_failure(j->url, err);
@@ -139,7 +131,7 @@ workers_join(workers *p)
 	for (int i = 0; i < p->n; i++)
 		pthread_join(p->threads[i].tid, NULL);
 	log_msg(LOG_INFO, "created %ld thumbnails in %.2f seconds", (long)STAT_GET(p->st, thumbnails),
-	        since(&p->t0));
+	        mono_since(&p->t0));
 	free(p->threads);
 	free(p);
 }
