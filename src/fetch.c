@@ -246,7 +246,7 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	if (x->part)
 		unlink(x->part);
 	log_failure(x->url, reason);
-	STAT_ADD(f->st, failed, 1);
+	stats_fail(f->st, reason);
 	host_forget_if_idle(f, x->host);
 	xfer_free(x);
 }
@@ -343,7 +343,7 @@ xfer_new(fetch *f, const char *url)
 	if (uc != CURLUE_OK) {
 		snprintf(err, sizeof err, "invalid URL: %s", curl_url_strerror(uc));
 		log_failure(url, err);
-		STAT_ADD(f->st, failed, 1);
+		stats_fail(f->st, err);
 		goto out;
 	}
 	name_from_url(url, stem, ext);
@@ -360,7 +360,7 @@ xfer_new(fetch *f, const char *url)
 	}
 	if (r < 0) {
 		log_failure(url, err);
-		STAT_ADD(f->st, failed, 1);
+		stats_fail(f->st, err);
 		goto drop;
 	}
 	f->claims_unsynced = 1;
@@ -387,7 +387,7 @@ xfer_new(fetch *f, const char *url)
 	goto out;
 oom:
 	log_failure(url, "out of memory");
-	STAT_ADD(f->st, failed, 1);
+	stats_fail(f->st, "out of memory");
 drop:
 	xfer_free(x);
 	x = NULL;
@@ -655,6 +655,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	char *ctype = NULL, reason[REASON_LEN], final[REASON_LEN + 32];
 	host *h = x->host;
 	outcome oc;
+	double dt;
 	job *j;
 
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
@@ -692,10 +693,12 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 			snprintf(reason, sizeof reason, "internal error: resize queue unavailable");
 			goto fail;
 		}
+		dt = mono_since(&x->started);
 		f->done_ok++;
 		STAT_ADD(f->st, downloaded, 1);
+		stats_observe(&f->st->download, dt);
 		log_msg(LOG_INFO, "downloaded %s -> %s (%llu bytes, %.2f s, attempt %d)", x->url, x->final,
-		        (unsigned long long)x->bytes, mono_since(&x->started), x->attempts);
+		        (unsigned long long)x->bytes, dt, x->attempts);
 		host_forget_if_idle(f, h);
 		xfer_free(x);
 		return;
@@ -762,12 +765,12 @@ next_from_lists(fetch *f)
 			return NULL;
 		case URLLIST_ERROR:
 			log_msg(LOG_ERROR, "%s", reason);
-			STAT_ADD(f->st, failed, 1);
+			stats_fail(f->st, reason);
 			continue;
 		case URLLIST_BAD:
 			STAT_ADD(f->st, urls, 1);
 			log_failure(line, reason);
-			STAT_ADD(f->st, failed, 1);
+			stats_fail(f->st, reason);
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);

@@ -33,6 +33,7 @@
 #include "job.h"
 #include "jobq.h"
 #include "log.h"
+#include "metrics.h"
 #include "monotime.h"
 #include "name.h"
 #include "state.h"
@@ -157,7 +158,7 @@ files_batch(run *r, int *next, job **batch)
 			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);
 		} else if (rc < 0 || !(batch[n] = job_new(path, path, NULL, 0, uniq))) {
 			log_failure(path, rc < 0 ? err : "out of memory");
-			STAT_ADD(&r->st, failed, 1);
+			stats_fail(&r->st, rc < 0 ? err : "out of memory");
 		} else {
 			n++;
 		}
@@ -180,9 +181,10 @@ files_thread(void *arg)
 		int synced = names_sync(r->reg) == 0;
 		for (int i = 0; i < n; i++) {
 			if (!synced || jobq_push_wait(r->q, batch[i]) < 0) {
-				log_failure(batch[i]->url, synced ? "internal error: resize queue closed"
-				                                  : "cannot sync the name registry");
-				STAT_ADD(&r->st, failed, 1);
+				const char *why = synced ? "internal error: resize queue closed"
+				                         : "cannot sync the name registry";
+				log_failure(batch[i]->url, why);
+				stats_fail(&r->st, why);
 				job_free(batch[i]);
 			}
 		}
@@ -441,7 +443,15 @@ drain:
 		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", notes,
 		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
 		       mb, mono_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
+		/* the detail on stderr: stdout is one summary line (thumbd(1),
+		 * and the integration tests hold it to that) */
+		char more[512];
+		metrics_summary(&r.st, more, sizeof more);
+		if (more[0])
+			fprintf(stderr, "thumbd: %s\n", more);
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
+		if (more[0])
+			log_msg(LOG_INFO, "%s", more);
 		status = failed || before || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
 	}
 out:

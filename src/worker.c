@@ -56,18 +56,21 @@ worker_main(void *arg)
 	log_thread_name(name);
 	while ((j = jobq_pop(p->q))) {
 		struct timespec t;
+		double dt;
 		int n;
 
 		atomic_fetch_add(&p->busy, 1);
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		n = thumb_make(p->c, j, err, sizeof err);
+		dt = mono_since(&t);
 		if (n >= 0) {
+			stats_observe(&p->st->resize, dt);
 			STAT_ADD(p->st, images, 1);
 			STAT_ADD(p->st, thumbnails, n);
 			log_msg(LOG_INFO, "resized %s -> %s_* (%d thumbnails, %.3f s)", j->url, j->stem,
-			        n, mono_since(&t));
+			        n, dt);
 		} else {
-			STAT_ADD(p->st, failed, 1);
+			stats_fail(p->st, err);
 			log_failure(j->url, err);
 		}
 		if (j->owned && unlink(j->src) < 0)
