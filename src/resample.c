@@ -42,6 +42,7 @@
  * rows already shrunk once.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,33 @@ double resample_lanczos3(double x)
 		return 0.0;
 	double px = pi * x;
 	return 3.0 * sin(px) * sin(px / 3.0) / (px * px);
+}
+
+/*
+ * The kernel for the weight tables comes from a table sampled every
+ * 1/KSTEPS with linear interpolation in between, not from sin(): the
+ * tables of one thumbnail need tens of thousands of kernel values, which
+ * took 6% of a run of small images.  The interpolation error is below
+ * 1e-6, a thousand times finer than the 14-bit weights it feeds.
+ */
+#define KSTEPS 2048
+static float ktab[3 * KSTEPS + 2];
+static pthread_once_t ktab_once = PTHREAD_ONCE_INIT;
+
+static void ktab_init(void)
+{
+	for (int i = 0; i < 3 * KSTEPS + 2; i++)
+		ktab[i] = (float)resample_lanczos3((double)i / KSTEPS);
+}
+
+static double kernel(double x)
+{
+	x = fabs(x) * KSTEPS;
+	if (x >= 3.0 * KSTEPS)
+		return 0.0;
+	int i = (int)x;
+	double f = x - i;
+	return ktab[i] + (ktab[i + 1] - ktab[i]) * f;
 }
 
 static void axis_free(axis *ax)
@@ -115,6 +143,7 @@ static int axis_init(axis *ax, int in, int out)
 	if (!ax->start || !ax->count || !ax->w || !d)
 		goto out;
 
+	pthread_once(&ktab_once, ktab_init);
 	for (int i = 0; i < out; i++) {
 		double center = (i + 0.5) * scale - 0.5;
 		int lo = (int)floor(center - support) + 1;
@@ -130,7 +159,7 @@ static int axis_init(axis *ax, int in, int out)
 		double sum = 0.0;
 		int big = 0;
 		for (int k = 0; k < n; k++) {
-			d[k] = resample_lanczos3((lo + k - center) / fs);
+			d[k] = kernel((lo + k - center) / fs);
 			sum += d[k];
 			if (d[k] > d[big])
 				big = k;

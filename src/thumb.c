@@ -12,6 +12,12 @@
  * gives the same pixels.  Heights come from the full-size dimensions the
  * header declared, not from the shrunk decode, so they do not depend on
  * which shortcut the decoder took.
+ *
+ * Widths are made widest first, and a narrower one starts from an earlier
+ * result when that is still at least three times its size (64 and 32 from
+ * the 200): the first pass over the full decode is most of the resampling
+ * cost, and a Lanczos-3 result that much larger holds everything the
+ * smaller one can show (SSIM against a direct resize: see bench/NOTES.md).
  */
 #include "thumb.h"
 
@@ -57,7 +63,8 @@ thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 {
 	img_decode_opts dopt = { .max_pixels = c->max_pixels };
 	img_encode_opts eopt = { c->jpeg_quality, c->webp_quality, c->png_level };
-	img src = { 0 }, small = { 0 };
+	img src = { 0 }, shown = { 0 }, res[CFG_MAX_SIZES] = { { 0 } };
+	int order[CFG_MAX_SIZES];
 	img_meta meta;
 	img_format in_fmt, out_fmt;
 	uint8_t *buf = NULL, *enc = NULL;
@@ -84,30 +91,51 @@ thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 	H = meta.orientation >= 5 ? meta.width : meta.height;
 	out_fmt = c->format == IMG_UNKNOWN ? in_fmt : c->format;
 
-	for (int i = 0; i < c->nsizes; i++) {
-		int w = c->sizes[i], h = thumb_height(W, H, w);
+	/* widest first, so each later width can start from an earlier result */
+	for (int i = 0; i < c->nsizes; i++)
+		order[i] = i;
+	for (int i = 1; i < c->nsizes; i++)
+		for (int k = i; k > 0 && c->sizes[order[k]] > c->sizes[order[k - 1]]; k--) {
+			int t = order[k];
+			order[k] = order[k - 1];
+			order[k - 1] = t;
+		}
+	for (int n = 0; n < c->nsizes; n++) {
+		int i = order[n], w = c->sizes[i], h = thumb_height(W, H, w);
+		int sw = meta.orientation >= 5 ? h : w, sh = meta.orientation >= 5 ? w : h;
+		const img *from = &src;
+		img *out = &res[n];
 		char e2[IMG_ERRLEN];
 
 		if (h > THUMB_MAX_EDGE || (uint64_t)w * (uint64_t)h > c->max_pixels) {
 			snprintf(err, errlen, "thumbnail too large: %dx%d (picture is %dx%d)", w, h, W, H);
 			goto out;
 		}
-		if (meta.orientation >= 5 ? resample_resize(&src, &small, h, w)
-		                          : resample_resize(&src, &small, w, h)) {
+		for (int k = 0; k < n; k++)
+			if (res[k].px && (uint64_t)res[k].w >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sw
+			    && (uint64_t)res[k].h >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sh)
+				from = &res[k];
+		if (resample_resize(from, out, sw, sh)) {
 			snprintf(err, errlen, "out of memory resizing to %dx%d", w, h);
 			goto out;
 		}
-		if (img_orient(&small, meta.orientation) < 0) {
-			snprintf(err, errlen, "out of memory rotating");
-			goto out;
+		if (meta.orientation >= 2 && meta.orientation <= 8) {
+			/* rotate a copy: the stored orientation may still feed a smaller width */
+			if (img_alloc(&shown, out->w, out->h, out->channels) != 0
+			    || (memcpy(shown.px, out->px, (size_t)out->h * out->stride), 0)
+			    || img_orient(&shown, meta.orientation) < 0) {
+				snprintf(err, errlen, "out of memory rotating");
+				goto out;
+			}
+			out = &shown;
 		}
-		if (img_encode(&small, out_fmt, &eopt, &enc, &enclen, e2, sizeof e2) < 0) {
+		if (img_encode(out, out_fmt, &eopt, &enc, &enclen, e2, sizeof e2) < 0) {
 			snprintf(err, errlen, "%s", e2);
 			goto out;
 		}
-		img_release(&small);
-		snprintf(outs[i], sizeof outs[i], "%s_%d.%s", j->stem, w, img_format_ext(out_fmt));
-		if (fsu_write_atomic(c->outgoing, outs[i], enc, enclen, err, errlen) < 0)
+		img_release(&shown);
+		snprintf(outs[written], sizeof outs[written], "%s_%d.%s", j->stem, w, img_format_ext(out_fmt));
+		if (fsu_write_atomic(c->outgoing, outs[written], enc, enclen, err, errlen) < 0)
 			goto out;
 		written++;
 		free(enc);
@@ -124,6 +152,8 @@ out:
 	free(buf);
 	free(enc);
 	img_release(&src);
-	img_release(&small);
+	img_release(&shown);
+	for (int i = 0; i < c->nsizes; i++)
+		img_release(&res[i]);
 	return rc;
 }
