@@ -34,6 +34,7 @@ typedef struct cfg {
 	int host_max_failures;  /* consecutive failed attempts that pause a host; 0 = never */
 
 	int workers;            /* 0 in the file = online CPUs; resolved by cfg_finish */
+	uint64_t decode_memory; /* bytes all workers' decoders may hold at once; 0 = no limit */
 
 	int sizes[CFG_MAX_SIZES];
 	int nsizes;

@@ -41,6 +41,11 @@ typedef struct img_decode_opts {
 	int min_width;          /* shrink-on-load floor: a decoder may return a smaller image (JPEG DCT
 	                           scaling, WebP scaled decode) as long as its *displayed* width (after
 	                           EXIF orientation) stays >= min_width; 0 = always full size */
+	/* Called at most once, after the header is read and before the big
+	 * buffers exist, with the bytes the decoder is about to hold; may block
+	 * (a memory budget shared by the workers).  NULL = no budget. */
+	void (*reserve)(void *arg, uint64_t bytes);
+	void *reserve_arg;
 } img_decode_opts;
 
 typedef struct img_encode_opts {

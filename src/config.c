@@ -53,6 +53,7 @@ static const key_def keys[] = {
 	{ "download", "host_delay", T_SECS, 0, 3600000, F(host_delay_ms), 0 },
 	{ "download", "host_max_failures", T_INT, 0, 1000000, F(host_max_failures), W(host_max_failures) },
 	{ "resize", "workers", T_INT, 0, 256, F(workers), W(workers) },
+	{ "resize", "decode_memory", T_BYTES, 0, 1LL << 40, F(decode_memory), 0 },
 	{ "thumbnails", "sizes", T_SIZES, 1, 8192, F(sizes), 0 },
 	{ "thumbnails", "format", T_FORMAT, 0, 0, F(format), 0 },
 	{ "thumbnails", "jpeg_quality", T_INT, 1, 100, F(jpeg_quality), W(jpeg_quality) },
@@ -94,6 +95,7 @@ cfg_new(void)
 	c->host_delay_ms = 0;
 	c->host_max_failures = 10;
 	c->workers = 0;
+	c->decode_memory = 256ULL << 20;
 	c->sizes[0] = 32;
 	c->sizes[1] = 64;
 	c->sizes[2] = 200;

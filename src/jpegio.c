@@ -190,6 +190,25 @@ static void cmyk_to_rgb(const JSAMPLE *in, uint8_t *out, JDIMENSION w, int adobe
 	}
 }
 
+/*
+ * Bytes a decode will hold: the output image, and for a progressive (or
+ * otherwise multi-scan) file every DCT coefficient of the full-size
+ * picture, 128 bytes per 8x8 block per component, whatever the output
+ * scale: a 5120x2880 progressive 4:4:4 photo needs 88 MB of them.
+ */
+static uint64_t jdec_footprint(j_decompress_ptr ci, int channels)
+{
+	uint64_t n;
+
+	jpeg_calc_output_dimensions(ci);
+	n = (uint64_t)ci->output_width * ci->output_height * (uint64_t)channels;
+	if (jpeg_has_multiple_scans(ci))
+		for (int i = 0; i < ci->num_components; i++)
+			n += (uint64_t)ci->comp_info[i].width_in_blocks
+			     * ci->comp_info[i].height_in_blocks * DCTSIZE2 * sizeof(JCOEF);
+	return n;
+}
+
 static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
                     const img_decode_opts *o, img *out, img_meta *meta,
                     char *err, size_t errlen)
@@ -248,6 +267,8 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	}
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
+	if (o->reserve)
+		o->reserve(o->reserve_arg, jdec_footprint(ci, channels));
 
 	jpeg_start_decompress(ci);
 	if (ci->output_components != (cmyk ? 4 : channels)) {

@@ -21,6 +21,7 @@
  */
 #include "thumb.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,10 +59,54 @@ not_an_image(const job *j, const uint8_t *buf, size_t len, char *err, size_t err
 	}
 }
 
+/*
+ * The decode memory budget (resize.decode_memory), shared by every worker:
+ * a decoder reserves its footprint once it knows it (img_decode_opts
+ * reserve) and the worker gives it back when the decode is over.  A
+ * reservation waits while others hold memory and it would pass the limit;
+ * with nothing held it always goes ahead, so one image larger than the
+ * whole budget still gets decoded, alone.
+ */
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t budget_used;
+
+typedef struct reservation {
+	uint64_t limit, held;
+} reservation;
+
+static void
+budget_reserve(void *arg, uint64_t bytes)
+{
+	reservation *r = arg;
+
+	if (!r->limit || r->held)
+		return;
+	pthread_mutex_lock(&budget_mu);
+	while (budget_used > 0 && budget_used + bytes > r->limit)
+		pthread_cond_wait(&budget_cv, &budget_mu);
+	budget_used += bytes;
+	r->held = bytes;
+	pthread_mutex_unlock(&budget_mu);
+}
+
+static void
+budget_release(reservation *r)
+{
+	if (!r->held)
+		return;
+	pthread_mutex_lock(&budget_mu);
+	budget_used -= r->held;
+	r->held = 0;
+	pthread_cond_broadcast(&budget_cv);
+	pthread_mutex_unlock(&budget_mu);
+}
+
 int
 thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 {
-	img_decode_opts dopt = { .max_pixels = c->max_pixels };
+	reservation mem = { .limit = c->decode_memory };
+	img_decode_opts dopt = { .max_pixels = c->max_pixels, .reserve = budget_reserve, .reserve_arg = &mem };
 	img_encode_opts eopt = { c->jpeg_quality, c->webp_quality, c->png_level };
 	img src = { 0 }, shown = { 0 }, res[CFG_MAX_SIZES] = { { 0 } };
 	int order[CFG_MAX_SIZES];
@@ -82,8 +127,11 @@ thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 		if (c->sizes[i] > maxw)
 			maxw = c->sizes[i];
 	dopt.min_width = THUMB_DECODE_MARGIN * maxw;
-	if (img_decode(buf, len, &dopt, &src, &meta, err, errlen) < 0)
+	if (img_decode(buf, len, &dopt, &src, &meta, err, errlen) < 0) {
+		budget_release(&mem);
 		goto out;
+	}
+	budget_release(&mem);
 	free(buf);
 	buf = NULL;
 	/* displayed size of the full picture */
