@@ -12,6 +12,8 @@ MANDIR     ?= $(PREFIX)/share/man
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 STATEDIR   ?= /var/lib/thumbd
 LOGDIR     ?= /var/log/thumbd
+UNITDIR    ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+LOGROTATEDIR ?= $(SYSCONFDIR)/logrotate.d
 DESTDIR    ?=
 
 CC         ?= cc
@@ -22,7 +24,7 @@ PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
             libpng-dev libwebp-dev libinih-dev
-DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db
+DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db systemd logrotate
 
 VERSION   := 0.1.0
 comma     := ,
@@ -72,7 +74,9 @@ $(B) $(B)/tests:
 ensure-deps:
 	@if ! $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null || ! command -v python3 >/dev/null \
 	    || ! command -v $(CC) >/dev/null || ! command -v openssl >/dev/null \
-	    || ! command -v nghttpd >/dev/null || ! command -v man >/dev/null; then $(MAKE) --no-print-directory deps; fi
+	    || ! command -v nghttpd >/dev/null || ! command -v man >/dev/null \
+	    || ! command -v systemd-analyze >/dev/null \
+	    || ! PATH="$$PATH:/usr/sbin:/sbin" command -v logrotate >/dev/null; then $(MAKE) --no-print-directory deps; fi
 
 deps:
 	@if [ "$$(id -u)" != 0 ]; then echo "make deps: run as root (apt-get install $(DEB_BUILD) $(DEB_TEST))" >&2; exit 1; fi
@@ -89,26 +93,44 @@ demo: ensure-deps
 	@$(MAKE) --no-print-directory $(B)/thumbd
 	@THUMBD=$(CURDIR)/$(B)/thumbd sh tests/demo/run.sh
 
-install: $(B)/thumbd
+# THUMBD_BIN: the binary to install; the tests install the one under test
+# (THUMBD_BIN=$$THUMBD) instead of building.
+THUMBD_BIN ?= $(B)/thumbd
+SUBST = sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+            -e 's|@LOGDIR@|$(LOGDIR)|g' -e 's|@STATEDIR@|$(STATEDIR)|g'
+
+install: $(THUMBD_BIN) | $(B)
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR)/thumbd
-	install -m 755 $(B)/thumbd $(DESTDIR)$(BINDIR)/thumbd
+	install -m 755 $(THUMBD_BIN) $(DESTDIR)$(BINDIR)/thumbd
 	# the tree's config points at ../incoming etc.; an installed one at the FHS places
 	sed -e 's|^incoming = \.\./incoming |incoming = $(STATEDIR)/incoming|' \
 	    -e 's|^outgoing = \.\./outgoing |outgoing = $(STATEDIR)/outgoing|' \
 	    -e 's|^logs     = \.\./logs     |logs     = $(LOGDIR)|' \
+	    -e 's#^\(watch[[:space:]]*=[[:space:]]*\)\.\./lists\([[:space:];]\|$$\)#\1$(STATEDIR)/lists\2#' \
 	    config/thumbd.ini >$(B)/thumbd.ini
 	@! grep -n '= *\.\./' $(B)/thumbd.ini || { echo "install: relative path left in thumbd.ini" >&2; exit 1; }
+	@! grep -nE '^watch[[:space:]]*=[[:space:]]*[^/[:space:];]' $(B)/thumbd.ini || { echo "install: relative [daemon] watch left in thumbd.ini" >&2; exit 1; }
 	install -m 644 $(B)/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
 	[ -e $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini ] || \
 	    install -m 644 $(B)/thumbd.ini $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 644 docs/thumbd.1 $(DESTDIR)$(MANDIR)/man1/thumbd.1
 	install -m 644 docs/thumbd.ini.5 $(DESTDIR)$(MANDIR)/man5/thumbd.ini.5
+	# systemd unit and logrotate file: package files, replaced on every install
+	# (change the unit with a drop-in: systemctl edit thumbd)
+	$(SUBST) config/thumbd.service >$(B)/thumbd.service
+	$(SUBST) config/thumbd.logrotate >$(B)/thumbd.logrotate
+	@! grep -n '@[A-Z_]*@' $(B)/thumbd.service $(B)/thumbd.logrotate || { echo "install: placeholder left" >&2; exit 1; }
+	install -d $(DESTDIR)$(UNITDIR) $(DESTDIR)$(LOGROTATEDIR)
+	install -m 644 $(B)/thumbd.service $(DESTDIR)$(UNITDIR)/thumbd.service
+	install -m 644 $(B)/thumbd.logrotate $(DESTDIR)$(LOGROTATEDIR)/thumbd
 
+# The admin's $(SYSCONFDIR)/thumbd/thumbd.ini stays, like the state and logs.
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/thumbd $(DESTDIR)$(MANDIR)/man1/thumbd.1 \
 	      $(DESTDIR)$(MANDIR)/man5/thumbd.ini.5 \
-	      $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example
+	      $(DESTDIR)$(SYSCONFDIR)/thumbd/thumbd.ini.example \
+	      $(DESTDIR)$(UNITDIR)/thumbd.service $(DESTDIR)$(LOGROTATEDIR)/thumbd
 
 clean:
 	rm -rf build
