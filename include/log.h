@@ -3,6 +3,12 @@
  * ThumbnailMakerService format "[thread, time, level] message") and the
  * failure record (logs/failed.tsv, "<ISO time>\t<url>\t<reason>").
  *
+ * Under systemd the run log can go to stderr for journald instead
+ * (LOG_TO_STDERR): "<6>[thread, INFO] message", the syslog priority first
+ * as sd-daemon(3) describes (<7> DEBUG, <6> INFO, <4> WARNING, <3> ERROR),
+ * no time because journald stamps each line.  failed.tsv is state, not a
+ * log, and stays a file in the logs directory either way.
+ *
  * A process-wide singleton like syslog(3): every thread logs, nobody passes
  * a handle around.  Lines are formatted on the caller's stack and written
  * with one write(2) to an O_APPEND descriptor, so lines from different
@@ -14,10 +20,21 @@
 #include <stddef.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR } log_level;
+typedef enum { LOG_TO_FILE, LOG_TO_STDERR } log_target;
 
-/* Open <dir>/thumbd.log and <dir>/failed.tsv for appending (creating dir).
- * Before this, and after log_close(), messages go to stderr.  0 / -1. */
+/* Open <dir>/failed.tsv for appending (creating dir) and, for LOG_TO_FILE,
+ * <dir>/thumbd.log; LOG_TO_STDERR writes the run log to stderr in the
+ * journald form above.  Before this, and after log_close(), messages go to
+ * stderr in the file format.  Call before starting threads.  0 / -1. */
+int log_open_target(const char *dir, log_target t, char *err, size_t errlen);
+/* log_open_target(dir, LOG_TO_FILE, ...). */
 int log_open(const char *dir, char *err, size_t errlen);
+/* After logrotate renamed thumbd.log away (SIGUSR1): open the path again and
+ * put the new file behind the same descriptor, so threads logging meanwhile
+ * lose no line and need no lock.  From main's loop, not a signal handler.
+ * No-op (0) with LOG_TO_STDERR or when not open; failed.tsv is never
+ * reopened.  0 / -1 (the old file then stays in use). */
+int log_reopen(char *err, size_t errlen);
 void log_close(void);
 
 /* Name shown in the thread field of this thread's lines ("main", "fetch", "worker-1"). */

@@ -1,11 +1,20 @@
 /*
- * log: thumbd.log and failed.tsv.  See include/log.h for the contract.
+ * log: thumbd.log (or stderr for journald) and failed.tsv.  See
+ * include/log.h for the contract.
  *
  * Both files are opened O_APPEND and every record is built in a stack
  * buffer and handed to a single write(2): the kernel appends it atomically
  * with respect to other writers of the same file, which is what keeps lines
  * from the fetch thread and the workers whole without a mutex on the hot
- * path.  Records longer than the buffer are truncated, never split.
+ * path.  Records longer than the buffer are truncated, never split.  With
+ * LOG_TO_STDERR the same single write goes to fd 2; under systemd that is a
+ * pipe or stream socket to journald, and a line is at most LINE_MAX_BYTES
+ * (= PIPE_BUF on Linux), so it arrives whole there too.
+ *
+ * State: log_fd, fail_fd, journal and log_path change only in log_open*()
+ * and log_close(), which main calls before it starts threads and after it
+ * has joined them.  While threads run, the only change is log_reopen(), and
+ * it keeps log_fd's number: it swaps the file behind it with dup2(2).
  */
 #include "log.h"
 
@@ -21,11 +30,17 @@
 
 #define LINE_MAX_BYTES 4096
 
-static int log_fd = -1;
+static int log_fd = -1;         /* thumbd.log; -1 with LOG_TO_STDERR or when closed */
 static int fail_fd = -1;
+static int journal;             /* LOG_TO_STDERR: "<N>[thread, LEVEL] message" on fd 2 */
+static char log_path[4096];     /* what log_reopen() opens again */
 static _Thread_local char thread_name[24] = "main";
 
 static const char *const level_names[] = { "DEBUG", "INFO", "WARNING", "ERROR" };
+
+/* syslog priorities as sd-daemon(3) SD_DEBUG, SD_INFO, SD_WARNING, SD_ERR
+ * spell them: journald reads the level from this prefix of each line. */
+static const char *const journal_prio[] = { "<7>", "<6>", "<4>", "<3>" };
 
 void
 log_thread_name(const char *name)
@@ -33,13 +48,14 @@ log_thread_name(const char *name)
 	snprintf(thread_name, sizeof thread_name, "%s", name);
 }
 
+/* <dir>/<file> into path (cap bytes), opened for appending.  fd / -1. */
 static int
-open_append(const char *dir, const char *file, char *err, size_t errlen)
+open_append(const char *dir, const char *file, char *path, size_t cap,
+            char *err, size_t errlen)
 {
-	char path[4096];
 	int fd;
 
-	if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, file) >= sizeof path) {
+	if ((size_t)snprintf(path, cap, "%s/%s", dir, file) >= cap) {
 		snprintf(err, errlen, "%s/%s: path too long", dir, file);
 		return -1;
 	}
@@ -50,26 +66,81 @@ open_append(const char *dir, const char *file, char *err, size_t errlen)
 }
 
 int
-log_open(const char *dir, char *err, size_t errlen)
+log_open_target(const char *dir, log_target t, char *err, size_t errlen)
 {
+	char lpath[sizeof log_path], fpath[sizeof log_path];
 	int lfd = -1, ffd = -1;
 
+	if (t != LOG_TO_FILE && t != LOG_TO_STDERR) {
+		snprintf(err, errlen, "log target %d: not a log_target", (int)t);
+		goto fail;
+	}
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
 		goto fail;
 	}
-	if ((lfd = open_append(dir, "thumbd.log", err, errlen)) < 0)
+	if (t == LOG_TO_FILE
+	    && (lfd = open_append(dir, "thumbd.log", lpath, sizeof lpath, err, errlen)) < 0)
 		goto fail;
-	if ((ffd = open_append(dir, "failed.tsv", err, errlen)) < 0)
+	/* failed.tsv is state the next run reads, not a log: in dir either way */
+	if ((ffd = open_append(dir, "failed.tsv", fpath, sizeof fpath, err, errlen)) < 0)
 		goto fail;
 	log_close();
 	log_fd = lfd;
 	fail_fd = ffd;
+	journal = t == LOG_TO_STDERR;
+	if (lfd >= 0)
+		memcpy(log_path, lpath, strlen(lpath) + 1);
 	return 0;
 fail:
 	if (lfd >= 0)
 		close(lfd);
 	return -1;
+}
+
+int
+log_open(const char *dir, char *err, size_t errlen)
+{
+	return log_open_target(dir, LOG_TO_FILE, err, errlen);
+}
+
+/*
+ * Called on SIGUSR1 (from main's loop, not the handler) after logrotate has
+ * renamed thumbd.log away.  The new file is opened under the old path and
+ * dup2()ed onto log_fd, so log_fd keeps its number and is never closed or
+ * -1, not even for an instant: dup2 closes and replaces the old descriptor
+ * atomically.  That is why the write path needs no lock: a write(2) in
+ * another thread that has already looked up log_fd holds its own reference
+ * to the old open file and completes there (into the renamed file, whole);
+ * any write that starts after dup2 returns goes to the new file.  Either
+ * way the line is appended by one write to one O_APPEND file.
+ *
+ * dup2 does not carry O_CLOEXEC over, so it is set again right after; the
+ * gap only matters to a concurrent exec, and thumbd never execs.
+ */
+int
+log_reopen(char *err, size_t errlen)
+{
+	int fd;
+
+	if (log_fd < 0)
+		return 0;       /* LOG_TO_STDERR (journald has no files), or not open */
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot reopen %s: %s", log_path, strerror(errno));
+		return -1;      /* log_fd still writes to the old file */
+	}
+	/* EBUSY: Linux, while another thread's open/dup is installing that number */
+	while (dup2(fd, log_fd) < 0) {
+		if (errno != EINTR && errno != EBUSY) {
+			snprintf(err, errlen, "cannot reopen %s: dup2: %s", log_path, strerror(errno));
+			close(fd);
+			return -1;
+		}
+	}
+	fcntl(log_fd, F_SETFD, FD_CLOEXEC);
+	close(fd);
+	return 0;
 }
 
 void
@@ -80,6 +151,8 @@ log_close(void)
 	if (fail_fd >= 0)
 		close(fail_fd);
 	log_fd = fail_fd = -1;
+	journal = 0;
+	log_path[0] = '\0';
 }
 
 static void
@@ -125,15 +198,21 @@ log_msg(log_level lvl, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	gettimeofday(&tv, NULL);
-	localtime_r(&tv.tv_sec, &tm);
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	n = snprintf(line, sizeof line, "[%s, %04d-%02d-%02d %02d:%02d:%02d,%03d, %s] ",
-	             thread_name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-	             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
-	             level_names[lvl]);
+	if (journal) {
+		/* journald stamps each line itself: priority prefix, no time */
+		n = snprintf(line, sizeof line, "%s[%s, %s] ", journal_prio[lvl],
+		             thread_name, level_names[lvl]);
+	} else {
+		gettimeofday(&tv, NULL);
+		localtime_r(&tv.tv_sec, &tm);
+		n = snprintf(line, sizeof line, "[%s, %04d-%02d-%02d %02d:%02d:%02d,%03d, %s] ",
+		             thread_name, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+		             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000),
+		             level_names[lvl]);
+	}
 	off = (size_t)n;
 	/* messages carry URLs and server text: keep them on one line */
 	append_escaped(line, sizeof line - 1, &off, msg);
