@@ -1,0 +1,696 @@
+"""thumbd --daemon under a systemd-like supervisor: sd_notify datagrams
+(READY, STATUS, WATCHDOG, RELOADING, STOPPING) on a NOTIFY_SOCKET this test
+binds; intake from a watched directory (lists renamed in, moved to done/),
+a followed file (tail -F) and hand-off images renamed into incoming/; config
+reload on SIGHUP (a bad config keeps the old one); the Prometheus file;
+the watchdog while idle and busy; no CPU use while idle; log reopen on
+SIGUSR1; SIGTERM drains, exits 0, and a restart on the same state finishes
+every list exactly once.
+
+Every wait has a timeout, and a daemon this file started is killed in a
+finally.  A binary without --daemon fails each test at its first check."""
+
+import collections
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+import common as C
+
+WATCHDOG_USEC = 2000000
+PING_LIMIT = WATCHDOG_USEC / 2 / 1e6 + 0.25      # s between WATCHDOG=1 datagrams, slack included
+PROM = "thumbd.prom"
+PROM_SERIES = ("thumbd_urls_done_total", 'thumbd_urls_failed_total{reason="',
+               "thumbd_transfers_in_flight", "thumbd_queue_depth", "thumbd_workers_busy",
+               'thumbd_download_seconds_bucket{le="+Inf"}')
+PROM_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+HASHED = re.compile(r"^.+-[0-9a-f]{8}_\d+\.(jpg|png|webp)$")
+
+
+# -- the supervisor's side ---------------------------------------------------
+
+class Notify:
+    """The NOTIFY_SOCKET end (AF_UNIX, SOCK_DGRAM): a thread records every
+    line of every datagram with its arrival time (time.monotonic())."""
+
+    def __init__(self):
+        d = tempfile.mkdtemp(prefix="thumbd-sd-")
+        if len(d) > 90:                                  # sun_path is 108 bytes
+            shutil.rmtree(d, ignore_errors=True)
+            d = tempfile.mkdtemp(prefix="thumbd-sd-", dir="/tmp")
+        self.dir = d
+        self.path = os.path.join(d, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.1)
+        self._lock = threading.Lock()
+        self._lines = []                                 # (t, line)
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="notify", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            now = time.monotonic()
+            with self._lock:
+                for line in data.decode("utf-8", "replace").split("\n"):
+                    if line:
+                        self._lines.append((now, line))
+
+    def mark(self):
+        with self._lock:
+            return len(self._lines)
+
+    def lines(self, since=0):
+        with self._lock:
+            return list(self._lines[since:])
+
+    def find(self, line, since=0):
+        """(index, time) of the first line equal to line at or after index since, or None."""
+        with self._lock:
+            for i in range(since, len(self._lines)):
+                if self._lines[i][1] == line:
+                    return i, self._lines[i][0]
+        return None
+
+    def wait(self, line, since, timeout, proc=None):
+        return _wait(lambda: self.find(line, since), timeout, proc)
+
+    def pings(self):
+        return [tm for tm, l in self.lines() if l == "WATCHDOG=1"]
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+        self.sock.close()
+        if not os.environ.get("THUMBD_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Daemon:
+    """One `thumbd --daemon -c CONF` process in the environment systemd gives
+    a Type=notify service with WatchdogSec=2.  stdout and stderr go to files
+    next to the notify socket (outside the work directory)."""
+
+    def __init__(self, wd, nt, n=1):
+        self.wd, self.nt, self.n = wd, nt, n
+        self.proc = None
+        self.t_ready = None
+        self.err_path = os.path.join(nt.dir, "daemon%d.err" % n)
+        self.out_path = os.path.join(nt.dir, "daemon%d.out" % n)
+
+    def start(self, t, what):
+        """Starts it and waits for READY=1 (10 s): True, or a counted failure."""
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID")}
+        env["NOTIFY_SOCKET"] = self.nt.path
+        env["WATCHDOG_USEC"] = str(WATCHDOG_USEC)
+        since = self.nt.mark()
+        with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen([C.thumbd_path(), "--daemon", "-c", self.wd.config],
+                                         stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                         cwd=self.wd.cwd, env=env)
+        got = self.nt.wait("READY=1", since, 10, self.proc)
+        if got is None:
+            rc = self.proc.poll()
+            how = ("exited with status %s" % rc) if rc is not None else "is still running after 10 s"
+            return t.fail("%s: thumbd --daemon sends READY=1 on NOTIFY_SOCKET (it %s; stderr %r)"
+                          % (what, how, self.stderr()[-600:]))
+        self.t_ready = got[1]
+        return t.check(True, "%s: thumbd --daemon started and sent READY=1" % what)
+
+    def stderr(self):
+        try:
+            with open(self.err_path, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def alive(self, t, what):
+        rc = self.proc.poll()
+        return t.check(rc is None, "%s: the daemon is still running (exit status %r, stderr %r)"
+                       % (what, rc, self.stderr()[-600:] if rc is not None else ""))
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, t, what, timeout=10):
+        """SIGTERM: STOPPING=1, exit status 0 within timeout.  -> True when it exited 0."""
+        since = self.nt.mark()
+        t0 = time.monotonic()
+        self.signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            rc = None
+        took = time.monotonic() - t0
+        t.check(self.nt.find("STOPPING=1", since) is not None,
+                "%s: SIGTERM -> STOPPING=1 (datagrams since: %r)"
+                % (what, [l for _, l in self.nt.lines(since)][-10:]))
+        if not t.check(rc is not None, "%s: exited within %d s of SIGTERM" % (what, timeout)):
+            self.kill()
+            return False
+        self.check_sanitizer(t, what)
+        return t.eq(rc, 0, "%s: exit status after SIGTERM (%.1f s; stderr %r)"
+                    % (what, took, self.stderr()[-600:]))
+
+    def check_sanitizer(self, t, what):
+        err = self.stderr()
+        t.check("Sanitizer" not in err and "runtime error:" not in err,
+                "%s: no sanitizer report: %s" % (what, err[-3000:]))
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+    def cpu_ticks(self):
+        """utime + stime of the whole process (all threads), in clock ticks."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            data = f.read()
+        rest = data[data.rindex(")") + 2:].split()
+        return int(rest[11]) + int(rest[12])
+
+
+class PromReader:
+    """Reads logs/thumbd.prom every 10 ms in a thread: every read must be a
+    whole file (all the series, ends with a newline).  Also notes the inodes
+    seen: a file replaced by rename gets a new one each time."""
+
+    def __init__(self, path):
+        self.path = path
+        self.reads = 0
+        self.bad = []
+        self.inodes = set()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="prom", daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        while not self._stop:
+            try:
+                with open(self.path, "rb") as f:
+                    ino = os.fstat(f.fileno()).st_ino
+                    data = f.read()
+            except OSError:
+                time.sleep(0.01)
+                continue
+            self.reads += 1
+            self.inodes.add(ino)
+            text = data.decode("utf-8", "replace")
+            missing = [s for s in PROM_SERIES if s not in text]
+            if (missing or not text.endswith("\n")) and len(self.bad) < 3:
+                self.bad.append("%d bytes, missing %r, tail %r" % (len(data), missing, text[-80:]))
+            time.sleep(0.01)
+
+    def close(self):
+        self._stop = True
+        self._thread.join(2)
+
+
+# -- helpers -------------------------------------------------------------------
+
+def _wait(pred, timeout, proc=None, step=0.05):
+    """pred() once it is truthy, polling; its last value after timeout or once proc has exited."""
+    end = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= end or (proc is not None and proc.poll() is not None):
+            return pred()
+        time.sleep(step)
+
+
+def _target(url):
+    """The request target the test server records for url."""
+    u = urllib.parse.urlsplit(url)
+    return u.path + ("?" + u.query if u.query else "")
+
+
+class Item:
+    """One image the test expects: its URL (or path), output stem, real format
+    and displayed size."""
+
+    def __init__(self, url, stem, fmt, w, h):
+        self.url, self.stem, self.fmt, self.w, self.h = url, stem, fmt, w, h
+
+    def names(self, sizes=C.DEFAULT_SIZES):
+        return C.thumb_names(self.stem, self.fmt, sizes)
+
+    def done(self, wd, sizes=C.DEFAULT_SIZES):
+        return all(os.path.isfile(os.path.join(wd.outgoing, n)) for n in self.names(sizes))
+
+    def target(self):
+        return _target(self.url)
+
+    def check(self, t, wd, what, sizes=C.DEFAULT_SIZES):
+        return C.check_thumbs(t, wd, self.stem, self.fmt, self.w, self.h, sizes=sizes,
+                              what="%s %s" % (what, self.stem))
+
+
+class Corpus:
+    def __init__(self, cdir, srv):
+        self.cdir, self.srv = cdir, srv
+        self.rows = {r["path"]: r for r in C.manifest(cdir)}
+
+    def _dims(self, path):
+        row = self.rows[path]
+        w, h = C.displayed_size(row)
+        return row["format"], w, h
+
+    def plain(self, path):
+        fmt, w, h = self._dims(path)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        return Item(self.srv.url(path), stem, fmt, w, h)
+
+    def alias(self, path, stem, delay=None):
+        """The image at path under another name (optionally answered after delay s)."""
+        fmt, w, h = self._dims(path)
+        name = "%s.%s" % (stem, C.EXT[fmt])
+        enc = urllib.parse.quote(path, safe="")
+        rel = ("slowalias/%s/%s/%s" % (delay, enc, name)) if delay else ("alias/%s/%s" % (enc, name))
+        return Item(self.srv.url(rel), stem, fmt, w, h)
+
+
+def _layout(wd):
+    """The watched list directory (wd.lists), the followed file (its directory
+    exists, the file not yet) and a staging directory on the same filesystem."""
+    feed = os.path.join(wd.root, "feed")
+    src = os.path.join(wd.root, "src")
+    os.makedirs(feed)
+    os.makedirs(src)
+    return wd.lists, os.path.join(feed, "follow.urls"), src
+
+
+def _daemon_config(queue, follow, extra=None):
+    cfg = {"daemon.watch": "%s %s" % (queue, follow), "daemon.log": "file",
+           "daemon.metrics": PROM, "daemon.metrics_interval": "1"}
+    cfg.update(extra or {})
+    return cfg
+
+
+def _drop_list(src, queue, name, lines):
+    """Write a list in the staging directory, then rename it into the watched one."""
+    p = os.path.join(src, name)
+    with open(p, "w") as f:
+        f.write("".join(l + "\n" for l in lines))
+    os.rename(p, os.path.join(queue, name))
+
+
+def _append(follow, *lines):
+    with open(follow, "a") as f:
+        f.write("".join(l + "\n" for l in lines))
+
+
+def _read_prom(path):
+    """{series (name + labels): float} or None when the file is missing."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    out = {}
+    for line in text.splitlines():
+        m = PROM_LINE.match(line)
+        if m and not line.startswith("#"):
+            try:
+                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+            except ValueError:
+                pass
+    return out
+
+
+def _max_gap(pings, a, b):
+    """Largest gap between WATCHDOG=1 times over the window (a, b), counting
+    from the last ping at or before a (else from a itself) to the first ping
+    at or after b (else to b itself)."""
+    before = [p for p in pings if p <= a]
+    after = [p for p in pings if p >= b]
+    seq = before[-1:] or [a]
+    seq += [p for p in pings if a < p < b]
+    seq += after[:1] or [b]
+    return max(y - x for x, y in zip(seq, seq[1:]))
+
+
+def _check_gap(t, nt, a, b, what):
+    g = _max_gap(nt.pings(), a, b)
+    t.check(g <= PING_LIMIT, "watchdog %s (%.1f s): WATCHDOG=1 at least every %.2f s, largest gap %.2f s"
+            % (what, b - a, PING_LIMIT, g))
+
+
+def _leftovers(wd):
+    """What must not exist after a stop: anything in incoming/ but .thumbd-*
+    dot-files, any *.tmp or *.part anywhere in the work directory."""
+    bad = ["incoming/" + f for f in wd.incoming_files()]
+    for d, _, files in os.walk(wd.root):
+        for f in files:
+            if f.endswith(".tmp") or f.endswith(".part"):
+                bad.append(os.path.relpath(os.path.join(d, f), wd.root))
+    return sorted(set(bad))
+
+
+# -- the tests -------------------------------------------------------------------
+
+def test_daemon_intake(t):
+    """READY/STATUS/WATCHDOG; a list renamed in, a followed file created
+    after start, a hand-off image; failed.tsv; the metrics file; watchdog
+    gaps busy and idle; idle CPU; SIGUSR1 reopens the log; SIGTERM."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        cp = Corpus(cdir, srv)
+        d = Daemon(wd, nt)
+        prom = PromReader(os.path.join(wd.logs, PROM))
+        try:
+            _intake(t, wd, cp, d, nt, prom, queue, follow, src)
+        finally:
+            d.kill()
+            prom.close()
+
+
+def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
+    if not d.start(t, "intake"):
+        return
+
+    # 1. a list renamed into the watched directory, busy for a few seconds
+    good = [cp.plain("photos/hopper_128x128.jpg"), cp.plain("photos/iguana_100x68.jpg"),
+            cp.plain("edge/png_palette_trns.png"), cp.plain("edge/webp_lossy.webp")]
+    good += [cp.alias(p, "big%d" % i) for i, p in enumerate((
+        "photos/milky_way_4000x6000.jpg", "photos/laptop_tablet_5760x3840.jpg",
+        "photos/koi_kodak_pixpro_s1_4640x3480.jpg", "photos/red_panda_3872x2592.jpg",
+        "photos/iphone_xs_orient6_4032x3024.jpg"))]
+    good += [cp.alias("photos/rocket_640x427.jpg", "slow1", delay=1.5),
+             cp.alias("photos/portrait_800x533.jpg", "slow2", delay=2.5)]
+    bad_url = cp.srv.url("status/404/missing.jpg")
+    lines = ["# a comment", ""] + [x.url for x in good[:6]] + [bad_url] + [x.url for x in good[6:]]
+    t_busy = time.monotonic()
+    _drop_list(src, queue, "batch1.urls", lines)
+    done_dir = os.path.join(queue, "done")
+    finished = _wait(lambda: all(x.done(wd) for x in good) and wd.failures_for(bad_url)
+                     and os.path.isfile(os.path.join(done_dir, "batch1.urls")), 20, d.proc)
+    t_busy_end = time.monotonic()
+    t.check(finished, "intake: every URL of a list renamed into the watched directory ends "
+            "(thumbnails or failed.tsv) and the list moves to done/ within 20 s")
+    for x in good:
+        x.check(t, wd, "intake list:")
+    t.eq([u for _, u, _ in wd.failed()], [bad_url], "intake: failed.tsv holds the 404 URL, once")
+    C.check_failed_format(t, wd, "intake")
+    t.check(not os.path.exists(os.path.join(queue, "batch1.urls")),
+            "intake: the finished list is gone from the watched directory")
+    t.check(os.path.isfile(os.path.join(done_dir, "batch1.urls")),
+            "intake: the finished list is at <dir>/done/batch1.urls")
+    if not d.alive(t, "intake after the list"):
+        return
+
+    # 2. the followed file, created after READY, then appended to
+    n_done = len(good)
+    for i, path in enumerate(("photos/hopper_128x128.jpg", "edge/webp_lossy.webp"), 1):
+        x = cp.alias(path, "follow%d" % i)
+        t0 = time.monotonic()
+        _append(follow, x.url)
+        ok = _wait(lambda: x.done(wd), 10, d.proc)
+        took = time.monotonic() - t0
+        t.check(ok and took <= 3.0, "intake: a line %s gets its thumbnails within 3 s (%s)"
+                % ("in the followed file, created after READY," if i == 1 else "appended to the followed file",
+                   "%.1f s" % took if ok else "not within 10 s"))
+        x.check(t, wd, "intake follow:")
+        n_done += 1
+
+    # 3. a hand-off image renamed into incoming/
+    h = Item(None, "handoff", "JPEG", 100, 68)
+    tmp = os.path.join(src, "handoff.jpg.partial")
+    shutil.copyfile(os.path.join(cp.cdir, "photos/iguana_100x68.jpg"), tmp)
+    landed = os.path.join(wd.incoming, "handoff.jpg")
+    os.rename(tmp, landed)
+    ok = _wait(lambda: h.done(wd) and not os.path.exists(landed), 10, d.proc)
+    t.check(ok, "intake: incoming/handoff.jpg gets outgoing/handoff_{32,64,200}.jpg and leaves incoming/ within 10 s")
+    h.check(t, wd, "intake hand-off:")
+    t.check(not os.path.exists(landed), "intake: the hand-off file is gone from incoming/")
+    n_done += 1
+
+    # 4. the metrics file
+    prom_path = os.path.join(wd.logs, PROM)
+    def prom_caught_up():
+        v = _read_prom(prom_path)
+        return v if v and v.get("thumbd_urls_done_total") == n_done else None
+    m = _wait(prom_caught_up, 5, d.proc) or _read_prom(prom_path) or {}
+    t.check(os.path.isfile(prom_path), "metrics: logs/%s exists" % PROM)
+    for s in PROM_SERIES:
+        t.check(any(k.startswith(s) for k in m), "metrics: %s has %s" % (PROM, s))
+    t.eq(m.get("thumbd_urls_done_total"), float(n_done),
+         "metrics: thumbd_urls_done_total reaches the images done (%d)" % n_done)
+    failed_sum = sum(v for k, v in m.items() if k.startswith("thumbd_urls_failed_total{"))
+    t.eq(failed_sum, 1.0, "metrics: thumbd_urls_failed_total summed over reasons = failed.tsv lines")
+
+    # 5. idle: no CPU, watchdog still pinging
+    time.sleep(1.0)
+    t_idle = time.monotonic()
+    c0 = d.cpu_ticks()
+    time.sleep(5.0)
+    c1 = d.cpu_ticks()
+    t_idle_end = time.monotonic()
+    t.check(c1 - c0 <= 2, "idle: CPU time grows by at most 2 clock ticks over 5 s idle (grew %d)" % (c1 - c0))
+    if not d.alive(t, "intake after idling"):
+        return
+
+    # 6. SIGUSR1 reopens the log
+    log = os.path.join(wd.logs, "thumbd.log")
+    rotated = log + ".1"
+    t.check(os.path.isfile(log), "intake: logs/thumbd.log exists (log = file)")
+    if os.path.exists(log):
+        os.rename(log, rotated)
+    d.signal(signal.SIGUSR1)
+    _wait(lambda: os.path.exists(log), 2, d.proc)
+    x = cp.alias("edge/png_palette_trns.png", "follow3")
+    _append(follow, x.url)
+    t.check(_wait(lambda: x.done(wd), 10, d.proc), "SIGUSR1: work after the reopen still gets done")
+    n_done += 1
+
+    def new_log_has_url():
+        lines = wd.log_lines()
+        return lines is not None and any(x.url in l for l in lines)
+    t.check(_wait(new_log_has_url, 5, d.proc),
+            "SIGUSR1: a new logs/thumbd.log appears and logs the URL taken after the reopen")
+    old = ""
+    if os.path.exists(rotated):
+        with open(rotated, encoding="utf-8", errors="replace") as f:
+            old = f.read()
+    t.check(x.url not in old, "SIGUSR1: the renamed-away log gets no lines after the reopen")
+
+    # 7. status, watchdog, stop
+    status = [l for _, l in nt.lines() if l.startswith("STATUS=")]
+    t.check(len(status) >= 1 and any(re.search(r"\d", l) for l in status),
+            "intake: STATUS= datagrams with live counters (got %r)" % status[-3:])
+    _wait(lambda: prom.reads > 0 and len(prom.inodes) >= 3, 3, d.proc)
+    if not d.alive(t, "intake before the stop"):
+        return
+    t_stop = time.monotonic()
+    d.stop(t, "intake")
+    stopping = nt.find("STOPPING=1")
+    _check_gap(t, nt, t_busy, t_busy_end, "while busy")
+    _check_gap(t, nt, t_idle, t_idle_end, "while idle")
+    _check_gap(t, nt, d.t_ready, stopping[1] if stopping else t_stop, "from READY=1 to STOPPING=1")
+    prom.close()
+    t.eq(prom.bad, [], "metrics: every read of %s during the run saw a whole file (%d reads)" % (PROM, prom.reads))
+    t.check(len(prom.inodes) >= 3, "metrics: the file is replaced by rename every interval (%d inodes seen)"
+            % len(prom.inodes))
+    t.check(os.path.isfile(prom_path), "metrics: %s still there after the stop" % PROM)
+    t.eq(_leftovers(wd), [], "intake: after the stop no .tmp/.part files, incoming/ holds only .thumbd-* files")
+
+
+def test_daemon_reload(t):
+    """SIGHUP with new sizes: RELOADING=1, READY=1, new URLs get the new
+    widths.  SIGHUP with a bad config: the old one stays, the log says why."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        cfg = _daemon_config(queue, follow)
+        wd.write_config(cfg)
+        cp = Corpus(cdir, srv)
+        d = Daemon(wd, nt)
+        try:
+            _reload(t, wd, cp, d, nt, cfg, follow)
+        finally:
+            d.kill()
+
+
+def _sighup(t, d, nt, what):
+    """SIGHUP -> RELOADING=1 then READY=1 (5 s each)."""
+    since = nt.mark()
+    d.signal(signal.SIGHUP)
+    r = nt.wait("RELOADING=1", since, 5, d.proc)
+    ok = t.check(r is not None, "%s: SIGHUP -> RELOADING=1" % what)
+    if r is not None:
+        mono = [l for _, l in nt.lines(since) if l.startswith("MONOTONIC_USEC=")]
+        if mono:
+            v = mono[0].split("=", 1)[1]
+            now = time.clock_gettime(time.CLOCK_MONOTONIC) * 1e6
+            t.check(v.isdigit() and abs(int(v) - now) < 10e6,
+                    "%s: MONOTONIC_USEC= with RELOADING=1 is CLOCK_MONOTONIC in microseconds (%r)" % (what, v))
+        ok &= t.check(nt.wait("READY=1", r[0], 5, d.proc) is not None,
+                      "%s: READY=1 after RELOADING=1" % what)
+    return ok
+
+
+def _reload(t, wd, cp, d, nt, cfg, follow):
+    if not d.start(t, "reload"):
+        return
+    r1 = cp.alias("photos/hopper_128x128.jpg", "r1")
+    _append(follow, r1.url)
+    t.check(_wait(lambda: r1.done(wd), 10, d.proc), "reload: before SIGHUP, default widths 32, 64, 200")
+
+    new = (48, 100)
+    wd.write_config(dict(cfg, **{"thumbnails.sizes": "48,100"}))
+    _sighup(t, d, nt, "reload sizes = 48,100")
+    r2 = cp.alias("photos/iguana_100x68.jpg", "r2")
+    _append(follow, r2.url)
+    t.check(_wait(lambda: r2.done(wd, new), 10, d.proc), "reload: a URL after SIGHUP gets widths 48 and 100")
+    time.sleep(0.3)
+    r2.check(t, wd, "reload:", sizes=new)
+    t.eq(sorted(f for f in wd.thumbs() if f.startswith("r2")), sorted(r2.names(new)),
+         "reload: only the new widths for the URL after SIGHUP (no _32/_64/_200)")
+    if not d.alive(t, "reload after a good SIGHUP"):
+        return
+
+    log_before = len(wd.log_lines() or [])
+    wd.write_config(dict(cfg, **{"thumbnails.sizes": "banana"}))
+    _sighup(t, d, nt, "reload sizes = banana")
+    time.sleep(0.3)
+    if not d.alive(t, "reload after a bad SIGHUP"):
+        return
+
+    def says_why():
+        return [l for l in (wd.log_lines() or [])[log_before:] if wd.config in l]
+    why = _wait(says_why, 3, d.proc)
+    t.check(why, "reload: after a bad config, logs/thumbd.log has a line naming %s (new lines: %r)"
+            % (wd.config, (wd.log_lines() or [])[log_before:][-5:]))
+    t.check(any("sizes" in l or "banana" in l for l in why or []),
+            "reload: that line says what is wrong (mentions sizes or banana): %r" % (why or [])[:2])
+    r3 = cp.alias("edge/webp_lossy.webp", "r3")
+    _append(follow, r3.url)
+    t.check(_wait(lambda: r3.done(wd, new), 10, d.proc),
+            "reload: after a bad config the previous one (48, 100) stays in force")
+    time.sleep(0.3)
+    t.eq(sorted(f for f in wd.thumbs() if f.startswith("r3")), sorted(r3.names(new)),
+         "reload: after a bad config, only widths 48 and 100")
+    d.stop(t, "reload")
+
+
+def test_daemon_drain_restart(t):
+    """SIGTERM with transfers in flight: STOPPING=1, exit 0; a restart on the
+    same state ends every URL exactly once under its first name."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        cp = Corpus(cdir, srv)
+        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
+        try:
+            _drain(t, wd, cp, srv, d1, d2, nt, queue, follow, src)
+        finally:
+            d1.kill()
+            d2.kill()
+
+
+def _drain(t, wd, cp, srv, d1, d2, nt, queue, follow, src):
+    if not d1.start(t, "drain"):
+        return
+    fol = [cp.alias("photos/hopper_128x128.jpg", "f1"), cp.alias("photos/iguana_100x68.jpg", "f2"),
+           cp.alias("edge/png_palette_trns.png", "f3")]
+    _append(follow, *[x.url for x in fol])
+    t.check(_wait(lambda: all(x.done(wd) for x in fol), 10, d1.proc),
+            "drain: three lines of the followed file done before the stop")
+
+    # 30 URLs: 10 answered at once, 20 after 1.5 s; 3 of them end in a 404
+    good, bad = [], []
+    for i in range(30):
+        stem = "d%02d" % i
+        if i % 10 == 9:
+            bad.append(srv.url(("slowhead/1.5/missing/%s.jpg" if i > 9 else "status/404/%s.jpg") % stem))
+        else:
+            good.append(cp.alias("photos/hopper_128x128.jpg", stem, delay=1.5 if i > 9 else None))
+    urls = [x.url for x in good] + bad
+    urls.sort(key=lambda u: re.search(r"/d(\d\d)\.jpg", u).group(1))
+    _drop_list(src, queue, "drain.urls", urls)
+
+    def slow_started():
+        return any("/slow" in p for _, p in srv.requests())
+    t.check(_wait(slow_started, 5, d1.proc), "drain: the list's slow downloads started")
+    time.sleep(0.5)
+    before = [x for x in good if x.done(wd)] + [u for u in bad if wd.failures_for(u)]
+    t.check(0 < len(before) < len(urls), "drain: the stop comes with the list partly done (%d of %d ended)"
+            % (len(before), len(urls)))
+    seen_before = collections.Counter(p for m, p in srv.requests() if m == "GET")
+    if not d1.stop(t, "drain: first run"):
+        return
+    t.eq(_leftovers(wd), [], "drain: after the stop no .tmp/.part files, incoming/ holds only .thumbd-* files")
+
+    # a line appended while no daemon runs is read after the restart
+    f4 = cp.alias("edge/webp_lossy.webp", "f4")
+    _append(follow, f4.url)
+    if not d2.start(t, "drain: restart"):
+        return
+
+    def all_ended():
+        return (all(x.done(wd) for x in good) and all(wd.failures_for(u) for u in bad)
+                and f4.done(wd) and os.path.isfile(os.path.join(queue, "done", "drain.urls")))
+    t.check(_wait(all_ended, 30, d2.proc),
+            "drain: after the restart every URL ends and the list moves to done/ within 30 s")
+    for x in good:
+        t.check(x.done(wd), "drain: %s has all its thumbnails" % x.url)
+    failed = [u for _, u, _ in wd.failed()]
+    for u in bad:
+        t.eq(failed.count(u), 1, "drain: %s in failed.tsv exactly once" % u)
+    twice = sorted(u for u, n in collections.Counter(failed).items() if n > 1)
+    t.eq(twice, [], "drain: no URL in failed.tsv twice")
+    t.eq(sorted(f for f in wd.thumbs() if HASHED.match(f)), [],
+         "drain: no output under a second (<stem>-<hash>) name")
+    expected = set()
+    for x in good + fol + [f4]:
+        expected.update(x.names())
+    t.eq(sorted(set(wd.thumbs()) - expected), [], "drain: outgoing/ holds only the expected thumbnails")
+    t.check(not os.path.exists(os.path.join(queue, "drain.urls")),
+            "drain: the list is gone from the watched directory")
+    for x in before:
+        url = x if isinstance(x, str) else x.url
+        target = _target(url)
+        t.eq(len(srv.log(target, "GET")) - seen_before[target], 0,
+             "drain: a list URL ended before the stop is not downloaded again (%s)" % url)
+    for x in fol:
+        t.eq(len(srv.log(x.target(), "GET")), 1,
+             "drain: followed line finished before the stop not downloaded again (%s)" % x.stem)
+    t.eq(len(srv.log(f4.target(), "GET")), 1, "drain: the line appended while stopped downloaded once")
+    if d2.alive(t, "drain: after the restart's work"):
+        d2.stop(t, "drain: second run")
+    t.eq(_leftovers(wd), [], "drain: finally no .tmp/.part files, incoming/ holds only .thumbd-* files")
