@@ -28,6 +28,14 @@ typedef enum {
 /* Next entry.  *line points into the list's buffer, valid until the next call. */
 urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
 
+/* The rules of urllist_next for one physical line, for readers that get
+ * their lines elsewhere (watch.c follows files with inotify).  buf holds the
+ * line without its '\n', NUL-terminated; too_long says it was cut at
+ * URLLIST_LINE_MAX bytes.  Trims buf in place.  URLLIST_URL or URLLIST_BAD
+ * with *line (into buf) and, for BAD, *reason; URLLIST_END when the line
+ * holds no entry (blank, or a comment). */
+urllist_kind urllist_line(char *buf, int too_long, const char **line, const char **reason);
+
 /* 1 when s starts with http:// or https:// (case-insensitive) and has a host. */
 int urllist_is_http(const char *s);
 

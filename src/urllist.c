@@ -89,11 +89,37 @@ read_line(FILE *fp, char *buf, size_t cap)
 }
 
 urllist_kind
+urllist_line(char *buf, int too_long, const char **line, const char **reason)
+{
+	char *s, *e;
+
+	if (too_long) {
+		buf[80] = 0;            /* enough of it to recognise in failed.tsv */
+		*line = buf;
+		*reason = "line too long";
+		return URLLIST_BAD;
+	}
+	for (s = buf; *s == ' ' || *s == '\t' || *s == '\r'; s++)
+		;
+	for (e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'); e--)
+		;
+	*e = 0;
+	if (!*s || *s == '#')
+		return URLLIST_END;
+	*line = s;
+	if (!urllist_is_http(s)) {
+		*reason = "not an http(s) URL";
+		return URLLIST_BAD;
+	}
+	return URLLIST_URL;
+}
+
+urllist_kind
 urllist_next(urllist *l, const char **line, const char **reason)
 {
 	for (;;) {
+		urllist_kind k;
 		long len;
-		char *s, *e;
 
 		if (!l->fp) {
 			if (++l->cur >= l->n)
@@ -120,24 +146,7 @@ urllist_next(urllist *l, const char **line, const char **reason)
 			}
 			continue;
 		}
-		if (len == -2) {
-			l->buf[80] = 0;         /* enough of it to recognise in failed.tsv */
-			*line = l->buf;
-			*reason = "line too long";
-			return URLLIST_BAD;
-		}
-		for (s = l->buf; *s == ' ' || *s == '\t' || *s == '\r'; s++)
-			;
-		for (e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'); e--)
-			;
-		*e = 0;
-		if (!*s || *s == '#')
-			continue;
-		*line = s;
-		if (!urllist_is_http(s)) {
-			*reason = "not an http(s) URL";
-			return URLLIST_BAD;
-		}
-		return URLLIST_URL;
+		if ((k = urllist_line(l->buf, len == -2, line, reason)) != URLLIST_END)
+			return k;
 	}
 }

@@ -1,0 +1,101 @@
+/*
+ * watch: the intake of the daemon mode (thumbd --daemon), driven by Linux
+ * inotify.  Single-threaded: the network thread owns it and polls
+ * watch_fd() with curl's sockets; nothing here sleeps, polls or blocks.
+ *
+ * Inputs.  Each [daemon] watch path is either
+ *   - a URL list file, followed like `tail -F`: a line counts once it ends
+ *     with '\n'; truncation reads it again from the start; when the name is
+ *     renamed away or deleted, the old file is read to its end (a last line
+ *     without '\n' counts there), then the file now under the name from 0.
+ *     A file that does not exist yet is waited for (its directory must);
+ *   - a directory: list files "*.urls" / "*.txt" (not dot-files) there at
+ *     start (in name order) or arriving later (renamed in, or written in
+ *     place and closed).  Such a list is complete when it arrives; once
+ *     every entry of it is read and ended it is moved to <dir>/done/.
+ * and the hand-off directory (incoming, may be NULL) reports image files
+ * other programs move or write into it (not dot-files, not *.part / *.tmp,
+ * regular files only), including those already there at start.
+ * Lines follow urllist's rules (urllist_line).
+ *
+ * Exactly once across restarts.  Every entry carries a ticket that goes back
+ * through watch_done() when that entry has ended (thumbnails made, failure
+ * recorded, or skipped).  Per list, everything before the first entry not
+ * yet ended is committed; watch_save() writes the committed offsets to the
+ * state file ("dev ino offset path" per line, temp file + rename), and
+ * watch_new() resumes a list whose path and inode match a saved line there.
+ * Entries handed out but not ended at a stop come again after a restart:
+ * the caller skips URLs already done.  Images are not in the state file:
+ * the files themselves are the record, so the caller removes (or moves) an
+ * image before it calls watch_done() for it.
+ */
+#ifndef THUMBD_WATCH_H
+#define THUMBD_WATCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct watch watch;
+
+/* One entry handed out; goes back to watch_done() exactly once.  src 0 is
+ * an image, any other src a list (one reading of one file). */
+typedef struct {
+	uint32_t src;
+	uint32_t seq;
+} watch_ticket;
+
+typedef enum {
+	WATCH_NONE = 0,         /* nothing ready now: poll watch_fd(), then watch_handle() */
+	WATCH_URL,              /* *text is an http(s) URL */
+	WATCH_BAD,              /* *text is an unusable line (cut to 80 bytes when too long), *reason "path:line: why" */
+	WATCH_IMAGE,            /* *text is incoming + "/" + name */
+} watch_kind;
+
+/* paths: the [daemon] watch entries (files to follow or directories);
+ * incoming: the hand-off directory or NULL; statefile: where committed
+ * offsets persist (its directory must exist), e.g. incoming/.thumbd-follow.
+ * Lists the directories and opens the files (resuming from the state
+ * file) before it returns.  Strings are copied.  NULL + err naming the bad
+ * path: missing directory, unreadable file, a path that is neither file nor
+ * directory, a path listed twice or inside another watched directory that
+ * would take it too, inotify limits. */
+watch *watch_new(char *const *paths, int n, const char *incoming, const char *statefile,
+                 char *err, size_t errlen);
+void watch_free(watch *w);                      /* accepts NULL; does not save */
+
+/* Poll this for POLLIN (O_NONBLOCK, O_CLOEXEC). */
+int watch_fd(const watch *w);
+
+/* Read pending inotify events without blocking (a bounded number per call:
+ * when more remain, the fd stays readable) and note what became ready.
+ * 0, or -1 when reading the inotify fd failed (logged): fatal. */
+int watch_handle(watch *w);
+
+/* The next entry ready now, taking lists and images in turn, one line per
+ * call (a list is never read into memory).  Data already read stays ready:
+ * a caller whose queue is full may stop calling and come back later without
+ * a new event.  *text (and *reason, set for WATCH_BAD, else NULL) stay valid
+ * until the next watch_next().  Every kind but WATCH_NONE fills *t. */
+watch_kind watch_next(watch *w, const char **text, const char **reason, watch_ticket *t);
+
+/* The entry of t has ended.  May commit an offset, and move a finished
+ * directory list to done/ (logged).  Unknown or repeated tickets are logged
+ * and ignored. */
+void watch_done(watch *w, watch_ticket t);
+
+/* thumbd's own download just renamed to incoming/<name>: count it as handed
+ * out, so the IN_MOVED_TO the rename causes is not reported as an image.
+ * Call it after the rename, before the next watch_handle(); *t goes to
+ * watch_done() when its job has ended.  0, or -1 when name is already
+ * handed out (or out of memory). */
+int watch_claim(watch *w, const char *name, watch_ticket *t);
+
+/* Write the committed offsets to the state file when they changed since the
+ * last save (a cheap no-op otherwise).  0 / -1 + err. */
+int watch_save(watch *w, char *err, size_t errlen);
+
+/* For status lines: *sources = lists followed, being read or waiting in
+ * directories; *outstanding = entries handed out and not yet done. */
+void watch_counts(const watch *w, long *sources, long *outstanding);
+
+#endif

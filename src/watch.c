@@ -1,0 +1,1661 @@
+/*
+ * watch: see include/watch.h for the contract; here is how, and why.
+ *
+ * Objects.  A follow is one followed path, a dirw one watched directory;
+ * both live as long as the watch.  A source is one reading of one file:
+ * the file under a followed name (follow.cur), or the list a directory is
+ * reading (dirw.cur), or a directory list read to its end whose entries have
+ * not all ended yet.  Its id is the src of its tickets.  When a followed
+ * file is rotated or truncated, the entries still out keep their old id in
+ * a "drain" source (no file, only the outstanding entries), freed when the
+ * last one ends; the reading goes on under a new id.  So an offset always
+ * belongs to one file and a late watch_done never moves another file's
+ * offset.
+ *
+ * Events only mark.  watch_handle() reads inotify events and only marks:
+ * a source "unread" (IN_MODIFY), a follow "check" (its name changed in the
+ * parent directory, or the file moved or went away), a name queued in a
+ * directory or in incoming.  The work (open, stat, switch files) happens
+ * after the batch, and reading happens in watch_next(), one line per call.
+ * Sources stay unread until a read returns end-of-file, which is what lets
+ * the caller stop calling watch_next() while its queue is full and resume
+ * without a new event.  Fairness: watch_next() takes the follows, the
+ * directories and incoming in turn (round robin), one entry each.
+ *
+ * Tickets and offsets.  A source keeps, in seq order, only its entries
+ * still outstanding (seq and the offset where the line starts).  The
+ * committed offset is the start of the first of them, or the end of the
+ * last line read when none is out: every line before it has ended or held
+ * no entry.  Memory is proportional to the entries out, not to lines read.
+ *
+ * Bounds.  Lines are assembled in a fixed URLLIST_LINE_MAX buffer (a longer
+ * line is reported, its rest skipped); files are read in READ_CHUNK pieces
+ * with pread(2) (regular files: never blocks, O_NONBLOCK only keeps a FIFO
+ * under a watched name from blocking open); a directory queues at most
+ * DIR_QUEUE_MAX names and incoming IMG_QUEUE_MAX: past that they are
+ * dropped and the directory is listed again once its queue has drained;
+ * one watch_handle() reads at most EVENT_READS_MAX buffers of events.
+ *
+ * Overflow.  IN_Q_OVERFLOW means events were lost: rescan() re-checks every
+ * followed name, marks every followed file unread and lists the
+ * directories and incoming again (what is queued or out is not queued
+ * twice).  rescan() is also how watch_new() starts.
+ *
+ * Limits.  Entries of a rotated-away file that had not ended at a stop are
+ * not read again (the file is no longer under the name); a path holding a
+ * newline is not saved (read again from 0 after a restart); a watched
+ * directory that is deleted or moved is logged and no longer watched.
+ */
+#include "watch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "hashset.h"
+#include "log.h"
+#include "urllist.h"
+
+#define PATH_CAP        4096
+#define READ_CHUNK      16384
+#define DIR_QUEUE_MAX   4096
+#define IMG_QUEUE_MAX   65536
+#define STATE_LINES_MAX 65536
+#define EVENT_READS_MAX 64
+
+#define FOLLOW_DIR_MASK  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
+#define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF)
+#define TAKE_MASK        (IN_MOVED_TO | IN_CLOSE_WRITE)
+#define GONE_MASK        (IN_MOVE_SELF | IN_DELETE_SELF)
+
+enum { SRC_FOLLOW, SRC_DIRLIST, SRC_DRAIN };
+enum { REF_FOLLOW_DIR, REF_FOLLOW_FILE, REF_DIR, REF_INCOMING };
+
+typedef struct pend {
+	uint32_t seq;
+	int live;
+	off_t start;            /* where its line starts */
+} pend;
+
+struct follow;
+struct dirw;
+
+typedef struct source {
+	struct source *prev, *next;     /* watch.sources */
+	uint32_t id;
+	int kind;
+	struct follow *fol;             /* SRC_FOLLOW */
+	struct dirw *dw;                /* SRC_DIRLIST */
+	char *path;                     /* the file, for messages and the state file */
+	const char *name;               /* SRC_DIRLIST: the name in dw->path */
+	int fd;                         /* -1 once read to its end or drained */
+	int wd;                         /* SRC_FOLLOW: watch on the file itself, -1 when none */
+	dev_t dev;
+	ino_t ino;
+	int unread;                     /* may have data not read yet */
+	int complete;                   /* a last line without '\n' counts: dir lists, a rotated-away file */
+	int eof;                        /* complete and read to its end */
+	int stuck;                      /* dir list that cannot be finished (read error, rename failed) */
+	char *rbuf;                     /* file bytes [boff, boff + rlen); rpos taken */
+	size_t rpos, rlen;
+	off_t boff;
+	char *line;                     /* the line being assembled, URLLIST_LINE_MAX + 1 */
+	size_t llen;
+	int too_long;
+	off_t coff;                     /* end of the last whole line taken */
+	long lineno;                    /* lines taken */
+	pend *out;                      /* entries out, seq ascending, from ohead */
+	size_t ohead, olen, ocap, nout;
+	uint32_t next_seq;
+	off_t saved;                    /* committed offset at the last save; -1 never saved */
+} source;
+
+typedef struct follow {
+	char *path, *dir;
+	const char *base;               /* the name in dir, in path */
+	source *cur;                    /* the file under the name (or the rotated-away one being read to its end) */
+	int check;                      /* the name may now be another file: stat it */
+} follow;
+
+typedef struct qname {
+	struct qname *next;
+	char name[];
+} qname;
+
+typedef struct dirw {
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	qname *qhead, *qtail;
+	long nq;
+	int relist;                     /* names were dropped (queue full): list again when drained */
+	source *cur;                    /* the list being read */
+} dirw;
+
+typedef struct img {
+	struct img *hnext;              /* hash chain */
+	struct img *next;               /* pending FIFO, or the list of those handed out */
+	uint32_t seq;                   /* 0 while pending */
+	char name[];
+} img;
+
+typedef struct wref {
+	int wd, what;
+	void *obj;
+} wref;
+
+typedef struct saved {
+	struct saved *next;
+	uintmax_t dev, ino;
+	off_t off;
+	char path[];
+} saved;
+
+struct watch {
+	int fd;
+	follow *fols;
+	int nfol;
+	dirw *dirs;
+	int ndir;
+	char *incoming;                 /* NULL: no hand-off directory */
+	img **itab;                     /* pending and handed-out images by name */
+	size_t itabsz, icount;
+	img *iqhead, *iqtail, *iout;
+	long niq, niout;
+	int irelist;
+	uint32_t iseq;
+	wref *refs;
+	size_t nref, refcap;
+	source *sources;
+	uint32_t next_id;
+	saved *saved;
+	char *statefile, *statedir;
+	const char *statebase;
+	int dirty;                      /* something to save */
+	int rr;                         /* round robin: the slot to try first */
+	char text[URLLIST_LINE_MAX + 1];
+	char reason[PATH_CAP + 128];
+};
+
+/* --- small helpers -------------------------------------------------------- */
+
+static int
+has_suffix(const char *s, const char *suf)
+{
+	size_t n = strlen(s), m = strlen(suf);
+
+	return n >= m && strcmp(s + n - m, suf) == 0;
+}
+
+static int
+is_list_name(const char *name)
+{
+	return name[0] != '.' && (has_suffix(name, ".urls") || has_suffix(name, ".txt"));
+}
+
+static int
+is_image_name(const char *name)
+{
+	return name[0] != '.' && !has_suffix(name, ".part") && !has_suffix(name, ".tmp");
+}
+
+static char *
+join(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name);
+	char *p;
+
+	if (a + 1 + b >= PATH_CAP || !(p = malloc(a + b + 2)))
+		return NULL;
+	memcpy(p, dir, a);
+	p[a] = '/';
+	memcpy(p + a + 1, name, b + 1);
+	return p;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --- inotify watches: wd -> the objects that asked for it ----------------- */
+
+/* Add (or extend: IN_MASK_ADD) the watch on path for obj.  The wd, or -1
+ * with err (errno kept). */
+static int
+ref_add(watch *w, const char *path, uint32_t mask, int what, void *obj, char *err, size_t errlen)
+{
+	int wd = inotify_add_watch(w->fd, path, mask | IN_MASK_ADD);
+
+	if (wd < 0) {
+		int e = errno;
+		snprintf(err, errlen, "%s: cannot watch: %s%s", path, strerror(e),
+		         e == ENOSPC ? " (raise fs.inotify.max_user_watches)" : "");
+		errno = e;
+		return -1;
+	}
+	for (size_t i = 0; i < w->nref; i++)
+		if (w->refs[i].wd == wd && w->refs[i].what == what && w->refs[i].obj == obj)
+			return wd;
+	if (w->nref == w->refcap) {
+		size_t cap = w->refcap ? w->refcap * 2 : 16;
+		wref *r = realloc(w->refs, cap * sizeof *r);
+		if (!r) {
+			snprintf(err, errlen, "out of memory");
+			errno = ENOMEM;
+			return -1;
+		}
+		w->refs = r;
+		w->refcap = cap;
+	}
+	w->refs[w->nref++] = (wref){ wd, what, obj };
+	return wd;
+}
+
+/* obj no longer wants wd; the watch goes when nobody does. */
+static void
+ref_del(watch *w, int wd, int what, void *obj)
+{
+	int others = 0;
+
+	for (size_t i = 0; i < w->nref; ) {
+		if (w->refs[i].wd == wd && w->refs[i].what == what && w->refs[i].obj == obj) {
+			w->refs[i] = w->refs[--w->nref];
+			continue;
+		}
+		others += w->refs[i].wd == wd;
+		i++;
+	}
+	if (!others)
+		inotify_rm_watch(w->fd, wd);
+}
+
+/* --- sources and their outstanding entries -------------------------------- */
+
+static off_t
+committed(const source *s)
+{
+	return s->nout ? s->out[s->ohead].start : s->coff;
+}
+
+static void
+note_commit(watch *w, const source *s)
+{
+	if (committed(s) != s->saved)
+		w->dirty = 1;
+}
+
+static void
+pend_compact(source *s)
+{
+	size_t n = 0;
+
+	for (size_t i = s->ohead; i < s->olen; i++)
+		if (s->out[i].live)
+			s->out[n++] = s->out[i];
+	s->ohead = 0;
+	s->olen = n;
+}
+
+static int
+pend_push(source *s, off_t start, uint32_t seq)
+{
+	if (s->olen == s->ocap) {
+		pend_compact(s);
+		if (s->olen * 2 > s->ocap || s->ocap == 0) {
+			size_t cap = s->ocap ? s->ocap * 2 : 16;
+			pend *p = realloc(s->out, cap * sizeof *p);
+			if (!p)
+				return -1;
+			s->out = p;
+			s->ocap = cap;
+		}
+	}
+	s->out[s->olen++] = (pend){ seq, 1, start };
+	s->nout++;
+	return 0;
+}
+
+/* 1 when seq was out (and now is not), 0 when it was not. */
+static int
+pend_remove(source *s, uint32_t seq)
+{
+	size_t lo = s->ohead, hi = s->olen;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->out[mid].seq < seq)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == s->olen || s->out[lo].seq != seq || !s->out[lo].live)
+		return 0;
+	s->out[lo].live = 0;
+	s->nout--;
+	while (s->ohead < s->olen && !s->out[s->ohead].live)
+		s->ohead++;
+	if (s->ohead == s->olen)
+		s->ohead = s->olen = 0;
+	else if (s->olen - s->ohead > 2 * s->nout + 16)
+		pend_compact(s);
+	return 1;
+}
+
+static uint32_t
+new_id(watch *w)
+{
+	if (w->next_id == 0)
+		w->next_id = 1;         /* 0 is the images' src */
+	return w->next_id++;
+}
+
+static source *
+source_new(watch *w, int kind, const char *path, int fd, const struct stat *sb)
+{
+	source *s = calloc(1, sizeof *s);
+
+	if (!s || !(s->path = strdup(path)) || !(s->rbuf = malloc(READ_CHUNK))
+	    || !(s->line = malloc(URLLIST_LINE_MAX + 1))) {
+		if (s) {
+			free(s->path);
+			free(s->rbuf);
+			free(s);
+		}
+		return NULL;
+	}
+	s->id = new_id(w);
+	s->kind = kind;
+	s->fd = fd;
+	s->wd = -1;
+	s->dev = sb->st_dev;
+	s->ino = sb->st_ino;
+	s->unread = 1;
+	s->saved = -1;
+	s->next = w->sources;
+	if (w->sources)
+		w->sources->prev = s;
+	w->sources = s;
+	w->dirty = 1;
+	return s;
+}
+
+/* Stop reading s: close the file, drop the buffers. */
+static void
+source_close(watch *w, source *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = -1;
+	if (s->wd >= 0 && s->fol)
+		ref_del(w, s->wd, REF_FOLLOW_FILE, s->fol);
+	s->wd = -1;
+	free(s->rbuf);
+	free(s->line);
+	s->rbuf = s->line = NULL;
+}
+
+static void
+source_free(watch *w, source *s)
+{
+	source_close(w, s);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		w->sources = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	if (s->saved >= 0 || s->kind != SRC_DRAIN)
+		w->dirty = 1;
+	free(s->out);
+	free(s->path);
+	free(s);
+}
+
+/* The entries out of s keep its id in a drain; s goes on under a new id.
+ * Without memory for the drain they simply stay with s. */
+static void
+source_renew(watch *w, source *s)
+{
+	source *d;
+
+	if (s->nout && (d = calloc(1, sizeof *d))) {
+		d->id = s->id;
+		d->kind = SRC_DRAIN;
+		d->fd = d->wd = -1;
+		d->saved = -1;
+		d->out = s->out;
+		d->ohead = s->ohead;
+		d->olen = s->olen;
+		d->ocap = s->ocap;
+		d->nout = s->nout;
+		d->next = w->sources;
+		if (w->sources)
+			w->sources->prev = d;
+		w->sources = d;
+		s->out = NULL;
+		s->ohead = s->olen = s->ocap = s->nout = 0;
+		s->id = new_id(w);
+		s->next_seq = 0;
+	} else if (!s->nout) {
+		s->id = new_id(w);
+		s->next_seq = 0;
+	}
+	w->dirty = 1;
+}
+
+/* s was read to its end and is not read again: free it, or keep it as a
+ * drain while entries are out. */
+static void
+source_retire(watch *w, source *s)
+{
+	source_close(w, s);
+	if (!s->nout) {
+		source_free(w, s);
+		return;
+	}
+	s->kind = SRC_DRAIN;
+	s->fol = NULL;
+	s->dw = NULL;
+	w->dirty = 1;
+}
+
+static source *
+source_find(const watch *w, uint32_t id)
+{
+	for (source *s = w->sources; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+/* Start s where the state file says, when it names this very file: count
+ * the lines before that offset, so messages still say file:line. */
+static void
+source_resume(watch *w, source *s, const struct stat *sb)
+{
+	saved **pp, *e;
+	off_t off, pos = 0;
+	long lines = 0;
+	char last = '\n';
+
+	for (pp = &w->saved; *pp && strcmp((*pp)->path, s->path) != 0; pp = &(*pp)->next)
+		;
+	if (!(e = *pp))
+		return;
+	*pp = e->next;
+	off = e->off;
+	w->dirty = 1;
+	if (e->dev != (uintmax_t)sb->st_dev || e->ino != (uintmax_t)sb->st_ino) {
+		log_msg(LOG_INFO, "watch: %s is another file than at the last stop; reading it from the start",
+		        s->path);
+		free(e);
+		return;
+	}
+	free(e);
+	if (off > sb->st_size) {
+		log_msg(LOG_WARNING, "watch: %s is shorter than at the last stop (truncated); "
+		        "reading it from the start", s->path);
+		return;
+	}
+	while (pos < off) {
+		size_t want = off - pos < READ_CHUNK ? (size_t)(off - pos) : READ_CHUNK;
+		ssize_t n = pread(s->fd, s->rbuf, want, pos);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			log_msg(LOG_WARNING, "watch: %s: cannot read up to the saved offset; "
+			        "reading it from the start", s->path);
+			return;
+		}
+		for (char *p = s->rbuf, *end = s->rbuf + n; (p = memchr(p, '\n', end - p)); p++)
+			lines++;
+		last = s->rbuf[n - 1];
+		pos += n;
+	}
+	if (last != '\n' && off != sb->st_size) {
+		log_msg(LOG_WARNING, "watch: %s: the saved offset %lld is not at a line end; "
+		        "reading it from the start", s->path, (long long)off);
+		return;
+	}
+	s->boff = s->coff = s->saved = off;
+	s->lineno = lines + (last != '\n');
+	if (off > 0)
+		log_msg(LOG_INFO, "watch: %s: resuming after line %ld (byte %lld)", s->path,
+		        s->lineno, (long long)off);
+}
+
+/* --- reading lines -------------------------------------------------------- */
+
+static void
+source_restart(watch *w, source *s)
+{
+	source_renew(w, s);
+	s->boff = s->coff = 0;
+	s->rpos = s->rlen = s->llen = 0;
+	s->too_long = 0;
+	s->lineno = 0;
+}
+
+/* The next physical line of s into s->line, ending at *end.  1: a line;
+ * 0: none now (s->unread cleared; s->eof set at the end of a complete
+ * source); -1: read error (logged). */
+static int
+read_line(watch *w, source *s, off_t *end)
+{
+	for (;;) {
+		struct stat sb;
+		ssize_t n;
+
+		if (s->rpos < s->rlen) {
+			char *p = s->rbuf + s->rpos, *nl = memchr(p, '\n', s->rlen - s->rpos);
+			size_t len = nl ? (size_t)(nl - p) : s->rlen - s->rpos;
+			size_t room = URLLIST_LINE_MAX - s->llen;
+			if (len > room)
+				s->too_long = 1;
+			memcpy(s->line + s->llen, p, len > room ? room : len);
+			s->llen += len > room ? room : len;
+			s->rpos += len;
+			if (!nl)
+				continue;
+			s->rpos++;
+			s->line[s->llen] = 0;
+			*end = s->boff + (off_t)s->rpos;
+			return 1;
+		}
+		s->boff += (off_t)s->rlen;
+		s->rpos = s->rlen = 0;
+		n = pread(s->fd, s->rbuf, READ_CHUNK, s->boff);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			log_msg(LOG_ERROR, "watch: cannot read %s: %s", s->path, strerror(errno));
+			s->unread = 0;
+			return -1;
+		}
+		if (n > 0) {
+			s->rlen = (size_t)n;
+			continue;
+		}
+		if (!s->complete && fstat(s->fd, &sb) == 0 && sb.st_size < s->boff) {
+			log_msg(LOG_WARNING, "watch: %s was truncated (%lld bytes, %lld read); "
+			        "reading it again from the start", s->path, (long long)sb.st_size,
+			        (long long)s->boff);
+			source_restart(w, s);
+			continue;
+		}
+		s->unread = 0;
+		if (!s->complete)
+			return 0;
+		s->eof = 1;
+		if (!s->llen && !s->too_long)
+			return 0;
+		s->line[s->llen] = 0;
+		*end = s->boff;
+		return 1;
+	}
+}
+
+/* The next entry of s, or WATCH_NONE when it has none now. */
+static watch_kind
+source_next(watch *w, source *s, const char **text, const char **reason, watch_ticket *t)
+{
+	for (;;) {
+		const char *line = NULL, *why = NULL;
+		urllist_kind k;
+		off_t end, start;
+		int r;
+
+		if (s->next_seq == UINT32_MAX)
+			source_renew(w, s);     /* 2^32 entries: go on under a new id */
+		if ((r = read_line(w, s, &end)) <= 0) {
+			if (r < 0 && s->kind == SRC_DIRLIST)
+				s->stuck = s->eof = 1;
+			return WATCH_NONE;
+		}
+		start = s->coff;
+		s->coff = end;
+		s->lineno++;
+		k = urllist_line(s->line, s->too_long, &line, &why);
+		s->llen = 0;
+		s->too_long = 0;
+		if (k == URLLIST_END) {
+			note_commit(w, s);
+			continue;
+		}
+		if (pend_push(s, start, s->next_seq) < 0) {
+			log_msg(LOG_ERROR, "watch: out of memory");
+			s->coff = s->boff = start;      /* read it again next time */
+			s->rpos = s->rlen = 0;
+			s->lineno--;
+			s->eof = 0;
+			return WATCH_NONE;
+		}
+		t->src = s->id;
+		t->seq = s->next_seq++;
+		snprintf(w->text, sizeof w->text, "%s", line);
+		*text = w->text;
+		if (k == URLLIST_URL) {
+			*reason = NULL;
+			return WATCH_URL;
+		}
+		snprintf(w->reason, sizeof w->reason, "%s:%ld: %s", s->path, s->lineno, why);
+		*reason = w->reason;
+		return WATCH_BAD;
+	}
+}
+
+/* --- followed files ------------------------------------------------------- */
+
+/* Open the file now under f's name as f->cur.  0 (also when there is none),
+ * -1 + err. */
+static int
+follow_open(watch *w, follow *f, char *err, size_t errlen)
+{
+	struct stat sb;
+	source *s;
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK), wd;
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "%s: cannot open URL list: %s", f->path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", f->path);
+		close(fd);
+		return -1;
+	}
+	if (!(s = source_new(w, SRC_FOLLOW, f->path, fd, &sb))) {
+		snprintf(err, errlen, "out of memory");
+		close(fd);
+		return -1;
+	}
+	s->fol = f;
+	if ((wd = ref_add(w, f->path, FOLLOW_FILE_MASK, REF_FOLLOW_FILE, f, err, errlen)) < 0) {
+		int gone = errno == ENOENT;
+		source_free(w, s);
+		if (gone)
+			f->check = 1;   /* renamed away already: the parent's event says so */
+		return gone ? 0 : -1;
+	}
+	s->wd = wd;
+	source_resume(w, s, &sb);
+	f->cur = s;
+	return 0;
+}
+
+/* f's name changed, or events were lost: same file (read on), another
+ * (finish this one first), or a first one (open it).  0 / -1 + err. */
+static int
+follow_check(watch *w, follow *f, char *err, size_t errlen)
+{
+	source *s = f->cur;
+	struct stat sb;
+	int there = stat(f->path, &sb) == 0 && S_ISREG(sb.st_mode);
+
+	f->check = 0;
+	if (!s)
+		return there ? follow_open(w, f, err, errlen) : 0;
+	if (s->complete)
+		return 0;               /* switches when read to its end */
+	if (there && sb.st_dev == s->dev && sb.st_ino == s->ino) {
+		/* the same file: read on, and make sure the watch is on it (the name
+		 * may have moved between our open and our inotify_add_watch) */
+		char e2[PATH_CAP + 128];
+		int wd = ref_add(w, f->path, FOLLOW_FILE_MASK, REF_FOLLOW_FILE, f, e2, sizeof e2);
+		s->unread = 1;
+		if (wd >= 0 && wd != s->wd) {
+			if (s->wd >= 0)
+				ref_del(w, s->wd, REF_FOLLOW_FILE, f);
+			s->wd = wd;
+		}
+		return 0;
+	}
+	log_msg(LOG_INFO, "watch: %s was %s; reading the old file to its end", f->path,
+	        there ? "replaced" : "moved or deleted");
+	s->complete = 1;
+	s->unread = 1;
+	return 0;
+}
+
+/* f's rotated-away file is read to its end: on to the one under the name. */
+static void
+follow_switch(watch *w, follow *f)
+{
+	char err[PATH_CAP + 128];
+
+	source_retire(w, f->cur);
+	f->cur = NULL;
+	if (follow_open(w, f, err, sizeof err) < 0)
+		log_msg(LOG_ERROR, "watch: %s", err);
+	else if (f->cur)
+		log_msg(LOG_INFO, "watch: now following the new %s", f->path);
+}
+
+static watch_kind
+follow_next(watch *w, follow *f, const char **text, const char **reason, watch_ticket *t)
+{
+	for (;;) {
+		source *s = f->cur;
+		watch_kind k;
+
+		if (s && s->eof) {
+			follow_switch(w, f);
+			continue;
+		}
+		if (!s || !s->unread)
+			return WATCH_NONE;
+		if ((k = source_next(w, s, text, reason, t)) != WATCH_NONE || !s->eof)
+			return k;
+	}
+}
+
+/* --- directories of lists ------------------------------------------------- */
+
+static void
+dir_enqueue(dirw *d, const char *name)
+{
+	size_t len = strlen(name);
+	qname *q;
+
+	for (q = d->qhead; q; q = q->next)
+		if (strcmp(q->name, name) == 0)
+			return;
+	if (d->nq >= DIR_QUEUE_MAX || !(q = malloc(sizeof *q + len + 1))) {
+		d->relist = 1;
+		return;
+	}
+	memcpy(q->name, name, len + 1);
+	q->next = NULL;
+	if (d->qtail)
+		d->qtail->next = q;
+	else
+		d->qhead = q;
+	d->qtail = q;
+	d->nq++;
+}
+
+/* The names in dir that pass keep(), sorted, up to max (more: *more = 1).
+ * NULL with *n = 0 when there are none; -1 when dir cannot be read. */
+static int
+list_dir(const char *dir, int (*keep)(const char *), long max, char ***names, long *n, int *more)
+{
+	DIR *dp = opendir(dir);
+	struct dirent *e;
+	long cap = 0;
+
+	*names = NULL;
+	*n = 0;
+	if (!dp)
+		return -1;
+	while ((e = readdir(dp))) {
+		char *dup;
+		if (e->d_type == DT_DIR || !keep(e->d_name))
+			continue;
+		if (*n >= max) {
+			*more = 1;
+			break;
+		}
+		if (*n == cap) {
+			long nc = cap ? cap * 2 : 32;
+			char **p = realloc(*names, (size_t)nc * sizeof *p);
+			if (!p) {
+				*more = 1;
+				break;
+			}
+			*names = p;
+			cap = nc;
+		}
+		if (!(dup = strdup(e->d_name))) {
+			*more = 1;
+			break;
+		}
+		(*names)[(*n)++] = dup;
+	}
+	closedir(dp);
+	if (*n)
+		qsort(*names, (size_t)*n, sizeof **names, cmp_names);
+	return 0;
+}
+
+static int
+dir_list(dirw *d, char *err, size_t errlen)
+{
+	char **names;
+	long n;
+
+	if (list_dir(d->path, is_list_name, DIR_QUEUE_MAX - d->nq, &names, &n, &d->relist) < 0) {
+		snprintf(err, errlen, "%s: cannot list: %s", d->path, strerror(errno));
+		return -1;
+	}
+	for (long i = 0; i < n; i++) {
+		dir_enqueue(d, names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return 0;
+}
+
+/* Every entry of s is read and ended: move it to <dir>/done/. */
+static void
+dir_finish(watch *w, source *s)
+{
+	char ddir[PATH_CAP], dst[PATH_CAP];
+	struct stat sb;
+
+	if ((size_t)snprintf(ddir, sizeof ddir, "%s/done", s->dw->path) >= sizeof ddir
+	    || (size_t)snprintf(dst, sizeof dst, "%s/%s", ddir, s->name) >= sizeof dst) {
+		log_msg(LOG_ERROR, "watch: %s/done/%s: path too long; the list stays", s->dw->path, s->name);
+		s->stuck = 1;
+		return;
+	}
+	if (stat(s->path, &sb) < 0 || sb.st_dev != s->dev || sb.st_ino != s->ino) {
+		/* deleted, or replaced: a new file under the name is queued by its own event */
+		log_msg(LOG_INFO, "watch: %s done (%ld line%s); the name no longer holds it, nothing moved",
+		        s->path, s->lineno, s->lineno == 1 ? "" : "s");
+		source_free(w, s);
+		return;
+	}
+	if ((mkdir(ddir, 0755) < 0 && errno != EEXIST) || rename(s->path, dst) < 0) {
+		log_msg(LOG_ERROR, "watch: cannot move %s to %s: %s; it stays until the next start",
+		        s->path, dst, strerror(errno));
+		s->stuck = 1;
+		return;
+	}
+	log_msg(LOG_INFO, "watch: %s done (%ld line%s), moved to %s", s->path, s->lineno,
+	        s->lineno == 1 ? "" : "s", dst);
+	source_free(w, s);
+}
+
+/* Open the next queued list of d as d->cur.  1 when there is one. */
+static int
+dir_open_next(watch *w, dirw *d)
+{
+	for (;;) {
+		qname *q = d->qhead;
+		struct stat sb;
+		source *s;
+		char *path;
+		int fd, busy = 0;
+
+		if (!q) {
+			char err[PATH_CAP + 128];
+			if (!d->relist)
+				return 0;
+			d->relist = 0;
+			if (dir_list(d, err, sizeof err) < 0)
+				log_msg(LOG_ERROR, "watch: %s", err);
+			if (!d->qhead)
+				return 0;
+			continue;
+		}
+		if (!(d->qhead = q->next))
+			d->qtail = NULL;
+		d->nq--;
+		path = join(d->path, q->name);
+		free(q);
+		if (!path)
+			continue;
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
+			if (errno != ENOENT)
+				log_msg(LOG_ERROR, "watch: cannot open %s: %s", path, strerror(errno));
+			free(path);
+			continue;
+		}
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
+			for (s = w->sources; s && !busy; s = s->next)
+				busy = s->kind == SRC_DIRLIST && s->dw == d && s->dev == sb.st_dev
+				       && s->ino == sb.st_ino;
+		else
+			busy = 1;
+		if (busy || !(s = source_new(w, SRC_DIRLIST, path, fd, &sb))) {
+			close(fd);      /* the same file again (a second close-write): taken already */
+			free(path);
+			continue;
+		}
+		free(path);
+		s->dw = d;
+		s->name = s->path + strlen(d->path) + 1;
+		s->complete = 1;
+		source_resume(w, s, &sb);
+		d->cur = s;
+		return 1;
+	}
+}
+
+static watch_kind
+dir_next(watch *w, dirw *d, const char **text, const char **reason, watch_ticket *t)
+{
+	for (;;) {
+		source *s;
+		watch_kind k;
+
+		if (!d->cur && !dir_open_next(w, d))
+			return WATCH_NONE;
+		s = d->cur;
+		k = source_next(w, s, text, reason, t);
+		if (!s->eof)
+			return k;       /* WATCH_NONE here only when out of memory */
+		d->cur = NULL;
+		source_close(w, s);
+		if (!s->nout && !s->stuck)
+			dir_finish(w, s);
+		if (k != WATCH_NONE)
+			return k;
+	}
+}
+
+/* --- incoming ------------------------------------------------------------- */
+
+static img **
+img_slot(watch *w, const char *name)
+{
+	img **pp;
+
+	if (!w->itabsz)
+		return NULL;
+	for (pp = &w->itab[hash_str(name) & (w->itabsz - 1)]; *pp; pp = &(*pp)->hnext)
+		if (strcmp((*pp)->name, name) == 0)
+			break;
+	return pp;
+}
+
+/* A new entry for name in the table (not in any list yet), or NULL. */
+static img *
+img_add(watch *w, const char *name)
+{
+	size_t len = strlen(name);
+	img *m, **pp;
+
+	if (w->icount >= w->itabsz) {
+		size_t sz = w->itabsz ? w->itabsz * 2 : 64;
+		img **tab = calloc(sz, sizeof *tab);
+		if (!tab)
+			return NULL;
+		for (size_t i = 0; i < w->itabsz; i++)
+			while ((m = w->itab[i])) {
+				w->itab[i] = m->hnext;
+				pp = &tab[hash_str(m->name) & (sz - 1)];
+				m->hnext = *pp;
+				*pp = m;
+			}
+		free(w->itab);
+		w->itab = tab;
+		w->itabsz = sz;
+	}
+	if (!(m = calloc(1, sizeof *m + len + 1)))
+		return NULL;
+	memcpy(m->name, name, len + 1);
+	pp = &w->itab[hash_str(name) & (w->itabsz - 1)];
+	m->hnext = *pp;
+	*pp = m;
+	w->icount++;
+	return m;
+}
+
+static void
+img_drop(watch *w, img *m)
+{
+	img **pp = img_slot(w, m->name);
+
+	if (pp && *pp == m)
+		*pp = m->hnext;
+	w->icount--;
+	free(m);
+}
+
+static void
+img_enqueue(watch *w, const char *name)
+{
+	img **pp = img_slot(w, name), *m;
+
+	if (pp && *pp)
+		return;                 /* pending, or handed out and not ended */
+	if (w->niq >= IMG_QUEUE_MAX || !(m = img_add(w, name))) {
+		w->irelist = 1;
+		return;
+	}
+	if (w->iqtail)
+		w->iqtail->next = m;
+	else
+		w->iqhead = m;
+	w->iqtail = m;
+	w->niq++;
+}
+
+static int
+img_list(watch *w, char *err, size_t errlen)
+{
+	char **names;
+	long n;
+
+	if (list_dir(w->incoming, is_image_name, IMG_QUEUE_MAX - w->niq, &names, &n, &w->irelist) < 0) {
+		snprintf(err, errlen, "%s: cannot list: %s", w->incoming, strerror(errno));
+		return -1;
+	}
+	for (long i = 0; i < n; i++) {
+		img_enqueue(w, names[i]);
+		free(names[i]);
+	}
+	free(names);
+	return 0;
+}
+
+static void
+img_hand_out(watch *w, img *m, watch_ticket *t)
+{
+	if (++w->iseq == 0)
+		w->iseq = 1;
+	m->seq = w->iseq;
+	m->next = w->iout;
+	w->iout = m;
+	w->niout++;
+	t->src = 0;
+	t->seq = m->seq;
+}
+
+static watch_kind
+img_next(watch *w, const char **text, const char **reason, watch_ticket *t)
+{
+	for (;;) {
+		img *m = w->iqhead;
+		struct stat sb;
+
+		if (!m) {
+			char err[PATH_CAP + 128];
+			if (!w->irelist || !w->incoming)
+				return WATCH_NONE;
+			w->irelist = 0;
+			if (img_list(w, err, sizeof err) < 0)
+				log_msg(LOG_ERROR, "watch: %s", err);
+			if (!w->iqhead)
+				return WATCH_NONE;
+			continue;
+		}
+		if (!(w->iqhead = m->next))
+			w->iqtail = NULL;
+		w->niq--;
+		if ((size_t)snprintf(w->text, sizeof w->text, "%s/%s", w->incoming, m->name) >= sizeof w->text
+		    || lstat(w->text, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			img_drop(w, m);         /* gone already, or not a plain file */
+			continue;
+		}
+		img_hand_out(w, m, t);
+		*text = w->text;
+		*reason = NULL;
+		return WATCH_IMAGE;
+	}
+}
+
+static int
+img_done(watch *w, uint32_t seq)
+{
+	for (img **pp = &w->iout; *pp; pp = &(*pp)->next)
+		if ((*pp)->seq == seq) {
+			img *m = *pp;
+			*pp = m->next;
+			w->niout--;
+			img_drop(w, m);
+			return 1;
+		}
+	return 0;
+}
+
+int
+watch_claim(watch *w, const char *name, watch_ticket *t)
+{
+	img **pp = img_slot(w, name), *m = pp ? *pp : NULL;
+
+	if (m && m->seq)
+		return -1;
+	if (m) {                        /* pending: take it out of the FIFO */
+		img *prev = NULL;
+		for (img *q = w->iqhead; q != m; q = q->next)
+			prev = q;
+		if (prev)
+			prev->next = m->next;
+		else
+			w->iqhead = m->next;
+		if (w->iqtail == m)
+			w->iqtail = prev;
+		w->niq--;
+	} else if (!(m = img_add(w, name))) {
+		return -1;
+	}
+	img_hand_out(w, m, t);
+	return 0;
+}
+
+/* --- events --------------------------------------------------------------- */
+
+/* Each watched thing marks what the event means for it; work comes later. */
+static void
+dispatch(watch *w, const struct inotify_event *ev)
+{
+	const char *name = ev->len ? ev->name : "";
+
+	for (size_t i = 0; i < w->nref; i++) {
+		const wref *r = &w->refs[i];
+		follow *f = r->obj;
+		dirw *d = r->obj;
+
+		if (r->wd != ev->wd)
+			continue;
+		if (ev->mask & IN_IGNORED) {    /* the watch is gone: deleted, unmounted */
+			if (r->what == REF_FOLLOW_FILE) {
+				if (f->cur && f->cur->wd == ev->wd)
+					f->cur->wd = -1;
+				f->check = 1;
+			} else {
+				log_msg(LOG_WARNING, "watch: %s is gone; no longer watched",
+				        r->what == REF_FOLLOW_DIR ? f->dir
+				        : r->what == REF_DIR ? d->path : w->incoming);
+			}
+			continue;
+		}
+		switch (r->what) {
+		case REF_FOLLOW_DIR:
+			if ((ev->mask & FOLLOW_DIR_MASK) && strcmp(name, f->base) == 0)
+				f->check = 1;
+			break;
+		case REF_FOLLOW_FILE:
+			if ((ev->mask & IN_MODIFY) && f->cur)
+				f->cur->unread = 1;
+			if (ev->mask & GONE_MASK)
+				f->check = 1;
+			break;
+		case REF_DIR:
+			if ((ev->mask & TAKE_MASK) && !(ev->mask & IN_ISDIR) && is_list_name(name))
+				dir_enqueue(d, name);
+			else if (!ev->len && (ev->mask & GONE_MASK))
+				log_msg(LOG_WARNING, "watch: %s was moved or deleted", d->path);
+			break;
+		case REF_INCOMING:
+			if ((ev->mask & TAKE_MASK) && !(ev->mask & IN_ISDIR) && is_image_name(name))
+				img_enqueue(w, name);
+			else if (!ev->len && (ev->mask & GONE_MASK))
+				log_msg(LOG_WARNING, "watch: %s was moved or deleted", w->incoming);
+			break;
+		}
+	}
+	if (!(ev->mask & IN_IGNORED))
+		return;
+	for (size_t i = 0; i < w->nref; ) {
+		if (w->refs[i].wd == ev->wd)
+			w->refs[i] = w->refs[--w->nref];
+		else
+			i++;
+	}
+}
+
+/* Look at everything again: at start, and when events were lost.  at_start:
+ * failures are returned (watch_new fails); later they are logged. */
+static int
+rescan(watch *w, int at_start, char *err, size_t errlen)
+{
+	for (int i = 0; i < w->nfol; i++) {
+		follow *f = &w->fols[i];
+		if (follow_check(w, f, err, errlen) < 0) {
+			if (at_start)
+				return -1;
+			log_msg(LOG_ERROR, "watch: %s", err);
+		}
+		if (f->cur)
+			f->cur->unread = 1;
+	}
+	for (int i = 0; i < w->ndir; i++)
+		if (dir_list(&w->dirs[i], err, errlen) < 0) {
+			if (at_start)
+				return -1;
+			log_msg(LOG_ERROR, "watch: %s", err);
+		}
+	if (w->incoming && img_list(w, err, errlen) < 0) {
+		if (at_start)
+			return -1;
+		log_msg(LOG_ERROR, "watch: %s", err);
+	}
+	return 0;
+}
+
+int
+watch_handle(watch *w)
+{
+	_Alignas(struct inotify_event) char buf[4096];
+	char err[PATH_CAP + 128];
+	int overflow = 0;
+
+	for (int i = 0; i < EVENT_READS_MAX; i++) {
+		ssize_t n = read(w->fd, buf, sizeof buf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0) {
+			log_msg(LOG_ERROR, "watch: cannot read inotify events: %s", strerror(errno));
+			return -1;
+		}
+		if (n == 0)
+			break;
+		for (char *p = buf; p < buf + n; ) {
+			const struct inotify_event *ev = (const void *)p;
+			p += sizeof *ev + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW)
+				overflow = 1;
+			else
+				dispatch(w, ev);
+		}
+	}
+	if (overflow) {
+		log_msg(LOG_WARNING, "watch: inotify queue overflowed (events lost); "
+		        "looking at every watched path again");
+		rescan(w, 0, err, sizeof err);
+	}
+	for (int i = 0; i < w->nfol; i++)
+		if (w->fols[i].check && follow_check(w, &w->fols[i], err, sizeof err) < 0)
+			log_msg(LOG_ERROR, "watch: %s", err);
+	return 0;
+}
+
+/* --- the API -------------------------------------------------------------- */
+
+watch_kind
+watch_next(watch *w, const char **text, const char **reason, watch_ticket *t)
+{
+	int n = w->nfol + w->ndir + 1;
+
+	for (int i = 0; i < n; i++) {
+		int slot = (w->rr + i) % n;
+		watch_kind k;
+
+		if (slot < w->nfol)
+			k = follow_next(w, &w->fols[slot], text, reason, t);
+		else if (slot < w->nfol + w->ndir)
+			k = dir_next(w, &w->dirs[slot - w->nfol], text, reason, t);
+		else
+			k = img_next(w, text, reason, t);
+		if (k != WATCH_NONE) {
+			w->rr = (slot + 1) % n;
+			return k;
+		}
+	}
+	*text = *reason = NULL;
+	return WATCH_NONE;
+}
+
+void
+watch_done(watch *w, watch_ticket t)
+{
+	source *s;
+
+	if (t.src == 0) {
+		if (!img_done(w, t.seq))
+			log_msg(LOG_WARNING, "watch: image ticket %" PRIu32 " is not out", t.seq);
+		return;
+	}
+	if (!(s = source_find(w, t.src)) || !pend_remove(s, t.seq)) {
+		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
+		return;
+	}
+	note_commit(w, s);
+	if (s->nout)
+		return;
+	if (s->kind == SRC_DRAIN)
+		source_free(w, s);
+	else if (s->kind == SRC_DIRLIST && s->eof && !s->stuck)
+		dir_finish(w, s);
+}
+
+static int
+state_load(watch *w, char *err, size_t errlen)
+{
+	FILE *fp = fopen(w->statefile, "r");
+	char line[PATH_CAP + 96];
+	long lineno = 0, n = 0;
+	int rc = 0;
+
+	if (!fp) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "cannot read %s: %s", w->statefile, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof line, fp)) {
+		size_t len = strlen(line);
+		uintmax_t dev, ino;
+		long long off;
+		char *p = line, *e;
+		saved *s;
+
+		lineno++;
+		if (len && line[len - 1] != '\n' && !feof(fp)) {
+			int c;
+			while ((c = getc(fp)) != EOF && c != '\n')
+				;
+			log_msg(LOG_WARNING, "watch: %s:%ld: line too long, ignored", w->statefile, lineno);
+			continue;
+		}
+		if (len && line[len - 1] == '\n')
+			line[--len] = 0;
+		errno = 0;
+		dev = strtoumax(p, &e, 10);
+		if (e == p || *e != ' ')
+			goto bad;
+		ino = strtoumax(p = e + 1, &e, 10);
+		if (e == p || *e != ' ')
+			goto bad;
+		off = strtoll(p = e + 1, &e, 10);
+		if (e == p || *e != ' ' || off < 0 || !e[1] || errno)
+			goto bad;
+		if (++n > STATE_LINES_MAX) {
+			log_msg(LOG_WARNING, "watch: %s: more than %d lines; the rest is ignored",
+			        w->statefile, STATE_LINES_MAX);
+			break;
+		}
+		if (!(s = malloc(sizeof *s + strlen(e + 1) + 1))) {
+			snprintf(err, errlen, "out of memory");
+			rc = -1;
+			break;
+		}
+		s->dev = dev;
+		s->ino = ino;
+		s->off = (off_t)off;
+		strcpy(s->path, e + 1);
+		s->next = w->saved;
+		w->saved = s;
+		continue;
+bad:
+		log_msg(LOG_WARNING, "watch: %s:%ld: not \"dev ino offset path\", ignored",
+		        w->statefile, lineno);
+	}
+	if (!rc && ferror(fp)) {
+		snprintf(err, errlen, "cannot read %s", w->statefile);
+		rc = -1;
+	}
+	fclose(fp);
+	return rc;
+}
+
+/* After the first scan: saved lines that name no list waiting in a
+ * directory are of no use any more. */
+static void
+state_prune(watch *w)
+{
+	for (saved **pp = &w->saved; *pp; ) {
+		int keep = 0;
+		for (int i = 0; i < w->ndir && !keep; i++) {
+			dirw *d = &w->dirs[i];
+			size_t dl = strlen(d->path);
+			if (strncmp((*pp)->path, d->path, dl) != 0 || (*pp)->path[dl] != '/')
+				continue;
+			for (qname *q = d->qhead; q && !keep; q = q->next)
+				keep = strcmp((*pp)->path + dl + 1, q->name) == 0;
+		}
+		if (keep) {
+			pp = &(*pp)->next;
+		} else {
+			saved *s = *pp;
+			*pp = s->next;
+			free(s);
+			w->dirty = 1;
+		}
+	}
+}
+
+int
+watch_save(watch *w, char *err, size_t errlen)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+	int rc;
+
+	if (!w->dirty)
+		return 0;
+	if (!(m = open_memstream(&buf, &len))) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (source *s = w->sources; s; s = s->next)
+		if (s->kind != SRC_DRAIN && !strchr(s->path, '\n'))
+			fprintf(m, "%ju %ju %lld %s\n", (uintmax_t)s->dev, (uintmax_t)s->ino,
+			        (long long)committed(s), s->path);
+	for (saved *s = w->saved; s; s = s->next)
+		fprintf(m, "%ju %ju %lld %s\n", s->dev, s->ino, (long long)s->off, s->path);
+	if (fclose(m) != 0 || !buf) {
+		free(buf);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = fsu_write_atomic(w->statedir, w->statebase, buf, len, err, errlen);
+	free(buf);
+	if (rc < 0)
+		return -1;
+	for (source *s = w->sources; s; s = s->next)
+		s->saved = committed(s);
+	w->dirty = 0;
+	return 0;
+}
+
+void
+watch_counts(const watch *w, long *sources, long *outstanding)
+{
+	long src = w->nfol, out = w->niout;
+
+	for (int i = 0; i < w->ndir; i++)
+		src += w->dirs[i].nq;
+	for (const source *s = w->sources; s; s = s->next) {
+		src += s->kind == SRC_DIRLIST;
+		out += (long)s->nout;
+	}
+	*sources = src;
+	*outstanding = out;
+}
+
+int
+watch_fd(const watch *w)
+{
+	return w->fd;
+}
+
+void
+watch_free(watch *w)
+{
+	if (!w)
+		return;
+	while (w->sources)
+		source_free(w, w->sources);
+	for (int i = 0; i < w->nfol; i++) {
+		free(w->fols[i].path);
+		free(w->fols[i].dir);
+	}
+	for (int i = 0; i < w->ndir; i++) {
+		qname *q;
+		while ((q = w->dirs[i].qhead)) {
+			w->dirs[i].qhead = q->next;
+			free(q);
+		}
+		free(w->dirs[i].path);
+	}
+	for (size_t i = 0; i < w->itabsz; i++) {
+		img *m;
+		while ((m = w->itab[i])) {
+			w->itab[i] = m->hnext;
+			free(m);
+		}
+	}
+	while (w->saved) {
+		saved *s = w->saved;
+		w->saved = s->next;
+		free(s);
+	}
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w->itab);
+	free(w->refs);
+	free(w->fols);
+	free(w->dirs);
+	free(w->incoming);
+	free(w->statefile);
+	free(w->statedir);
+	free(w);
+}
+
+/* dir and base of path ("." for a bare name); NULL when path has no name. */
+static char *
+split_path(const char *path, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+
+	*base = slash ? slash + 1 : path;
+	if (!**base)
+		return NULL;
+	if (!slash)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+/* A file of ours (followed list, state file) directly inside a directory
+ * that would take it as well. */
+static int
+check_overlap(const watch *w, const char *path, const char *dir, const char *base,
+              char *err, size_t errlen)
+{
+	struct stat pb, sb;
+
+	if (stat(dir, &pb) < 0)
+		return 0;
+	for (int i = 0; i < w->ndir; i++)
+		if (w->dirs[i].dev == pb.st_dev && w->dirs[i].ino == pb.st_ino && is_list_name(base)) {
+			snprintf(err, errlen, "%s: inside the watched directory %s, which would take it too",
+			         path, w->dirs[i].path);
+			return -1;
+		}
+	if (w->incoming && stat(w->incoming, &sb) == 0 && sb.st_dev == pb.st_dev
+	    && sb.st_ino == pb.st_ino && is_image_name(base)) {
+		snprintf(err, errlen, "%s: inside the incoming directory %s, which would take it as an image",
+		         path, w->incoming);
+		return -1;
+	}
+	return 0;
+}
+
+watch *
+watch_new(char *const *paths, int n, const char *incoming, const char *statefile,
+          char *err, size_t errlen)
+{
+	watch *w = calloc(1, sizeof *w);
+	struct stat sb, ib;
+
+	if (!w || !(w->fols = calloc((size_t)n + 1, sizeof *w->fols))
+	    || !(w->dirs = calloc((size_t)n + 1, sizeof *w->dirs))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	w->fd = -1;
+	w->next_id = 1;
+	if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "inotify: %s%s", strerror(errno),
+		         errno == EMFILE ? " (raise fs.inotify.max_user_instances)" : "");
+		goto fail;
+	}
+	if (!(w->statefile = strdup(statefile))
+	    || !(w->statedir = split_path(w->statefile, &w->statebase))) {
+		snprintf(err, errlen, "%s: not a file path", statefile);
+		goto fail;
+	}
+	if (stat(w->statedir, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%s: directory %s does not exist", statefile, w->statedir);
+		goto fail;
+	}
+	if (state_load(w, err, errlen) < 0)
+		goto fail;
+	if (incoming) {
+		if (stat(incoming, &ib) < 0 || !S_ISDIR(ib.st_mode)) {
+			snprintf(err, errlen, "%s: not a directory", incoming);
+			goto fail;
+		}
+		if (!(w->incoming = strdup(incoming))) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (ref_add(w, incoming, TAKE_MASK | GONE_MASK | IN_ONLYDIR, REF_INCOMING, NULL,
+		            err, errlen) < 0)
+			goto fail;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *p = paths[i];
+
+		for (int j = 0; j < i; j++)
+			if (strcmp(paths[j], p) == 0) {
+				snprintf(err, errlen, "%s: listed twice", p);
+				goto fail;
+			}
+		if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode)) {
+			snprintf(err, errlen, "%s: neither a URL list file nor a directory", p);
+			goto fail;
+		}
+		if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			dirw *d = &w->dirs[w->ndir];
+			for (int j = 0; j < w->ndir; j++)
+				if (w->dirs[j].dev == sb.st_dev && w->dirs[j].ino == sb.st_ino) {
+					snprintf(err, errlen, "%s: the same directory as %s", p, w->dirs[j].path);
+					goto fail;
+				}
+			if (w->incoming && ib.st_dev == sb.st_dev && ib.st_ino == sb.st_ino) {
+				snprintf(err, errlen, "%s: is also the incoming directory", p);
+				goto fail;
+			}
+			if (!(d->path = strdup(p))) {
+				snprintf(err, errlen, "out of memory");
+				goto fail;
+			}
+			d->dev = sb.st_dev;
+			d->ino = sb.st_ino;
+			w->ndir++;
+			if (ref_add(w, p, TAKE_MASK | GONE_MASK | IN_ONLYDIR, REF_DIR, d, err, errlen) < 0)
+				goto fail;
+		} else {
+			follow *f = &w->fols[w->nfol];
+			struct stat pb;
+			if (!(f->path = strdup(p)) || !(f->dir = split_path(f->path, &f->base))) {
+				snprintf(err, errlen, "%s: not a file path", p);
+				free(f->path);
+				f->path = NULL;
+				goto fail;
+			}
+			w->nfol++;
+			if (stat(f->dir, &pb) < 0 || !S_ISDIR(pb.st_mode)) {
+				snprintf(err, errlen, "%s: directory %s does not exist", p, f->dir);
+				goto fail;
+			}
+			if (ref_add(w, f->dir, FOLLOW_DIR_MASK | IN_ONLYDIR, REF_FOLLOW_DIR, f,
+			            err, errlen) < 0)
+				goto fail;
+		}
+	}
+	for (int i = 0; i < w->nfol; i++)
+		if (check_overlap(w, w->fols[i].path, w->fols[i].dir, w->fols[i].base, err, errlen) < 0)
+			goto fail;
+	if (check_overlap(w, w->statefile, w->statedir, w->statebase, err, errlen) < 0)
+		goto fail;
+	if (rescan(w, 1, err, errlen) < 0)
+		goto fail;
+	state_prune(w);
+	return w;
+fail:
+	watch_free(w);
+	return NULL;
+}

@@ -1,0 +1,741 @@
+/* Unit tests: the daemon's intake (watch.c), on real files in a temp
+ * directory with real inotify.  A test that waits for an event polls the
+ * watch's fd for at most 2 s. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "log.h"
+#include "urllist.h"
+#include "watch.h"
+
+static char root[] = "/tmp/thumbd-test-watch-XXXXXX";
+
+/* root/<fmt...> into a static ring of buffers, so a few can be in use at once. */
+static const char *P(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static const char *
+P(const char *fmt, ...)
+{
+	static char bufs[8][1024];
+	static int next;
+	char *b = bufs[next++ % 8];
+	va_list ap;
+	int n = snprintf(b, sizeof bufs[0], "%s/", root);
+
+	va_start(ap, fmt);
+	vsnprintf(b + n, sizeof bufs[0] - (size_t)n, fmt, ap);
+	va_end(ap);
+	return b;
+}
+
+static void
+write_file(const char *path, const char *text, int flags)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | flags, 0644);
+	size_t len = strlen(text);
+
+	CHECK(fd >= 0);
+	if (fd < 0)
+		return;
+	CHECK(write(fd, text, len) == (ssize_t)len);
+	close(fd);
+}
+
+static void put(const char *path, const char *text) { write_file(path, text, O_TRUNC); }
+static void append(const char *path, const char *text) { write_file(path, text, O_APPEND); }
+
+static int
+exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* The next entry, waiting up to wait_ms for events when none is ready. */
+static watch_kind
+next_within(watch *w, int wait_ms, const char **text, const char **reason, watch_ticket *t)
+{
+	long long deadline = now_ms() + wait_ms;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = watch_fd(w), .events = POLLIN };
+		long long left;
+		watch_kind k = watch_next(w, text, reason, t);
+
+		if (k != WATCH_NONE || (left = deadline - now_ms()) <= 0)
+			return k;
+		if (poll(&pfd, 1, (int)left) <= 0)
+			return watch_next(w, text, reason, t);
+		CHECK_INT(watch_handle(w), 0);
+	}
+}
+
+/* Expect one entry of kind with text want (reason want_reason when given). */
+static watch_ticket
+expect(watch *w, watch_kind kind, const char *want, const char *want_reason)
+{
+	const char *text = NULL, *reason = NULL;
+	watch_ticket t = { 0, 0 };
+	watch_kind k = next_within(w, 2000, &text, &reason, &t);
+
+	CHECK_INT(k, kind);
+	if (want)
+		CHECK_STR(text, want);
+	if (want_reason)
+		CHECK_STR(reason, want_reason);
+	if (k != kind)
+		fprintf(stderr, "  (wanted %s, got %s)\n", want ? want : "?", text ? text : "nothing");
+	return t;
+}
+
+static void
+expect_done(watch *w, watch_kind kind, const char *want)
+{
+	watch_done(w, expect(w, kind, want, NULL));
+}
+
+/* Nothing comes, not even after the events so far are read. */
+static void
+expect_none(watch *w)
+{
+	const char *text = NULL, *reason = NULL;
+	watch_ticket t;
+	watch_kind k = next_within(w, 150, &text, &reason, &t);
+
+	CHECK_INT(k, WATCH_NONE);
+	if (k != WATCH_NONE)
+		fprintf(stderr, "  (unexpected %s)\n", text ? text : "?");
+}
+
+static int
+log_has(const char *needle)
+{
+	static char buf[1 << 20];
+	FILE *fp = fopen(P("logs/thumbd.log"), "r");
+	size_t n;
+
+	if (!fp)
+		return 0;
+	n = fread(buf, 1, sizeof buf - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	return strstr(buf, needle) != NULL;
+}
+
+static long
+outstanding(const watch *w)
+{
+	long src, out;
+
+	watch_counts(w, &src, &out);
+	return out;
+}
+
+static int
+state_line(const char *state, const char *path, long long *off)
+{
+	char line[1200], p[1024];
+	FILE *fp = fopen(state, "r");
+	int found = 0;
+
+	if (!fp)
+		return 0;
+	while (fgets(line, sizeof line, fp)) {
+		uintmax_t dev, ino;
+		struct stat sb;
+		long long o;
+		if (sscanf(line, "%ju %ju %lld %1023[^\n]", &dev, &ino, &o, p) != 4)
+			continue;
+		if (strcmp(p, path) == 0 && stat(path, &sb) == 0 && (uintmax_t)sb.st_dev == dev
+		    && (uintmax_t)sb.st_ino == ino) {
+			*off = o;
+			found = 1;
+		}
+	}
+	fclose(fp);
+	return found;
+}
+
+/* --- a followed file ------------------------------------------------------ */
+
+static void
+test_follow(void)
+{
+	char *paths[1], err[512], reason[600], *big;
+	const char *list = P("f/list.txt"), *old = P("f/list.txt.1");
+	watch *w;
+	size_t n;
+
+	CHECK_INT(mkdir(P("f"), 0755), 0);
+	put(list, "http://a/1\n# a comment\n\n  http://a/2 \r\nnot-a-url\n");
+	paths[0] = (char *)list;
+	w = watch_new(paths, 1, NULL, P("f/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	/* what is there at start, with urllist's rules */
+	expect_done(w, WATCH_URL, "http://a/1");
+	expect_done(w, WATCH_URL, "http://a/2");
+	snprintf(reason, sizeof reason, "%s:5: not an http(s) URL", list);
+	watch_done(w, expect(w, WATCH_BAD, "not-a-url", reason));
+	expect_none(w);
+
+	/* appended lines come as soon as their event does; a partial line waits */
+	append(list, "http://a/3\nhttp://a/4");
+	expect_done(w, WATCH_URL, "http://a/3");
+	expect_none(w);
+	append(list, "\n");
+	expect_done(w, WATCH_URL, "http://a/4");
+
+	/* a line over the cap is reported by file:line, not held; the next one reads */
+	big = malloc(URLLIST_LINE_MAX * 2 + 64);
+	strcpy(big, "http://x.example/");
+	n = strlen(big);
+	memset(big + n, 'a', URLLIST_LINE_MAX * 2);
+	strcpy(big + n + URLLIST_LINE_MAX * 2, "\nhttp://a/5\n");
+	append(list, big);
+	free(big);
+	snprintf(reason, sizeof reason, "%s:8: line too long", list);
+	watch_done(w, expect(w, WATCH_BAD, NULL, reason));
+	expect_done(w, WATCH_URL, "http://a/5");
+	expect_none(w);
+
+	/* truncation: from the start again, logged */
+	CHECK_INT(truncate(list, 0), 0);
+	append(list, "http://a/6\n");
+	expect_done(w, WATCH_URL, "http://a/6");
+	CHECK(log_has("was truncated"));
+
+	/* rotation: the rest of the old file (a last line without '\n' too), then the new one */
+	append(list, "http://a/7\n");
+	expect_done(w, WATCH_URL, "http://a/7");
+	CHECK_INT(rename(list, old), 0);
+	append(old, "http://a/8\nhttp://a/8b");
+	put(list, "http://a/9\n");
+	expect_done(w, WATCH_URL, "http://a/8");
+	expect_done(w, WATCH_URL, "http://a/8b");
+	expect_done(w, WATCH_URL, "http://a/9");
+	expect_none(w);
+	/* the new file is the one followed now */
+	append(list, "http://a/10\n");
+	expect_done(w, WATCH_URL, "http://a/10");
+	append(old, "http://a/old-after-switch\n");
+	expect_none(w);
+
+	/* rotation by delete, new file later */
+	CHECK_INT(unlink(list), 0);
+	expect_none(w);
+	put(list, "http://a/11\n");
+	expect_done(w, WATCH_URL, "http://a/11");
+	CHECK_INT(outstanding(w), 0);
+	watch_free(w);
+}
+
+/* Entries of a file rotated while they are out end after the switch: no
+ * harm to the new file's offsets, and nothing leaks (ASan). */
+static void
+test_follow_late_done(void)
+{
+	char *paths[1], err[512];
+	const char *list = P("fl/list.txt");
+	watch_ticket t1, t2;
+	watch *w;
+
+	CHECK_INT(mkdir(P("fl"), 0755), 0);
+	put(list, "http://l/1\nhttp://l/2\n");
+	paths[0] = (char *)list;
+	w = watch_new(paths, 1, NULL, P("fl/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w)
+		return;
+	t1 = expect(w, WATCH_URL, "http://l/1", NULL);
+	t2 = expect(w, WATCH_URL, "http://l/2", NULL);
+	CHECK_INT(unlink(list), 0);
+	put(list, "http://l/3\n");
+	watch_done(w, t1);
+	expect_done(w, WATCH_URL, "http://l/3");
+	CHECK_INT(outstanding(w), 1);
+	watch_done(w, t2);
+	watch_done(w, t2);      /* twice: logged, ignored */
+	CHECK(log_has("is not out"));
+	CHECK_INT(outstanding(w), 0);
+
+	/* truncated while an entry is out: that entry ending later does not
+	 * move the new content's committed offset */
+	{
+		char e2[512];
+		long long off = -1;
+		expect_none(w);
+		append(list, "http://l/4\n");
+		t1 = expect(w, WATCH_URL, "http://l/4", NULL);
+		CHECK_INT(truncate(list, 0), 0);
+		append(list, "http://l/555\n");
+		expect_done(w, WATCH_URL, "http://l/555");
+		CHECK_INT(outstanding(w), 1);
+		CHECK_INT(watch_save(w, e2, sizeof e2), 0);
+		CHECK(state_line(P("fl/.state"), list, &off));
+		CHECK_INT(off, 13);
+		watch_done(w, t1);
+		CHECK_INT(outstanding(w), 0);
+		CHECK_INT(watch_save(w, e2, sizeof e2), 0);
+		CHECK(state_line(P("fl/.state"), list, &off));
+		CHECK_INT(off, 13);
+	}
+	watch_free(w);
+}
+
+static void
+test_follow_created_later(void)
+{
+	char *paths[2], err[512];
+	const char *list = P("c/later.urls");
+	watch *w;
+
+	CHECK_INT(mkdir(P("c"), 0755), 0);
+	paths[0] = (char *)list;
+	w = watch_new(paths, 1, NULL, P("c/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w)
+		return;
+	expect_none(w);
+	put(list, "http://c/1\n");
+	expect_done(w, WATCH_URL, "http://c/1");
+	watch_free(w);
+
+	/* a file whose directory does not exist fails, naming the path */
+	paths[0] = (char *)P("nope/list.txt");
+	CHECK(watch_new(paths, 1, NULL, P("c/.state"), err, sizeof err) == NULL);
+	CHECK(strstr(err, paths[0]) != NULL);
+	/* a list inside a watched directory would be taken twice */
+	paths[0] = (char *)P("c");
+	paths[1] = (char *)P("c/x.txt");
+	CHECK(watch_new(paths, 2, NULL, P("c/.state"), err, sizeof err) == NULL);
+	CHECK(strstr(err, paths[1]) != NULL);
+	paths[1] = (char *)P("c");
+	CHECK(watch_new(paths, 2, NULL, P("c/.state"), err, sizeof err) == NULL);
+	CHECK(strstr(err, "listed twice") != NULL);
+	/* so would a state file named like a list */
+	CHECK(watch_new(paths, 1, NULL, P("c/state.txt"), err, sizeof err) == NULL);
+	CHECK(strstr(err, "c/state.txt") != NULL);
+}
+
+/* Lists take turns, one entry each; what is read stays ready for a caller
+ * that stopped calling watch_next (full queue) and comes back without a new
+ * event. */
+static void
+test_turns_and_backpressure(void)
+{
+	char *paths[2], err[512];
+	const char *a = P("bp/a.txt"), *b = P("bp/b.txt");
+	struct pollfd pfd;
+	watch *w;
+
+	CHECK_INT(mkdir(P("bp"), 0755), 0);
+	put(a, "http://a/1\nhttp://a/2\nhttp://a/3\n");
+	put(b, "http://b/1\nhttp://b/2\n");
+	paths[0] = (char *)a;
+	paths[1] = (char *)b;
+	w = watch_new(paths, 2, NULL, P("bp/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w)
+		return;
+	expect_done(w, WATCH_URL, "http://a/1");
+	expect_done(w, WATCH_URL, "http://b/1");
+	expect_done(w, WATCH_URL, "http://a/2");
+	expect_done(w, WATCH_URL, "http://b/2");
+	expect_done(w, WATCH_URL, "http://a/3");
+	expect_none(w);
+
+	append(a, "http://a/4\nhttp://a/5\nhttp://a/6\n");
+	pfd = (struct pollfd){ .fd = watch_fd(w), .events = POLLIN };
+	CHECK_INT(poll(&pfd, 1, 2000), 1);
+	CHECK_INT(watch_handle(w), 0);
+	CHECK_INT(poll(&pfd, 1, 0), 0);         /* no event left */
+	expect_done(w, WATCH_URL, "http://a/4");
+	/* ... the caller's queue is full for a while; then: */
+	CHECK_INT(poll(&pfd, 1, 0), 0);
+	for (int i = 5; i <= 6; i++) {
+		const char *text = NULL, *reason = NULL;
+		watch_ticket t;
+		char url[32];
+		snprintf(url, sizeof url, "http://a/%d", i);
+		CHECK_INT(watch_next(w, &text, &reason, &t), WATCH_URL);
+		CHECK_STR(text, url);
+		watch_done(w, t);
+	}
+	watch_free(w);
+}
+
+/* --- a directory of lists ------------------------------------------------- */
+
+static void
+test_dir(void)
+{
+	char *paths[1], err[512], reason[600];
+	watch_ticket t1, t2, t3, t4, t5;
+	watch *w;
+	int fd;
+
+	CHECK_INT(mkdir(P("d"), 0755), 0);
+	CHECK_INT(mkdir(P("d/done"), 0755), 0);
+	CHECK_INT(mkdir(P("d/sub.txt"), 0755), 0);
+	put(P("d/b.urls"), "http://d/4\n");
+	put(P("d/a.txt"), "http://d/1\nbad line\nhttp://d/3");
+	put(P("d/c.tmp"), "http://d/x1\n");
+	put(P("d/.hidden.txt"), "http://d/x2\n");
+	put(P("d/e.jpg"), "http://d/x3\n");
+	put(P("d/done/b.urls"), "an older b.urls\n");
+	paths[0] = (char *)P("d");
+	w = watch_new(paths, 1, NULL, P("d/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	/* in name order; the last line without '\n' counts */
+	t1 = expect(w, WATCH_URL, "http://d/1", NULL);
+	snprintf(reason, sizeof reason, "%s:2: not an http(s) URL", P("d/a.txt"));
+	t2 = expect(w, WATCH_BAD, "bad line", reason);
+	t3 = expect(w, WATCH_URL, "http://d/3", NULL);
+	t4 = expect(w, WATCH_URL, "http://d/4", NULL);
+	expect_none(w);
+
+	/* done/ only once every entry has ended */
+	watch_done(w, t1);
+	watch_done(w, t3);
+	CHECK(exists(P("d/a.txt")));
+	CHECK(!exists(P("d/done/a.txt")));
+	watch_done(w, t2);
+	CHECK(!exists(P("d/a.txt")));
+	CHECK(exists(P("d/done/a.txt")));
+	CHECK(log_has("a.txt done (3 lines), moved to"));
+	CHECK(exists(P("d/b.urls")));
+	watch_done(w, t4);
+	CHECK(!exists(P("d/b.urls")));
+	{
+		char buf[64] = "";
+		FILE *fp = fopen(P("d/done/b.urls"), "r");
+		CHECK(fp != NULL);
+		if (fp) {
+			CHECK(fgets(buf, sizeof buf, fp) != NULL);
+			fclose(fp);
+		}
+		CHECK_STR(buf, "http://d/4\n");     /* replaced the older one */
+	}
+	/* not lists: left alone */
+	CHECK(exists(P("d/c.tmp")));
+	CHECK(exists(P("d/.hidden.txt")));
+	CHECK(exists(P("d/e.jpg")));
+
+	/* renamed in later; written in place; a temp name is not taken */
+	put(P("d/.incoming.tmp"), "http://d/5\n");
+	CHECK_INT(rename(P("d/.incoming.tmp"), P("d/e.urls")), 0);
+	t5 = expect(w, WATCH_URL, "http://d/5", NULL);
+	put(P("d/f.txt"), "http://d/6\n");
+	put(P("d/g.txt.tmp"), "http://d/x4\n");
+	t1 = expect(w, WATCH_URL, "http://d/6", NULL);
+	/* a second close-write of a list being worked on is not a second list */
+	fd = open(P("d/f.txt"), O_WRONLY | O_APPEND);
+	CHECK(fd >= 0);
+	close(fd);
+	expect_none(w);
+	CHECK_INT(outstanding(w), 2);
+	watch_done(w, t1);
+	watch_done(w, t5);
+	CHECK(exists(P("d/done/e.urls")));
+	CHECK(exists(P("d/done/f.txt")));
+	CHECK(exists(P("d/g.txt.tmp")));
+	/* an empty list is finished at once */
+	put(P("d/h.txt"), "# nothing\n\n");
+	expect_none(w);
+	CHECK(exists(P("d/done/h.txt")));
+	CHECK_INT(outstanding(w), 0);
+	watch_free(w);
+}
+
+/* --- the hand-off directory ----------------------------------------------- */
+
+static void
+test_incoming(void)
+{
+	char err[512];
+	watch_ticket t1, t2, tc;
+	watch *w;
+	int fd;
+
+	CHECK_INT(mkdir(P("in"), 0755), 0);
+	CHECK_INT(mkdir(P("in/sub"), 0755), 0);
+	put(P("in/old.jpg"), "jpeg");
+	put(P("in/.x.part"), "part");
+	put(P("in/y.jpg.part"), "part");
+	put(P("in/z.tmp"), "tmp");
+	put(P("in/.thumbd-names"), "names");
+	put(P("outside.png"), "png");
+	CHECK_INT(symlink(P("outside.png"), P("in/link.png")), 0);
+	w = watch_new(NULL, 0, P("in"), P("in/.thumbd-follow"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	/* there at start: only the plain image file */
+	t1 = expect(w, WATCH_IMAGE, P("in/old.jpg"), NULL);
+	expect_none(w);
+
+	/* moved in: once, even when it is closed after writing again */
+	CHECK_INT(rename(P("outside.png"), P("in/new.png")), 0);
+	t2 = expect(w, WATCH_IMAGE, P("in/new.png"), NULL);
+	fd = open(P("in/new.png"), O_WRONLY | O_APPEND);
+	CHECK(fd >= 0);
+	close(fd);
+	put(P("in/.dot.jpg"), "x");
+	put(P("in/w.jpg.part"), "x");
+	put(P("in/t.tmp"), "x");
+	expect_none(w);
+	CHECK_INT(outstanding(w), 2);
+
+	/* thumbd's own download renamed into place is claimed, not reported */
+	put(P("in/.mine.jpg.part"), "x");
+	CHECK_INT(rename(P("in/.mine.jpg.part"), P("in/mine.jpg")), 0);
+	CHECK_INT(watch_claim(w, "mine.jpg", &tc), 0);
+	CHECK_INT(watch_claim(w, "mine.jpg", &tc), -1);
+	expect_none(w);
+	watch_done(w, tc);
+
+	/* once ended (and removed by the caller), the same name may come again */
+	CHECK_INT(unlink(P("in/new.png")), 0);
+	watch_done(w, t2);
+	watch_done(w, t1);
+	CHECK_INT(outstanding(w), 0);
+	put(P("in/new.png"), "again");
+	expect_done(w, WATCH_IMAGE, P("in/new.png"));
+	watch_free(w);
+}
+
+/* --- restart ---------------------------------------------------------------- */
+
+static watch *
+open_one(const char *path, const char *state)
+{
+	char *paths[1] = { (char *)path }, err[512];
+	watch *w = watch_new(paths, 1, NULL, state, err, sizeof err);
+
+	CHECK(w != NULL);
+	if (!w)
+		fprintf(stderr, "  %s\n", err);
+	return w;
+}
+
+static void
+test_restart(void)
+{
+	const char *list = P("r/list.txt"), *state = P("r/.state"), *fresh = P("r/fresh");
+	char err[512], reason[600];
+	watch_ticket t[6];
+	struct stat a, b;
+	long long off = -1;
+	watch *w;
+
+	CHECK_INT(mkdir(P("r"), 0755), 0);
+	put(list, "http://r/1\nhttp://r/2\nhttp://r/3\n# four\nhttp://r/4\nhttp://r/5\nbad\n");
+	if (!(w = open_one(list, state)))
+		return;
+	t[0] = expect(w, WATCH_URL, "http://r/1", NULL);
+	t[1] = expect(w, WATCH_URL, "http://r/2", NULL);
+	t[2] = expect(w, WATCH_URL, "http://r/3", NULL);
+	t[3] = expect(w, WATCH_URL, "http://r/4", NULL);
+	t[4] = expect(w, WATCH_URL, "http://r/5", NULL);
+	/* ended out of order: 1, 2 and 4; 3 holds the committed offset at its start */
+	watch_done(w, t[3]);
+	watch_done(w, t[0]);
+	watch_done(w, t[1]);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, 22);
+	/* nothing changed: no new file */
+	CHECK_INT(stat(state, &a), 0);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK_INT(stat(state, &b), 0);
+	CHECK_INT(a.st_ino, b.st_ino);
+	watch_free(w);
+
+	/* after a restart: from 3 on (4 again, as it was not committed), line numbers right */
+	if (!(w = open_one(list, state)))
+		return;
+	t[2] = expect(w, WATCH_URL, "http://r/3", NULL);
+	t[3] = expect(w, WATCH_URL, "http://r/4", NULL);
+	t[4] = expect(w, WATCH_URL, "http://r/5", NULL);
+	snprintf(reason, sizeof reason, "%s:7: not an http(s) URL", list);
+	t[5] = expect(w, WATCH_BAD, "bad", reason);
+	expect_none(w);
+	for (int i = 2; i < 6; i++)
+		watch_done(w, t[i]);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, 66);
+	watch_free(w);
+
+	/* everything committed: nothing comes again */
+	if (!(w = open_one(list, state)))
+		return;
+	expect_none(w);
+	watch_free(w);
+
+	/* truncated while down: from 0 */
+	put(list, "http://r/short\n");
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://r/short");
+	CHECK(log_has("is shorter than at the last stop"));
+	append(list, "http://r/6\nhttp://r/7\nhttp://r/8\nhttp://r/9\nhttp://r/10\n");
+	for (int i = 6; i <= 10; i++) {
+		char url[32];
+		snprintf(url, sizeof url, "http://r/%d", i);
+		expect_done(w, WATCH_URL, url);
+	}
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, 15 + 4 * 11 + 12);
+	watch_free(w);
+
+	/* rotated while down (another inode, longer than the saved offset): from 0 */
+	put(fresh, "http://r/new-1\nhttp://r/new-2\nhttp://r/new-3\nhttp://r/new-4\nhttp://r/new-5\nhttp://r/new-6\n");
+	CHECK_INT(rename(fresh, list), 0);
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://r/new-1");
+	watch_free(w);
+	CHECK(log_has("is another file than at the last stop"));
+}
+
+static void
+test_restart_dir(void)
+{
+	const char *state = P("rd-state"), *x = P("rd/x.txt");
+	char err[512];
+	watch_ticket t1, t2;
+	long long off = -1;
+	watch *w;
+
+	CHECK_INT(mkdir(P("rd"), 0755), 0);
+	put(x, "http://x/1\nhttp://x/2\nhttp://x/3\n");
+	if (!(w = open_one(P("rd"), state)))
+		return;
+	t1 = expect(w, WATCH_URL, "http://x/1", NULL);
+	t2 = expect(w, WATCH_URL, "http://x/2", NULL);
+	watch_done(w, t2);
+	watch_done(w, t1);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, x, &off));
+	CHECK_INT(off, 22);
+	watch_free(w);
+
+	/* a half-read dir list resumes; once moved to done/ it leaves the state */
+	if (!(w = open_one(P("rd"), state)))
+		return;
+	t1 = expect(w, WATCH_URL, "http://x/3", NULL);
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, x, &off));
+	CHECK_INT(off, 22);
+	CHECK(!exists(P("rd/done/x.txt")));
+	watch_done(w, t1);
+	CHECK(exists(P("rd/done/x.txt")));
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(!state_line(state, x, &off));
+	{
+		struct stat sb;
+		CHECK_INT(stat(state, &sb), 0);
+		CHECK_INT(sb.st_size, 0);
+	}
+	watch_free(w);
+}
+
+/* --- lost events ---------------------------------------------------------- */
+
+static void
+test_overflow(void)
+{
+	const char *in = P("ov");
+	char err[512];
+	long max = 0;
+	FILE *fp = fopen("/proc/sys/fs/inotify/max_queued_events", "r");
+	watch *w;
+
+	if (fp) {
+		if (fscanf(fp, "%ld", &max) != 1)
+			max = 0;
+		fclose(fp);
+	}
+	CHECK_INT(mkdir(in, 0755), 0);
+	w = watch_new(NULL, 0, in, P("ov/.state"), err, sizeof err);
+	CHECK(w != NULL);
+	if (!w)
+		return;
+	CHECK(max > 0);
+	if (max <= 0 || max > 1000000) {
+		fprintf(stderr, "  max_queued_events %ld: overflow not tried\n", max);
+		watch_free(w);
+		return;
+	}
+	/* fill the queue with events for ignored names (alternating, so the
+	 * kernel cannot merge them), then drop an image in: its event is lost */
+	for (long i = 0; i < max + 10; i++) {
+		int fd = open(P(i % 2 ? "ov/.a" : "ov/.b"), O_WRONLY | O_CREAT, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	put(P("ov/late.jpg"), "x");
+	expect_done(w, WATCH_IMAGE, P("ov/late.jpg"));
+	CHECK(log_has("inotify queue overflowed"));
+	expect_none(w);
+	watch_free(w);
+}
+
+int
+main(void)
+{
+	char err[512], cmd[256];
+
+	if (!mkdtemp(root)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	CHECK_INT(log_open(P("logs"), err, sizeof err), 0);
+	test_follow();
+	test_follow_late_done();
+	test_follow_created_later();
+	test_turns_and_backpressure();
+	test_dir();
+	test_incoming();
+	test_restart();
+	test_restart_dir();
+	test_overflow();
+	watch_free(NULL);
+	log_close();
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	CHECK_INT(system(cmd), 0);
+	return CHECK_DONE();
+}
