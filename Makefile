@@ -19,11 +19,11 @@ DESTDIR    ?=
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 PKG_CONFIG ?= pkg-config
-PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih
+PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih libsystemd
 
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
-            libpng-dev libwebp-dev libinih-dev
+            libpng-dev libwebp-dev libinih-dev libsystemd-dev
 DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db systemd logrotate
 
 VERSION   := 0.1.0

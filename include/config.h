@@ -42,6 +42,14 @@ typedef struct cfg {
 	int jpeg_quality, webp_quality, png_level;
 
 	uint64_t max_pixels;
+
+	/* [daemon] */
+	char **watch;           /* NULL-terminated list files / directories, or NULL */
+	int nwatch;
+	enum { CFG_LOG_AUTO, CFG_LOG_FILE, CFG_LOG_STDERR } log_target;
+	char *metrics;          /* as written (relative to logs), NULL = off */
+	char *metrics_path;     /* resolved by cfg_finish, NULL = off */
+	long metrics_interval_ms;
 } cfg;
 
 /* Defaults only; NULL when out of memory. */

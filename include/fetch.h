@@ -18,11 +18,14 @@
 #include "state.h"
 #include "stats.h"
 #include "urllist.h"
+#include "watch.h"
 
 typedef struct fetch fetch;
 
-/* Borrowed pointers must outlive the fetch.  NULL + err on failure. */
-fetch *fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q,
+/* Borrowed pointers must outlive the fetch.  Either lists (a one-shot run:
+ * fetch_run returns when they are done) or w (the daemon: it runs until
+ * fetch_stop).  NULL + err on failure. */
+fetch *fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done, jobq *q,
                  stats *st, char *err, size_t errlen);
 void fetch_free(fetch *f);                      /* accepts NULL */
 
@@ -38,5 +41,17 @@ void fetch_stop(fetch *f);
 /* From any thread: re-check whether new transfers can start (queue space
  * freed).  Shaped as a jobq pop hook. */
 void fetch_wakeup(void *f);
+
+/* From any thread: transfers started from now on use c (a reload); the old
+ * config must stay alive until fetch_free. */
+void fetch_set_config(fetch *f, const cfg *c);
+
+/* From any thread: the loop's iteration count, and a nudge so that a live
+ * loop shows a new count by the next call (the watchdog's health check). */
+long fetch_heartbeat(fetch *f);
+
+/* Daemon: hand the tickets of jobs the workers finished to the watch.  The
+ * loop does it itself; call it once more after the workers have exited. */
+void fetch_collect(fetch *f);
 
 #endif

@@ -7,6 +7,8 @@
 #ifndef THUMBD_JOB_H
 #define THUMBD_JOB_H
 
+#include <stdint.h>
+
 #include "name.h"
 
 typedef struct job {
@@ -14,6 +16,12 @@ typedef struct job {
 	char *src;              /* file to read */
 	char *ctype;            /* Content-Type the server sent, or NULL */
 	int owned;              /* 1: src is thumbd's incoming file, delete it when done */
+	/* Called by the worker once the outcome is recorded and src deleted
+	 * (the daemon's intake learns that an entry has ended); may be NULL. */
+	void (*on_end)(void *arg, uint64_t ticket);
+	struct spares *recycle; /* owned src goes back here instead of being unlinked */
+	void *end_arg;
+	uint64_t ticket;
 	char stem[NAME_MAX_OUT];
 } job;
 

@@ -5,8 +5,10 @@
  * whole before they count), logs/failed.tsv is the record of failure
  * (one line per URL, one write(2) each), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
- * leftovers a killed run may have left (.part and .tmp files, downloads no
- * worker got to).
+ * leftovers a killed run may have left (.tmp files in outgoing/, and in
+ * incoming/ the dot-files downloads are: .part files and downloads no
+ * worker got to).  Other files in incoming/ are not thumbd's: the daemon
+ * takes them as hand-off images, a one-shot run leaves them alone.
  */
 #ifndef THUMBD_STATE_H
 #define THUMBD_STATE_H
@@ -25,7 +27,7 @@ typedef enum {
 } state_outcome;
 
 /* retry_failed: forget the failures read from failed.tsv.  NULL + err. */
-state *state_open(const cfg *c, const names *reg, int retry_failed, char *err, size_t errlen);
+state *state_open(const cfg *c, int retry_failed, char *err, size_t errlen);
 void state_close(state *s);                     /* accepts NULL */
 
 state_outcome state_lookup(const state *s, const char *url, const char *stem);

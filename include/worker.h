@@ -18,6 +18,9 @@ typedef struct workers workers;
  * the queue is closed and drained.  NULL + err when not even one could start. */
 workers *workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void),
                        char *err, size_t errlen);
+/* Jobs started from now on use c (a reload).  The old config must stay
+ * alive until workers_join(): a job in progress may still read it. */
+void workers_set_config(workers *w, const cfg *c);
 /* Wait for every thread; call after jobq_close().  Frees w (accepts NULL). */
 void workers_join(workers *w);
 /* Busy workers now (for progress display). */

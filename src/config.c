@@ -21,7 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum { T_PATH, T_OPTPATH, T_INT, T_BYTES, T_SECS, T_STR, T_SIZES, T_FORMAT } key_type;
+typedef enum { T_PATH, T_OPTPATH, T_PATHS, T_INT, T_BYTES, T_SECS, T_STR, T_OPTSTR, T_SIZES, T_FORMAT,
+               T_LOG } key_type;
 
 typedef struct key_def {
 	const char *section, *name;
@@ -60,11 +61,15 @@ static const key_def keys[] = {
 	{ "thumbnails", "webp_quality", T_INT, 0, 100, F(webp_quality), W(webp_quality) },
 	{ "thumbnails", "png_level", T_INT, 0, 9, F(png_level), W(png_level) },
 	{ "image", "max_pixels", T_BYTES, 1, 1LL << 40, F(max_pixels), 0 },
+	{ "daemon", "watch", T_PATHS, 0, 0, F(watch), 0 },
+	{ "daemon", "log", T_LOG, 0, 0, F(log_target), 0 },
+	{ "daemon", "metrics", T_OPTSTR, 0, 0, F(metrics), 0 },
+	{ "daemon", "metrics_interval", T_SECS, 100, 3600000, F(metrics_interval_ms), 0 },
 };
 #undef F
 #undef W
 
-static const char *const sections[] = { "paths", "download", "resize", "thumbnails", "image" };
+static const char *const sections[] = { "paths", "download", "resize", "thumbnails", "image", "daemon" };
 
 cfg *
 cfg_new(void)
@@ -77,7 +82,8 @@ cfg_new(void)
 	c->outgoing = strdup("outgoing");
 	c->logs = strdup("logs");
 	c->user_agent = strdup("thumbd/" THUMBD_VERSION);
-	if (!c->incoming || !c->outgoing || !c->logs || !c->user_agent) {
+	c->metrics = strdup("thumbd.prom");
+	if (!c->incoming || !c->outgoing || !c->logs || !c->user_agent || !c->metrics) {
 		cfg_free(c);
 		return NULL;
 	}
@@ -105,7 +111,17 @@ cfg_new(void)
 	c->webp_quality = 80;
 	c->png_level = 6;
 	c->max_pixels = 100000000ULL;
+	c->log_target = CFG_LOG_AUTO;
+	c->metrics_interval_ms = 5000;
 	return c;
+}
+
+static void
+free_paths(char **v)
+{
+	for (size_t i = 0; v && v[i]; i++)
+		free(v[i]);
+	free(v);
 }
 
 void
@@ -119,6 +135,9 @@ cfg_free(cfg *c)
 	free(c->logs);
 	free(c->user_agent);
 	free(c->ca_file);
+	free_paths(c->watch);
+	free(c->metrics);
+	free(c->metrics_path);
 	free(c);
 }
 
@@ -252,6 +271,67 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 		*(char **)base = s;
 		return NULL;
 	}
+	case T_OPTSTR: {
+		char *s = *v ? strdup(v) : NULL;
+		if (*v && !s)
+			return "out of memory";
+		free(*(char **)base);
+		*(char **)base = s;
+		return NULL;
+	}
+	case T_PATHS: {
+		/* whitespace-separated; each resolved like a single path */
+		size_t cnt = 0, cap = 4;
+		char **list = calloc(cap + 1, sizeof *list);
+		const char *p = v;
+		if (!list)
+			return "out of memory";
+		while (*p) {
+			size_t len;
+			char item[4096];
+			p += strspn(p, " \t");
+			if (!(len = strcspn(p, " \t")))
+				break;
+			if (len >= sizeof item) {
+				free_paths(list);
+				snprintf(msg, msglen, "a path longer than %zu bytes", sizeof item - 1);
+				return msg;
+			}
+			memcpy(item, p, len);
+			item[len] = 0;
+			p += len;
+			if (cnt == cap) {
+				char **bigger = realloc(list, (cap * 2 + 1) * sizeof *list);
+				if (!bigger) {
+					free_paths(list);
+					return "out of memory";
+				}
+				list = bigger;
+				cap *= 2;
+			}
+			if (!(list[cnt] = resolve_path(base_dir, item))) {
+				free_paths(list);
+				return "out of memory";
+			}
+			list[++cnt] = NULL;
+		}
+		free_paths(*(char ***)base);
+		*(char ***)base = list;
+		c->nwatch = (int)cnt;
+		return NULL;
+	}
+	case T_LOG:
+		if (strcmp(v, "auto") == 0)
+			c->log_target = CFG_LOG_AUTO;
+		else if (strcmp(v, "file") == 0)
+			c->log_target = CFG_LOG_FILE;
+		else if (strcmp(v, "stderr") == 0)
+			c->log_target = CFG_LOG_STDERR;
+		else {
+			snprintf(msg, msglen, "\"%s\" is not auto, file or stderr", v);
+			return msg;
+		}
+		return NULL;
 	case T_INT:
 	case T_BYTES:
 		if (parse_number(v, k->type == T_BYTES, &n) < 0) {
@@ -556,6 +636,18 @@ cfg_finish(cfg *c, char *err, size_t errlen)
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;
+	}
+	free(c->metrics_path);
+	c->metrics_path = NULL;
+	if (c->metrics) {
+		size_t n = strlen(c->logs) + strlen(c->metrics) + 2;
+		if (!(c->metrics_path = malloc(n))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		snprintf(c->metrics_path, n, "%s/%s", c->metrics[0] == '/' ? "" : c->logs, c->metrics);
+		if (c->metrics[0] == '/')
+			memmove(c->metrics_path, c->metrics_path + 1, strlen(c->metrics_path));
 	}
 	return 0;
 }

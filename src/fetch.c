@@ -28,17 +28,30 @@
  * host_max_failures attempts all failed is paused for the rest of the run:
  * its URLs fail at once instead of hammering it.
  *
- * File lifecycle.  incoming/<name>.part while streaming; renamed to
- * incoming/<name> only after curl reports success with a 2xx status (curl
+ * File lifecycle.  incoming/.<name>.part while streaming; renamed to
+ * incoming/.<name> only after curl reports success with a 2xx status (curl
  * itself fails a body shorter than its Content-Length); unlinked on a final
  * failure.  A retry appends to the .part with a Range request when the
  * server said it can (Accept-Ranges, no Content-Encoding), guarded by
  * If-Range so a changed file is never stitched onto an old beginning.
+ * Downloads are dot-files so that in incoming/, the hand-off folder of the
+ * daemon, every visible file is an image some other program put there.
+ *
+ * Daemon mode (a watch instead of lists).  The loop never runs dry: it
+ * waits on the inotify descriptor together with curl's sockets.  Each entry
+ * carries a watch ticket that goes back to watch_done() when the URL has
+ * ended: at once when skipped or failed here, through the job's on_end hook
+ * when a worker is done with it.  Workers cannot call into the watch (it is
+ * this thread's), so they leave tickets in a small locked array and wake
+ * the loop; an abandoned transfer's ticket never goes back, so its line is
+ * read again after a restart.
  */
 #include "fetch.h"
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,6 +65,7 @@
 #include "job.h"
 #include "log.h"
 #include "monotime.h"
+#include "spare.h"
 
 #define REASON_LEN 512
 
@@ -86,6 +100,8 @@ typedef struct xfer {
 	char validator[128];    /* ETag or Last-Modified of the first response, for If-Range */
 	struct timespec started;
 	char name[NAME_MAX_OUT];
+	uint64_t ticket;        /* daemon: the watch entry this URL came from */
+	int has_ticket;
 	char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
@@ -106,21 +122,32 @@ struct fetch {
 	int lists_done;
 	int claims_unsynced;    /* names claimed since the registry was last synced */
 	atomic_int stop;
+	watch *w;               /* daemon mode; NULL for a one-shot run */
+	spares *spares;         /* recycled incoming files (see spare.h) */
+	const cfg *_Atomic next_c; /* a reload: adopted at the top of the loop */
+	atomic_long beats;      /* loop iterations, for the watchdog */
+	long long last_save;    /* ms, last watch_save */
+	pthread_mutex_t ended_mu;
+	uint64_t *ended;        /* tickets of jobs the workers finished */
+	size_t nended, capended;
 	long done_ok;
 	unsigned long long rng;
 	struct timespec t0;
 };
 
 fetch *
-fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q, stats *st,
-          char *err, size_t errlen)
+fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done, jobq *q,
+          stats *st, char *err, size_t errlen)
 {
 	fetch *f = calloc(1, sizeof *f);
 
 	if (!f)
 		goto oom;
 	f->c = c;
+	atomic_init(&f->next_c, c);
+	pthread_mutex_init(&f->ended_mu, NULL);
 	f->lists = lists;
+	f->w = w;
 	f->reg = reg;
 	f->done = done;
 	f->q = q;
@@ -128,7 +155,8 @@ fetch_new(const cfg *c, urllist *lists, names *reg, const state *done, jobq *q, 
 	f->read_limit = c->connections * 4;
 	f->max_pending = f->read_limit + c->connections;
 	f->rng = (unsigned long long)mono_ms() * 6364136223846793005ULL ^ (unsigned long long)getpid();
-	if (!(f->pending = calloc((size_t)f->max_pending, sizeof *f->pending)))
+	if (!(f->pending = calloc((size_t)f->max_pending, sizeof *f->pending))
+	    || !(f->spares = spares_new(c->incoming, (int)jobq_capacity(q) + c->connections)))
 		goto oom;
 	if (!(f->multi = curl_multi_init()) || !(f->urlh = curl_url())) {
 		snprintf(err, errlen, "cannot initialise libcurl");
@@ -162,6 +190,9 @@ fetch_free(fetch *f)
 		free(h);
 	}
 	free(f->pending);
+	free(f->ended);
+	pthread_mutex_destroy(&f->ended_mu);
+	spares_free(f->spares);
 	curl_url_cleanup(f->urlh);
 	if (f->multi)
 		curl_multi_cleanup(f->multi);
@@ -181,6 +212,91 @@ fetch_wakeup(void *arg)
 	fetch *f = arg;
 
 	curl_multi_wakeup(f->multi);
+}
+
+void
+fetch_set_config(fetch *f, const cfg *c)
+{
+	atomic_store(&f->next_c, c);
+	curl_multi_wakeup(f->multi);
+}
+
+long
+fetch_heartbeat(fetch *f)
+{
+	long b = atomic_load(&f->beats);
+
+	curl_multi_wakeup(f->multi);   /* so the next call sees a new beat if the loop is alive */
+	return b;
+}
+
+/* --- tickets (daemon) ---------------------------------------------------- */
+
+static watch_ticket
+ticket_unpack(uint64_t v)
+{
+	watch_ticket t = { (uint32_t)(v >> 32), (uint32_t)v };
+
+	return t;
+}
+
+static uint64_t
+ticket_pack(watch_ticket t)
+{
+	return (uint64_t)t.src << 32 | t.seq;
+}
+
+/* A worker finished a job: any thread. */
+static void
+job_ended(void *arg, uint64_t ticket)
+{
+	fetch *f = arg;
+	int ok = 1;
+
+	pthread_mutex_lock(&f->ended_mu);
+	if (f->nended == f->capended) {
+		size_t cap = f->capended ? f->capended * 2 : 64;
+		uint64_t *v = realloc(f->ended, cap * sizeof *v);
+		if (v) {
+			f->ended = v;
+			f->capended = cap;
+		} else {
+			ok = 0;
+		}
+	}
+	if (ok)
+		f->ended[f->nended++] = ticket;
+	pthread_mutex_unlock(&f->ended_mu);
+	if (!ok)    /* the line comes again after a restart; nothing is lost */
+		log_msg(LOG_WARNING, "out of memory noting a finished entry");
+	curl_multi_wakeup(f->multi);
+}
+
+void
+fetch_collect(fetch *f)
+{
+	uint64_t *v;
+	size_t n;
+
+	if (!f || !f->w)
+		return;
+	pthread_mutex_lock(&f->ended_mu);
+	v = f->ended;
+	n = f->nended;
+	f->ended = NULL;
+	f->nended = f->capended = 0;
+	pthread_mutex_unlock(&f->ended_mu);
+	for (size_t i = 0; i < n; i++)
+		watch_done(f->w, ticket_unpack(v[i]));
+	free(v);
+}
+
+static void
+xfer_end_ticket(fetch *f, xfer *x)
+{
+	if (x->has_ticket && f->w)
+		watch_done(f->w, ticket_unpack(x->ticket));
+	x->has_ticket = 0;
 }
 
 /* --- hosts ------------------------------------------------------------- */
@@ -247,6 +363,7 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 		unlink(x->part);
 	log_failure(x->url, reason);
 	stats_fail(f->st, reason);
+	xfer_end_ticket(f, x);
 	host_forget_if_idle(f, x->host);
 	xfer_free(x);
 }
@@ -376,13 +493,13 @@ xfer_new(fetch *f, const char *url)
 	case STATE_NEW:
 		break;
 	}
-	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + 8;
+	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + 9;
 	x->url = strdup(url);
 	x->final = malloc(plen);
 	x->part = malloc(plen);
 	if (!x->url || !x->final || !x->part || !(x->host = host_get(f, hostname)))
 		goto oom;
-	snprintf(x->final, plen, "%s/%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
+	snprintf(x->final, plen, "%s/.%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
 	snprintf(x->part, plen, "%s.part", x->final);
 	goto out;
 oom:
@@ -409,7 +526,9 @@ xfer_start(fetch *f, xfer *x)
 	x->resume_from = resume ? x->bytes : 0;
 	if (!resume)
 		x->bytes = 0;
-	x->fd = open(x->part, O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC), 0644);
+	/* a first attempt takes a recycled file; a retry reuses its own .part */
+	x->fd = x->attempts == 0 ? spares_open(f->spares, x->part)
+	        : open(x->part, O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC), 0644);
 	if (x->fd < 0) {
 		snprintf(reason, sizeof reason, "cannot create %s: %s", x->part, strerror(errno));
 		goto fail;
@@ -687,7 +806,15 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		}
 		/* room is reserved for every transfer in flight (see top), so this
 		 * push only fails when the queue was closed under us */
-		if (!(j = job_new(x->url, x->final, ctype, 1, x->name)) || jobq_push(f->q, j) < 0) {
+		if ((j = job_new(x->url, x->final, ctype, 1, x->name))) {
+			j->recycle = f->spares;
+			if (x->has_ticket) {
+				j->on_end = job_ended;
+				j->end_arg = f;
+				j->ticket = x->ticket;
+			}
+		}
+		if (!j || jobq_push(f->q, j) < 0) {
 			job_free(j);
 			unlink(x->final);
 			snprintf(reason, sizeof reason, "internal error: resize queue unavailable");
@@ -699,6 +826,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		stats_observe(&f->st->download, dt);
 		log_msg(LOG_INFO, "downloaded %s -> %s (%llu bytes, %.2f s, attempt %d)", x->url, x->final,
 		        (unsigned long long)x->bytes, dt, x->attempts);
+		x->has_ticket = 0;      /* the job's now */
 		host_forget_if_idle(f, h);
 		xfer_free(x);
 		return;
@@ -750,14 +878,82 @@ again:
 
 /* --- the loop ----------------------------------------------------------- */
 
-/* The next URL from the lists as an xfer, or NULL when they are exhausted.
- * Unusable lines are recorded and skipped here. */
+/* An image another program put into incoming/ (daemon): straight to the
+ * queue, named after its file like --files does.  0, or -1 when it could
+ * not be queued (recorded, ticket ended). */
+static void
+handoff(fetch *f, const char *path, watch_ticket t)
+{
+	char stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1], uniq[NAME_MAX_OUT], err[256];
+	job *j = NULL;
+	int rc;
+
+	STAT_ADD(f->st, urls, 1);
+	name_from_path(path, stem, ext);
+	/* 1 = the same file name was handed off before in this run: a new
+	 * picture under an old name, made again under the same name */
+	rc = names_claim(f->reg, path, stem, uniq, err, sizeof err);
+	if (rc >= 0 && names_sync(f->reg) < 0) {
+		snprintf(err, sizeof err, "cannot sync the name registry");
+		rc = -1;
+	}
+	if (rc >= 0 && (j = job_new(path, path, NULL, 1, uniq))) {
+		j->on_end = job_ended;
+		j->end_arg = f;
+		j->ticket = ticket_pack(t);
+		if (jobq_push(f->q, j) == 0) {
+			log_msg(LOG_INFO, "handed off %s", path);
+			return;
+		}
+		snprintf(err, sizeof err, "internal error: resize queue unavailable");
+	} else if (rc >= 0) {
+		snprintf(err, sizeof err, "out of memory");
+	}
+	job_free(j);
+	log_failure(path, err);
+	stats_fail(f->st, err);
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_msg(LOG_WARNING, "cannot delete %s: %s", path, strerror(errno));
+	watch_done(f->w, t);
+}
+
+/* The next URL from the lists or the watch as an xfer, or NULL when there
+ * is none now (lists: exhausted).  Unusable lines are recorded and skipped
+ * here, and so are hand-off images (queued directly). */
 static xfer *
 next_from_lists(fetch *f)
 {
 	const char *line, *reason;
+	watch_ticket t;
 	xfer *x;
 
+	while (f->w) {
+		switch (watch_next(f->w, &line, &reason, &t)) {
+		case WATCH_NONE:
+			return NULL;
+		case WATCH_BAD:
+			STAT_ADD(f->st, urls, 1);
+			log_failure(line, reason);
+			stats_fail(f->st, reason);
+			watch_done(f->w, t);
+			continue;
+		case WATCH_IMAGE:
+			handoff(f, line, t);
+			/* it took a queue slot: check for room again */
+			if ((size_t)f->in_flight + jobq_len(f->q) >= jobq_capacity(f->q))
+				return NULL;
+			continue;
+		case WATCH_URL:
+			STAT_ADD(f->st, urls, 1);
+			if ((x = xfer_new(f, line))) {
+				x->ticket = ticket_pack(t);
+				x->has_ticket = 1;
+				return x;
+			}
+			watch_done(f->w, t);       /* skipped or failed at once */
+			continue;
+		}
+	}
 	for (;;) {
 		switch (urllist_next(f->lists, &line, &reason)) {
 		case URLLIST_END:
@@ -890,16 +1086,32 @@ fetch_run(fetch *f)
 		CURLMsg *m;
 		int left;
 
+		struct curl_waitfd wfd = { .fd = f->w ? watch_fd(f->w) : -1, .events = CURL_WAIT_POLLIN };
+
+		atomic_fetch_add(&f->beats, 1);
+		f->c = atomic_load(&f->next_c);
 		if (atomic_load(&f->stop)) {
 			abandon_all(f);
 			break;
 		}
+		if (f->w) {
+			fetch_collect(f);
+			if (mono_ms() - f->last_save >= 1000) {
+				char err[256];
+				if (watch_save(f->w, err, sizeof err) < 0)
+					log_msg(LOG_WARNING, "%s", err);
+				f->last_save = mono_ms();
+			}
+		}
 		wait = start_transfers(f);
-		if (f->in_flight == 0 && f->lists_done && f->npending == 0)
+		if (!f->w && f->in_flight == 0 && f->lists_done && f->npending == 0)
 			break;
-		if (wait < 0 || wait > 1000)
-			wait = 1000;
-		if (curl_multi_poll(f->multi, NULL, 0, (int)wait, NULL) != CURLM_OK
+		/* one-shot: a safety net of a second; daemon: idle means asleep
+		 * (the watch, a worker, a signal or the watchdog wake it) */
+		if (wait < 0 || wait > (f->w ? 60000 : 1000))
+			wait = f->w ? 60000 : 1000;
+		if (curl_multi_poll(f->multi, f->w ? &wfd : NULL, f->w ? 1 : 0, (int)wait, NULL) != CURLM_OK
+		    || (f->w && (wfd.revents & CURL_WAIT_POLLIN) && watch_handle(f->w) < 0)
 		    || curl_multi_perform(f->multi, &running) != CURLM_OK) {
 			log_msg(LOG_ERROR, "libcurl multi loop failed");
 			rc = -1;

@@ -39,9 +39,11 @@
 #include "metrics.h"
 #include "monotime.h"
 #include "name.h"
+#include "notify.h"
 #include "state.h"
 #include "stats.h"
 #include "urllist.h"
+#include "watch.h"
 #include "worker.h"
 
 #define EXIT_PARTIAL 1          /* some URLs or files failed */
@@ -50,7 +52,7 @@
  * thumbnails are gone (about 300,000 URLs of 100 bytes). */
 #define REGISTRY_COMPACT_BYTES (32LL << 20)
 
-static volatile sig_atomic_t signals_seen;
+static volatile sig_atomic_t signals_seen, hup_seen, usr1_seen;
 
 /* The other threads tell main that something ended (the producer, a
  * worker) by writing a byte here, so main sleeps in poll(2) instead of
@@ -70,8 +72,12 @@ wake_main(void)
 static void
 on_signal(int sig)
 {
-	(void)sig;
-	signals_seen++;
+	if (sig == SIGHUP)
+		hup_seen = 1;
+	else if (sig == SIGUSR1)
+		usr1_seen = 1;
+	else
+		signals_seen++;
 }
 
 static void
@@ -80,6 +86,7 @@ usage(FILE *out)
 	fprintf(out,
 "usage: thumbd [-c FILE] [--set SECTION.KEY=VALUE]... LIST...\n"
 "       thumbd [-c FILE] [--set SECTION.KEY=VALUE]... --files IMAGE...\n"
+"       thumbd [-c FILE] [--set ...]... --daemon\n"
 "       thumbd [-c FILE] [--set ...]... --check-config\n"
 "       thumbd --help | --version\n"
 "\n"
@@ -92,6 +99,9 @@ usage(FILE *out)
 "      --files          the arguments are local image files, not URL lists (no network;\n"
 "                       the files are not deleted)\n"
 "      --retry-failed   also try URLs that failed in an earlier run (see failed.tsv)\n"
+"      --daemon         run as a service: follow the [daemon] watch lists and take images\n"
+"                       moved into incoming/; SIGHUP reloads, SIGTERM drains, SIGUSR1\n"
+"                       reopens the log (systemd Type=notify with watchdog)\n"
 "      --check-config   validate the config, print \"configuration OK\" or the errors\n"
 "  -h, --help           this text\n"
 "  -V, --version        version\n"
@@ -116,6 +126,12 @@ typedef struct run {
 	char **files;           /* --files mode */
 	int nfiles;
 	char cwd[4096];
+	watch *w;               /* --daemon */
+	const char *cfgpath;
+	char **sets;
+	int nsets;
+	cfg *retired[64];       /* configs replaced by reloads, freed at exit */
+	int nretired;
 	atomic_int producer_done;
 	atomic_int stop_files;
 	int producer_rc;
@@ -248,6 +264,120 @@ raise_nofile(const cfg *c)
 	}
 }
 
+/* Defaults, the file, the --set overrides, validated.  NULL + err, which
+ * is "file:line: ..." lines when the file was at fault (*in_file set). */
+static cfg *
+load_config(const char *path, char **sets, int nsets, int *in_file, char *err, size_t errlen)
+{
+	cfg *c = cfg_new();
+
+	*in_file = 0;
+	if (!c) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (cfg_load(c, path, err, errlen) < 0) {
+		*in_file = 1;
+		goto fail;
+	}
+	for (int i = 0; i < nsets; i++)
+		if (cfg_set(c, sets[i], err, errlen) < 0)
+			goto fail;
+	if (cfg_finish(c, err, errlen) < 0)
+		goto fail;
+	return c;
+fail:
+	cfg_free(c);
+	return NULL;
+}
+
+#define SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
+
+/*
+ * SIGHUP: read the config again.  Keys the running pipeline is built
+ * around (paths, connections, per_host, workers, watch, log) keep their
+ * old values until a restart, with a warning; every other key applies to
+ * the transfers and jobs that start after the reload.  An invalid file
+ * changes nothing.  The old config is kept until exit: a job may still be
+ * reading it.
+ */
+static void
+reload(run *r, workers *w)
+{
+	char err[CFG_ERRLEN];
+	cfg *n, *o = r->c;
+	int same_watch, in_file;
+
+	notify_reloading();
+	if (!(n = load_config(r->cfgpath, r->sets, r->nsets, &in_file, err, sizeof err))) {
+		log_msg(LOG_ERROR, "reload: keeping the running configuration: %s", err);
+		goto out;
+	}
+	if (r->nretired == (int)(sizeof r->retired / sizeof r->retired[0])) {
+		log_msg(LOG_ERROR, "reload: %d reloads already; restart thumbd to reload again", r->nretired);
+		cfg_free(n);
+		goto out;
+	}
+	same_watch = n->nwatch == o->nwatch;
+	for (int i = 0; same_watch && i < n->nwatch; i++)
+		same_watch = strcmp(n->watch[i], o->watch[i]) == 0;
+#define KEEP(field, name) do { if (n->field != o->field) log_msg(LOG_WARNING, \
+	"reload: %s changed; it takes effect at the next restart", name); n->field = o->field; } while (0)
+#define KEEP_STR(field, name) do { if (strcmp(n->field, o->field) != 0) log_msg(LOG_WARNING, \
+	"reload: %s changed; it takes effect at the next restart", name); SWAP(n->field, o->field); } while (0)
+	KEEP_STR(incoming, "paths.incoming");
+	KEEP_STR(outgoing, "paths.outgoing");
+	KEEP_STR(logs, "paths.logs");
+	KEEP(connections, "download.connections");
+	KEEP(per_host, "download.per_host");
+	KEEP(workers, "resize.workers");
+	KEEP(log_target, "daemon.log");
+#undef KEEP
+#undef KEEP_STR
+	if (!same_watch)
+		log_msg(LOG_WARNING, "reload: daemon.watch changed; it takes effect at the next restart");
+	SWAP(n->watch, o->watch);
+	SWAP(n->nwatch, o->nwatch);
+	/* metrics_path was resolved against the old logs directory */
+	if (cfg_finish(n, err, sizeof err) < 0) {
+		log_msg(LOG_ERROR, "reload: keeping the running configuration: %s", err);
+		cfg_free(n);
+		goto out;
+	}
+	fetch_set_config(r->f, n);
+	workers_set_config(w, n);
+	r->retired[r->nretired++] = o;
+	r->c = n;
+	log_msg(LOG_INFO, "reloaded %s: sizes %d..%d, format %s", r->cfgpath, n->sizes[0],
+	        n->sizes[n->nsizes - 1], n->format == IMG_UNKNOWN ? "source" : img_format_name(n->format));
+out:
+	notify("READY=1\nSTATUS=reloaded");
+}
+
+static void
+write_metrics(run *r, workers *w, double t0, double start_wall)
+{
+	metrics_gauges g = { 0 };
+	long sources = 0, outstanding = 0;
+	char err[512];
+
+	if (!r->c->metrics_path)
+		return;
+	g.queue_depth = (long)jobq_len(r->q);
+	g.workers_busy = w ? workers_busy(w) : 0;
+	g.workers = w ? workers_running(w) : 0;
+	if (r->w) {
+		watch_counts(r->w, &sources, &outstanding);
+		g.daemon = 1;
+		g.lists_watched = sources;
+		g.entries_pending = outstanding;
+		g.uptime = mono_s() - t0;
+		g.start_time = start_wall;
+	}
+	if (metrics_write(r->c->metrics_path, &r->st, &g, err, sizeof err) < 0)
+		log_msg(LOG_WARNING, "%s", err);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -257,18 +387,19 @@ main(int argc, char **argv)
 		{ "files", no_argument, NULL, 'f' },
 		{ "check-config", no_argument, NULL, 'k' },
 		{ "retry-failed", no_argument, NULL, 'r' },
+		{ "daemon", no_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *cfgpath = NULL;
 	char **sets = NULL, err[CFG_ERRLEN];
-	int nsets = 0, files_mode = 0, check = 0, retry_failed = 0, opt, status = EXIT_USAGE, tty;
+	int nsets = 0, files_mode = 0, check = 0, retry_failed = 0, daemon = 0, opt, status = EXIT_USAGE, tty;
 	run r = { 0 };
 	urllist *lists = NULL;
 	workers *w = NULL;
 	pthread_t producer;
-	int producer_started = 0, interrupted = 0;
+	int producer_started = 0, interrupted = 0, in_file;
 	double t0;
 	struct sigaction sa;
 
@@ -278,7 +409,8 @@ main(int argc, char **argv)
 	 * the largest block freed so far (up to 32 MB) and keep such blocks in
 	 * each worker's arena: 175-210 MB peak instead of 140 MB on the
 	 * benchmark corpus, for no speed (bench/NOTES.md). */
-	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	if (!getenv("MALLOC_MMAP_THRESHOLD_"))     /* the user's own tuning wins */
+		mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
 	if (!(sets = calloc((size_t)argc, sizeof *sets))) {
 		fprintf(stderr, "thumbd: out of memory\n");
@@ -291,6 +423,7 @@ main(int argc, char **argv)
 		case 'f': files_mode = 1; break;
 		case 'k': check = 1; break;
 		case 'r': retry_failed = 1; break;
+		case 'D': daemon = 1; break;
 		case 'h': usage(stdout); status = 0; goto out;
 		case 'V': printf("thumbd %s (%s)\n", THUMBD_VERSION, curl_version()); status = 0; goto out;
 		default: usage(stderr); goto out;
@@ -301,23 +434,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}
-	if (!(r.c = cfg_new())) {
-		fprintf(stderr, "thumbd: out of memory\n");
+	if (!(r.c = load_config(cfgpath, sets, nsets, &in_file, err, sizeof err))) {
+		fprintf(stderr, "%s%s\n", in_file ? "" : "thumbd: ", err);
 		goto out;
 	}
-	if (cfg_load(r.c, cfgpath, err, sizeof err) < 0) {
-		fprintf(stderr, "%s\n", err);
-		goto out;
-	}
-	for (int i = 0; i < nsets; i++)
-		if (cfg_set(r.c, sets[i], err, sizeof err) < 0) {
-			fprintf(stderr, "thumbd: %s\n", err);
-			goto out;
-		}
-	if (cfg_finish(r.c, err, sizeof err) < 0) {
-		fprintf(stderr, "thumbd: %s\n", err);
-		goto out;
-	}
+	r.cfgpath = cfgpath;
+	r.sets = sets;
+	r.nsets = nsets;
 	if (check) {
 		if (optind < argc) {
 			fprintf(stderr, "thumbd: --check-config takes no other arguments\n");
@@ -327,19 +450,26 @@ main(int argc, char **argv)
 		status = 0;
 		goto out;
 	}
-	if (optind >= argc) {
+	if (daemon && (files_mode || optind < argc)) {
+		fprintf(stderr, "thumbd: --daemon takes its work from [daemon] watch, not from arguments\n");
+		goto out;
+	}
+	if (!daemon && optind >= argc) {
 		fprintf(stderr, "thumbd: no %s given\n", files_mode ? "image file" : "URL list");
 		usage(stderr);
 		goto out;
 	}
-	if (!files_mode && !(lists = urllist_open(argv + optind, argc - optind, err, sizeof err))) {
+	if (!daemon && !files_mode && !(lists = urllist_open(argv + optind, argc - optind, err, sizeof err))) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
-	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0 || log_open(r.c->logs, err, sizeof err) < 0
+	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0
+	    || log_open_target(r.c->logs, daemon && (r.c->log_target == CFG_LOG_STDERR
+	                       || (r.c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
+	                       ? LOG_TO_STDERR : LOG_TO_FILE, err, sizeof err) < 0
 	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
-	    || !(r.done = state_open(r.c, r.reg, retry_failed, err, sizeof err))
+	    || !(r.done = state_open(r.c, retry_failed, err, sizeof err))
 	    || state_compact_names(r.done, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
@@ -350,6 +480,10 @@ main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	if (daemon) {
+		sigaction(SIGHUP, &sa, NULL);
+		sigaction(SIGUSR1, &sa, NULL);
+	}
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 	/* a file size limit is a write error for the job at hand, not death */
@@ -383,7 +517,17 @@ main(int argc, char **argv)
 		if (!getcwd(r.cwd, sizeof r.cwd))
 			r.cwd[0] = 0;
 	} else {
-		if (!(r.f = fetch_new(r.c, lists, r.reg, r.done, r.q, &r.st, err, sizeof err))) {
+		if (daemon) {
+			char statefile[4200];
+			snprintf(statefile, sizeof statefile, "%s/.thumbd-follow", r.c->incoming);
+			if (!(r.w = watch_new(r.c->watch, r.c->nwatch, r.c->incoming, statefile, err, sizeof err))) {
+				fprintf(stderr, "thumbd: %s\n", err);
+				log_msg(LOG_ERROR, "%s", err);
+				status = EXIT_USAGE;
+				goto drain;
+			}
+		}
+		if (!(r.f = fetch_new(r.c, lists, r.w, r.reg, r.done, r.q, &r.st, err, sizeof err))) {
 			fprintf(stderr, "thumbd: %s\n", err);
 			goto drain;
 		}
@@ -401,17 +545,73 @@ main(int argc, char **argv)
 		goto drain;
 	}
 
-	tty = isatty(STDERR_FILENO);
+	tty = isatty(STDERR_FILENO) && !daemon;
+	if (daemon) {
+		log_msg(LOG_INFO, "daemon ready: watching %d path%s and %s", r.c->nwatch,
+		        r.c->nwatch == 1 ? "" : "s", r.c->incoming);
+		notify("READY=1\nSTATUS=ready");
+	}
+	/* watchdog pings at a quarter of systemd's interval, and only when the
+	 * fetch loop has gone round since the last one (fetch_heartbeat) and
+	 * no worker thread is gone */
+	uint64_t wd_usec = daemon ? notify_watchdog_usec() : 0;
+	long last_beat = -1;
+	long long next_wd = 0, next_metrics = 0, next_status = 0;
+	double start_wall = (double)time(NULL);
 	for (int phase = 0; phase < 2;) {
 		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
 		char drain[64];
+		long long now, tick = tty ? 200 : 1000;
+		if (daemon) {
+			tick = 2000;
+			if (wd_usec && (long long)(wd_usec / 4000) < tick)
+				tick = wd_usec / 4000 > 0 ? (long long)(wd_usec / 4000) : 1;
+			if (r.c->metrics_path && r.c->metrics_interval_ms < tick)
+				tick = r.c->metrics_interval_ms;
+		}
 		/* a signal interrupts the poll (main does not block signals) */
-		poll(&pfd, 1, tty ? 200 : 1000);
+		poll(&pfd, 1, (int)tick);
 		while (read(wake_pipe[0], drain, sizeof drain) > 0)
 			;
+		now = mono_ms();
+		if (daemon && hup_seen && !interrupted) {
+			hup_seen = 0;
+			reload(&r, w);
+		}
+		if (usr1_seen) {
+			usr1_seen = 0;
+			if (log_reopen(err, sizeof err) < 0)
+				log_msg(LOG_ERROR, "%s", err);
+			else
+				log_msg(LOG_INFO, "log file reopened");
+		}
+		if (daemon && wd_usec && now >= next_wd) {
+			long beat = phase == 0 && r.f ? fetch_heartbeat(r.f) : last_beat + 1;
+			if (beat != last_beat && (phase > 0 || workers_running(w) == r.c->workers))
+				notify("WATCHDOG=1");
+			else
+				log_msg(LOG_WARNING, "watchdog: the %s looks stuck; not pinging",
+				        beat == last_beat ? "fetch loop" : "worker pool");
+			last_beat = beat;
+			next_wd = now + (long long)(wd_usec / 4000);
+		}
+		if (daemon && now >= next_status) {
+			notify("STATUS=%s%ld done, %ld failed, %ld in flight, %zu queued, %d busy",
+			       interrupted ? "stopping: " : "", (long)STAT_GET(&r.st, images),
+			       (long)STAT_GET(&r.st, failed), (long)STAT_GET(&r.st, in_flight),
+			       jobq_len(r.q), workers_busy(w));
+			next_status = now + 2000;
+		}
+		if (daemon && now >= next_metrics) {
+			write_metrics(&r, w, t0, start_wall);
+			next_metrics = now + r.c->metrics_interval_ms;
+		}
 		if (signals_seen && !interrupted) {
 			interrupted = 1;
-			log_msg(LOG_WARNING, "interrupted: stopping (signal again to quit at once)");
+			if (daemon)
+				notify("STOPPING=1\nSTATUS=stopping: finishing the images already downloaded");
+			log_msg(LOG_WARNING, "%s: stopping (signal again to quit at once)",
+			        daemon ? "terminating" : "interrupted");
 			if (r.f)
 				fetch_stop(r.f);
 			atomic_store(&r.stop_files, 1);
@@ -440,6 +640,19 @@ drain:
 	}
 	workers_join(w);
 	w = NULL;
+	if (r.w) {
+		/* tickets of the jobs finished while draining, then the offsets */
+		fetch_collect(r.f);
+		if (watch_save(r.w, err, sizeof err) < 0)
+			log_msg(LOG_ERROR, "%s", err);
+	}
+	if (daemon && r.q && status == EXIT_PARTIAL) {
+		write_metrics(&r, NULL, t0, 0);
+		log_msg(LOG_INFO, "daemon stopped: %ld done, %ld failed, %ld left for the next start",
+		        (long)STAT_GET(&r.st, images), (long)STAT_GET(&r.st, failed),
+		        (long)STAT_GET(&r.st, abandoned));
+		status = r.producer_rc ? EXIT_PARTIAL : 0;
+	}
 	if (status == EXIT_PARTIAL && r.q) {
 		long failed = (long)STAT_GET(&r.st, failed);
 		if (isatty(STDERR_FILENO))
@@ -467,6 +680,9 @@ drain:
 	}
 out:
 	fetch_free(r.f);
+	watch_free(r.w);
+	for (int i = 0; i < r.nretired; i++)
+		cfg_free(r.retired[i]);
 	jobq_free(r.q);
 	state_close(r.done);
 	names_close(r.reg);

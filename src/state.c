@@ -78,7 +78,7 @@ has_suffix(const char *s, const char *suffix)
  * worker finished (ours: its stem is in the registry; files other programs
  * put there are left alone), outgoing/.<name>.tmp. */
 static void
-clear_leftovers(const cfg *c, const names *reg)
+clear_leftovers(const cfg *c)
 {
 	const char *dirs[2] = { c->incoming, c->outgoing };
 
@@ -88,21 +88,16 @@ clear_leftovers(const cfg *c, const names *reg)
 		if (!d)
 			continue;
 		while ((e = readdir(d))) {
-			char path[4096], stem[NAME_MAX_OUT];
-			const char *dot;
+			char path[4096];
 			int ours;
+			/* downloads are dot-files (.<name>.part, .<name>); every
+			 * other file in incoming/ belongs to whoever put it there
+			 * (the daemon's hand-off), and .thumbd-* is our state */
 			if (i == 1)
 				ours = e->d_name[0] == '.' && has_suffix(e->d_name, ".tmp");
-			else if (e->d_name[0] == '.')
-				ours = 0;
-			else if (has_suffix(e->d_name, ".part"))
-				ours = 1;
-			else {
-				dot = strrchr(e->d_name, '.');
-				snprintf(stem, sizeof stem, "%.*s", dot && dot != e->d_name
-				         ? (int)(dot - e->d_name) : (int)strlen(e->d_name), e->d_name);
-				ours = names_owned(reg, stem) || names_owned(reg, e->d_name);
-			}
+			else
+				ours = e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")
+				       && strncmp(e->d_name, ".thumbd-", 8) != 0;
 			if (!ours)
 				continue;
 			snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);
@@ -114,7 +109,7 @@ clear_leftovers(const cfg *c, const names *reg)
 }
 
 state *
-state_open(const cfg *c, const names *reg, int retry_failed, char *err, size_t errlen)
+state_open(const cfg *c, int retry_failed, char *err, size_t errlen)
 {
 	state *s = calloc(1, sizeof *s);
 	char path[4096];
@@ -130,7 +125,7 @@ state_open(const cfg *c, const names *reg, int retry_failed, char *err, size_t e
 		state_close(s);
 		return NULL;
 	}
-	clear_leftovers(c, reg);
+	clear_leftovers(c);
 	return s;
 }
 

@@ -13,17 +13,20 @@
  */
 #include "worker.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "job.h"
 #include "log.h"
 #include "monotime.h"
+#include "spare.h"
 #include "thumb.h"
 
 typedef struct wctx {
@@ -33,7 +36,7 @@ typedef struct wctx {
 } wctx;
 
 struct workers {
-	const cfg *c;
+	const cfg *_Atomic c;     /* swapped by a reload; read once per job */
 	jobq *q;
 	stats *st;
 	int n;
@@ -61,7 +64,7 @@ worker_main(void *arg)
 
 		atomic_fetch_add(&p->busy, 1);
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		n = thumb_make(p->c, j, err, sizeof err);
+		n = thumb_make(atomic_load(&p->c), j, err, sizeof err);
 		dt = mono_since(&t);
 		if (n >= 0) {
 			stats_observe(&p->st->resize, dt);
@@ -73,8 +76,10 @@ worker_main(void *arg)
 			stats_fail(p->st, err);
 			log_failure(j->url, err);
 		}
-		if (j->owned && unlink(j->src) < 0)
-			log_msg(LOG_WARNING, "cannot delete %s", j->src);
+		if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
+			log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
+		if (j->on_end)
+			j->on_end(j->end_arg, j->ticket);
 		job_free(j);
 		atomic_fetch_sub(&p->busy, 1);
 	}
@@ -96,7 +101,7 @@ workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void), ch
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	p->c = c;
+	atomic_init(&p->c, c);
 	p->q = q;
 	p->st = st;
 	p->on_exit = on_exit;
@@ -124,6 +129,12 @@ workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void), ch
 	if (p->n < n)
 		log_msg(LOG_WARNING, "started %d of %d resize threads", p->n, n);
 	return p;
+}
+
+void
+workers_set_config(workers *p, const cfg *c)
+{
+	atomic_store(&p->c, c);
 }
 
 void

@@ -121,8 +121,8 @@ main(void)
 	put("out", "torn_200.jpg", "\xff\xd8\xff\xe0 cut short by a power failure");
 	put("out", "half_32.png", "x");         /* killed before the other widths */
 	put("out", ".half_64.png.tmp", "x");
-	put("in", "half.jpg.part", "x");
-	put("in", "stale.png", "x");            /* downloaded, never resized */
+	put("in", ".half.jpg.part", "x");
+	put("in", ".stale.png", "x");           /* downloaded, never resized */
 	put("in", "foreign.jpg", "x");          /* put there by another program */
 	put("logs", "failed.tsv",
 	    "2026-01-01T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
@@ -131,7 +131,7 @@ main(void)
 
 	reg = names_open(c->incoming, err, sizeof err);
 	CHECK(reg != NULL);
-	s = state_open(c, reg, 0, err, sizeof err);
+	s = state_open(c, 0, err, sizeof err);
 	CHECK(s != NULL);
 	if (!s || !reg)
 		return CHECK_DONE();
@@ -142,9 +142,9 @@ main(void)
 	CHECK_INT(state_lookup(s, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
 	CHECK_INT(state_lookup(s, "http://h/new.jpg", "new"), STATE_NEW);
 	/* leftovers of the killed run are gone, other programs' files stay */
-	CHECK_INT(exists("in", "half.jpg.part"), 0);
+	CHECK_INT(exists("in", ".half.jpg.part"), 0);
 	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
-	CHECK_INT(exists("in", "stale.png"), 0);
+	CHECK_INT(exists("in", ".stale.png"), 0);
 	CHECK_INT(exists("in", "foreign.jpg"), 1);
 	CHECK_INT(exists("out", "half_32.png"), 1);
 	CHECK_INT(exists("in", ".thumbd-names"), 1);
@@ -183,7 +183,7 @@ main(void)
 	state_close(s);
 
 	/* --retry-failed forgets the failures */
-	s = state_open(c, reg, 1, err, sizeof err);
+	s = state_open(c, 1, err, sizeof err);
 	CHECK(s != NULL);
 	if (s)
 		CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_NEW);

@@ -1,0 +1,34 @@
+/*
+ * spare: recycled download files.  A finished download in incoming/ is not
+ * unlinked but emptied and renamed to incoming/.spare-N, and the next
+ * download is that file renamed to its .part name: files keep their
+ * inodes instead of one being freed and another allocated per image.
+ *
+ * Why: ext4 will not hand out an inode freed in the last seconds (minutes,
+ * while its inode table block is dirty), and scans past every such inode
+ * on each new file.  A run that frees one inode per image made every later
+ * create in the directory pay for all of them: about a quarter of the CPU
+ * of 2,000 small downloads went to ext4's recently_deleted() (bench/NOTES.md).
+ *
+ * Thread-safe: the fetch thread takes files, the workers give them back.
+ */
+#ifndef THUMBD_SPARE_H
+#define THUMBD_SPARE_H
+
+typedef struct spares spares;
+
+/* Up to cap spare files in dir.  NULL when out of memory. */
+spares *spares_new(const char *dir, int cap);
+/* Deletes the spare files it holds; accepts NULL. */
+void spares_free(spares *s);
+
+/* A writable, empty file at path (which must not exist): a spare renamed
+ * there, or a new one.  Returns the descriptor (O_CLOEXEC), or -1 with errno. */
+int spares_open(spares *s, const char *path);
+
+/* path (a finished download) is no longer needed: empty it and keep it as
+ * a spare, or unlink it when the pool is full.  0, or -1 with errno (path
+ * may then still exist). */
+int spares_put(spares *s, const char *path);
+
+#endif
