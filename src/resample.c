@@ -378,6 +378,7 @@ static void hfilter2(const int16_t *restrict in, const axis *ax, int32_t *restri
 	hfilter_n(in, ax, 2, out);
 }
 
+#if !defined(__SSE2__) || defined(RESAMPLE_PORTABLE)
 static void hfilter3(const int16_t *restrict in, const axis *ax, int32_t *restrict out)
 {
 	hfilter_n(in, ax, 3, out);
@@ -387,14 +388,55 @@ static void hfilter4(const int16_t *restrict in, const axis *ax, int32_t *restri
 {
 	hfilter_n(in, ax, 4, out);
 }
+#endif
+
+#if defined(__SSE2__) && !defined(RESAMPLE_PORTABLE)
+/*
+ * RGB and RGBA on SSE2: two taps per pmaddwd.  Pixels k and k+1 are loaded
+ * as four samples each and interleaved sample by sample, so one multiply-add
+ * against the weight pair gives the four channel sums of both taps (with
+ * RGB the fourth lane is the next pixel's red, and is dropped).  An odd
+ * count's last pair has weight 0 for its second tap (axis strides are
+ * even), which may lie past the row: row buffers carry HPAD zeroed samples.
+ * Same integer sums as hfilter_n, so the same output bit for bit.
+ */
+static void hfilter_simd(const int16_t *restrict in, const axis *ax, int ch, int32_t *restrict out)
+{
+	const int16_t *w = ax->w;
+	for (int i = 0; i < ax->n_out; i++, w += ax->stride, out += ch) {
+		const int16_t *p = in + (size_t)ax->start[i] * (size_t)ch;
+		int n = ax->count[i];
+		__m128i acc = _mm_setzero_si128();
+		int32_t r[4];
+		for (int k = 0; k < n; k += 2, p += 2 * ch) {
+			__m128i a = _mm_loadl_epi64((const __m128i *)p);
+			__m128i b = _mm_loadl_epi64((const __m128i *)(p + ch));
+			acc = _mm_add_epi32(acc, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), pair_weight(w + k)));
+		}
+		_mm_storeu_si128((__m128i *)r, acc);
+		out[0] = r[0];
+		out[1] = r[1];
+		out[2] = r[2];
+		if (ch == 4)
+			out[3] = r[3];
+	}
+}
+#define HPAD 8
+#else
+#define HPAD 0
+#endif
 
 static void hfilter(const int16_t *restrict in, const axis *ax, int ch, int32_t *restrict out)
 {
 	switch (ch) {
 	case 1: hfilter1(in, ax, out); break;
 	case 2: hfilter2(in, ax, out); break;
+#if defined(__SSE2__) && !defined(RESAMPLE_PORTABLE)
+	default: hfilter_simd(in, ax, ch, out); break;
+#else
 	case 3: hfilter3(in, ax, out); break;
 	default: hfilter4(in, ax, out); break;
+#endif
 	}
 }
 
@@ -606,7 +648,7 @@ int resample_resize(const img *src, img *dst, int dst_w, int dst_h)
 		goto out;
 	if (!direct && !(ring = malloc(ringn * sizeof *ring)))
 		goto out;
-	row16 = malloc(sw * sizeof *row16);
+	row16 = calloc(sw + HPAD, sizeof *row16);     /* HPAD: see hfilter_simd */
 	vacc = malloc(ringw * sizeof *vacc);
 	hacc = malloc(dw * sizeof *hacc);
 	rows8 = malloc(((size_t)R + 1) * sizeof *rows8);
