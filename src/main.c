@@ -557,6 +557,7 @@ main(int argc, char **argv)
 	uint64_t wd_usec = daemon ? notify_watchdog_usec() : 0;
 	long last_beat = -1;
 	long long next_wd = 0, next_metrics = 0, next_status = 0;
+	char last_status[200] = "";
 	double start_wall = (double)time(NULL);
 	for (int phase = 0; phase < 2;) {
 		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
@@ -596,10 +597,14 @@ main(int argc, char **argv)
 			next_wd = now + (long long)(wd_usec / 4000);
 		}
 		if (daemon && now >= next_status) {
-			notify("STATUS=%s%ld done, %ld failed, %ld in flight, %zu queued, %d busy",
-			       interrupted ? "stopping: " : "", (long)STAT_GET(&r.st, images),
-			       (long)STAT_GET(&r.st, failed), (long)STAT_GET(&r.st, in_flight),
-			       jobq_len(r.q), workers_busy(w));
+			char st[200];
+			snprintf(st, sizeof st, "STATUS=%s%ld done, %ld failed, %ld in flight, %zu queued, %d busy",
+			         interrupted ? "stopping: " : "", (long)STAT_GET(&r.st, images),
+			         (long)STAT_GET(&r.st, failed), (long)STAT_GET(&r.st, in_flight),
+			         jobq_len(r.q), workers_busy(w));
+			if (strcmp(st, last_status) != 0)       /* idle: nothing to say */
+				notify("%s", st);
+			snprintf(last_status, sizeof last_status, "%s", st);
 			next_status = now + 2000;
 		}
 		if (daemon && now >= next_metrics) {
