@@ -50,6 +50,10 @@ void fetch_set_config(fetch *f, const cfg *c);
  * loop shows a new count by the next call (the watchdog's health check). */
 long fetch_heartbeat(fetch *f);
 
+/* From any thread: the watch's counts (watch_counts) as of the loop's
+ * last round; the watch itself is the fetch thread's alone. */
+void fetch_watch_counts(fetch *f, long *sources, long *outstanding);
+
 /* Daemon: hand the tickets of jobs the workers finished to the watch.  The
  * loop does it itself; call it once more after the workers have exited. */
 void fetch_collect(fetch *f);

@@ -126,6 +126,7 @@ struct fetch {
 	spares *spares;         /* recycled incoming files (see spare.h) */
 	const cfg *_Atomic next_c; /* a reload: adopted at the top of the loop */
 	atomic_long beats;      /* loop iterations, for the watchdog */
+	atomic_long w_sources, w_outstanding; /* watch_counts, published for main */
 	long long last_save;    /* ms, last watch_save */
 	pthread_mutex_t ended_mu;
 	uint64_t *ended;        /* tickets of jobs the workers finished */
@@ -219,6 +220,13 @@ fetch_set_config(fetch *f, const cfg *c)
 {
 	atomic_store(&f->next_c, c);
 	curl_multi_wakeup(f->multi);
+}
+
+void
+fetch_watch_counts(fetch *f, long *sources, long *outstanding)
+{
+	*sources = atomic_load(&f->w_sources);
+	*outstanding = atomic_load(&f->w_outstanding);
 }
 
 long
@@ -1095,7 +1103,11 @@ fetch_run(fetch *f)
 			break;
 		}
 		if (f->w) {
+			long a, b;
 			fetch_collect(f);
+			watch_counts(f->w, &a, &b);
+			atomic_store(&f->w_sources, a);
+			atomic_store(&f->w_outstanding, b);
 			if (mono_ms() - f->last_save >= 1000) {
 				char err[256];
 				if (watch_save(f->w, err, sizeof err) < 0)

@@ -291,7 +291,21 @@ fail:
 	return NULL;
 }
 
-#define SWAP(a, b) do { __typeof__(a) t_ = (a); (a) = (b); (b) = t_; } while (0)
+/* A restart-only string key: the running value wins (copied, since the old
+ * config is read by other threads and must not change).  0 / -1. */
+static int
+keep_str(char **now, const char *running, const char *name)
+{
+	char *k;
+
+	if (strcmp(*now, running) != 0)
+		log_msg(LOG_WARNING, "reload: %s changed; it takes effect at the next restart", name);
+	if (!(k = strdup(running)))
+		return -1;
+	free(*now);
+	*now = k;
+	return 0;
+}
 
 /*
  * SIGHUP: read the config again.  Keys the running pipeline is built
@@ -323,8 +337,7 @@ reload(run *r, workers *w)
 		same_watch = strcmp(n->watch[i], o->watch[i]) == 0;
 #define KEEP(field, name) do { if (n->field != o->field) log_msg(LOG_WARNING, \
 	"reload: %s changed; it takes effect at the next restart", name); n->field = o->field; } while (0)
-#define KEEP_STR(field, name) do { if (strcmp(n->field, o->field) != 0) log_msg(LOG_WARNING, \
-	"reload: %s changed; it takes effect at the next restart", name); SWAP(n->field, o->field); } while (0)
+#define KEEP_STR(field, name) do { if (keep_str(&n->field, o->field, name) < 0) goto oom; } while (0)
 	KEEP_STR(incoming, "paths.incoming");
 	KEEP_STR(outgoing, "paths.outgoing");
 	KEEP_STR(logs, "paths.logs");
@@ -334,10 +347,9 @@ reload(run *r, workers *w)
 	KEEP(log_target, "daemon.log");
 #undef KEEP
 #undef KEEP_STR
+	/* the old config is read by other threads: copied from, never changed */
 	if (!same_watch)
 		log_msg(LOG_WARNING, "reload: daemon.watch changed; it takes effect at the next restart");
-	SWAP(n->watch, o->watch);
-	SWAP(n->nwatch, o->nwatch);
 	/* metrics_path was resolved against the old logs directory */
 	if (cfg_finish(n, err, sizeof err) < 0) {
 		log_msg(LOG_ERROR, "reload: keeping the running configuration: %s", err);
@@ -350,6 +362,10 @@ reload(run *r, workers *w)
 	r->c = n;
 	log_msg(LOG_INFO, "reloaded %s: sizes %d..%d, format %s", r->cfgpath, n->sizes[0],
 	        n->sizes[n->nsizes - 1], n->format == IMG_UNKNOWN ? "source" : img_format_name(n->format));
+	goto out;
+oom:
+	log_msg(LOG_ERROR, "reload: out of memory; keeping the running configuration");
+	cfg_free(n);
 out:
 	notify("READY=1\nSTATUS=reloaded");
 }
@@ -366,8 +382,8 @@ write_metrics(run *r, workers *w, double t0, double start_wall)
 	g.queue_depth = (long)jobq_len(r->q);
 	g.workers_busy = w ? workers_busy(w) : 0;
 	g.workers = w ? workers_running(w) : 0;
-	if (r->w) {
-		watch_counts(r->w, &sources, &outstanding);
+	if (r->w && r->f) {
+		fetch_watch_counts(r->f, &sources, &outstanding);
 		g.daemon = 1;
 		g.lists_watched = sources;
 		g.entries_pending = outstanding;
