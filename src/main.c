@@ -420,13 +420,14 @@ main(int argc, char **argv)
 	struct sigaction sa;
 
 #ifdef __GLIBC__
-	/* Decoder buffers of a megabyte or more come from mmap and go back to
+	/* Decoder buffers of 2 MB or more come from mmap and go back to
 	 * the system when freed.  glibc would otherwise raise its threshold to
 	 * the largest block freed so far (up to 32 MB) and keep such blocks in
 	 * each worker's arena: 175-210 MB peak instead of 140 MB on the
-	 * benchmark corpus, for no speed (bench/NOTES.md). */
+	 * benchmark corpus, for no speed.  Not lower: an 800x450 decode (1 MB)
+	 * would then be mapped and faulted in afresh for every small image. */
 	if (!getenv("MALLOC_MMAP_THRESHOLD_"))     /* the user's own tuning wins */
-		mallopt(M_MMAP_THRESHOLD, 1 << 20);
+		mallopt(M_MMAP_THRESHOLD, 2 << 20);
 #endif
 	if (!(sets = calloc((size_t)argc, sizeof *sets))) {
 		fprintf(stderr, "thumbd: out of memory\n");
