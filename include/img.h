@@ -43,8 +43,9 @@ typedef struct img_decode_opts {
 	                           EXIF orientation) stays >= min_width; 0 = always full size */
 	/* Called at most once, after the header is read and before the big
 	 * buffers exist, with the bytes the decoder is about to hold; may block
-	 * (a memory budget shared by the workers).  NULL = no budget. */
-	void (*reserve)(void *arg, uint64_t bytes);
+	 * (a memory budget shared by the workers).  Non-zero: give up, the
+	 * decode fails with "deferred".  NULL = no budget. */
+	int (*reserve)(void *arg, uint64_t bytes);
 	void *reserve_arg;
 } img_decode_opts;
 

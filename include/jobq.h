@@ -23,6 +23,8 @@ int jobq_push(jobq *q, void *item);
 int jobq_push_wait(jobq *q, void *item);
 /* Next item, waiting for one; NULL once the queue is closed and empty. */
 void *jobq_pop(jobq *q);
+/* Next item if there is one now, else NULL. */
+void *jobq_trypop(jobq *q);
 /* No more pushes; poppers drain what is left, then get NULL. */
 void jobq_close(jobq *q);
 

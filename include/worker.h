@@ -27,5 +27,8 @@ void workers_join(workers *w);
 int workers_busy(workers *w);
 /* Threads that have not left yet. */
 int workers_running(workers *w);
+/* Seconds the longest job in progress has been running (0 when all idle):
+ * the daemon's watchdog stops pinging when a worker looks stuck. */
+double workers_longest_job(workers *w);
 
 #endif

@@ -101,7 +101,7 @@ cfg_new(void)
 	c->host_delay_ms = 0;
 	c->host_max_failures = 10;
 	c->workers = 0;
-	c->decode_memory = 256ULL << 20;
+	c->decode_memory = 128ULL << 20;
 	c->sizes[0] = 32;
 	c->sizes[1] = 64;
 	c->sizes[2] = 200;

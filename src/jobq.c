@@ -79,15 +79,15 @@ jobq_push_wait(jobq *q, void *item)
 	return push(q, item, 1);
 }
 
-void *
-jobq_pop(jobq *q)
+static void *
+pop(jobq *q, int wait)
 {
 	void *item = NULL;
 	void (*hook)(void *);
 	void *arg;
 
 	pthread_mutex_lock(&q->mu);
-	while (q->len == 0 && !q->closed)
+	while (wait && q->len == 0 && !q->closed)
 		pthread_cond_wait(&q->nonempty, &q->mu);
 	if (q->len > 0) {
 		item = q->ring[q->head];
@@ -101,6 +101,18 @@ jobq_pop(jobq *q)
 	if (item && hook)
 		hook(arg);
 	return item;
+}
+
+void *
+jobq_pop(jobq *q)
+{
+	return pop(q, 1);
+}
+
+void *
+jobq_trypop(jobq *q)
+{
+	return pop(q, 0);
 }
 
 void

@@ -267,8 +267,10 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	}
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
-	if (o->reserve)
-		o->reserve(o->reserve_arg, jdec_footprint(ci, channels));
+	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(ci, channels)) != 0) {
+		snprintf(err, errlen, "deferred");
+		return -1;
+	}
 
 	jpeg_start_decompress(ci);
 	if (ci->output_components != (cmyk ? 4 : channels)) {

@@ -48,6 +48,10 @@
 
 #define EXIT_PARTIAL 1          /* some URLs or files failed */
 #define EXIT_USAGE 2            /* usage or config error: nothing started */
+/* A job running this long is stuck, not slow: the largest image max_pixels
+ * allows decodes in seconds.  The daemon then stops its watchdog pings, so
+ * systemd restarts it (the job's URL is done again after the restart). */
+#define STUCK_JOB_S 300.0
 /* Past this size the names registry sheds the names of URLs whose
  * thumbnails are gone (about 300,000 URLs of 100 bytes). */
 #define REGISTRY_COMPACT_BYTES (32LL << 20)
@@ -605,11 +609,15 @@ main(int argc, char **argv)
 		}
 		if (daemon && wd_usec && now >= next_wd) {
 			long beat = phase == 0 && r.f ? fetch_heartbeat(r.f) : last_beat + 1;
-			if (beat != last_beat && (phase > 0 || workers_running(w) == r.c->workers))
+			double longest = workers_longest_job(w);
+			if (beat != last_beat && (phase > 0 || workers_running(w) == r.c->workers)
+			    && longest < STUCK_JOB_S)
 				notify("WATCHDOG=1");
 			else
-				log_msg(LOG_WARNING, "watchdog: the %s looks stuck; not pinging",
-				        beat == last_beat ? "fetch loop" : "worker pool");
+				log_msg(LOG_WARNING, "watchdog: %s; not pinging",
+				        beat == last_beat ? "the fetch loop does not answer"
+				        : longest >= STUCK_JOB_S ? "a resize job has run for 5 minutes"
+				        : "a worker thread is gone");
 			last_beat = beat;
 			next_wd = now + (long long)(wd_usec / 4000);
 		}

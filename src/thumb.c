@@ -73,21 +73,41 @@ static uint64_t budget_used;
 
 typedef struct reservation {
 	uint64_t limit, held;
+	uint64_t *defer;        /* non-NULL: give up instead of waiting, say how much */
+	int deferred;
 } reservation;
 
-static void
+static int
 budget_reserve(void *arg, uint64_t bytes)
 {
 	reservation *r = arg;
 
 	if (!r->limit || r->held)
-		return;
+		return 0;
 	pthread_mutex_lock(&budget_mu);
+	if (r->defer && budget_used > 0 && budget_used + bytes > r->limit) {
+		pthread_mutex_unlock(&budget_mu);
+		*r->defer = bytes;
+		r->deferred = 1;
+		return -1;
+	}
 	while (budget_used > 0 && budget_used + bytes > r->limit)
 		pthread_cond_wait(&budget_cv, &budget_mu);
 	budget_used += bytes;
 	r->held = bytes;
 	pthread_mutex_unlock(&budget_mu);
+	return 0;
+}
+
+int
+thumb_budget_fits(const cfg *c, uint64_t bytes)
+{
+	int fits;
+
+	pthread_mutex_lock(&budget_mu);
+	fits = !c->decode_memory || budget_used == 0 || budget_used + bytes <= c->decode_memory;
+	pthread_mutex_unlock(&budget_mu);
+	return fits;
 }
 
 static void
@@ -103,9 +123,9 @@ budget_release(reservation *r)
 }
 
 int
-thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
+thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen)
 {
-	reservation mem = { .limit = c->decode_memory };
+	reservation mem = { .limit = c->decode_memory, .defer = defer };
 	img_decode_opts dopt = { .max_pixels = c->max_pixels, .reserve = budget_reserve, .reserve_arg = &mem };
 	img_encode_opts eopt = { c->jpeg_quality, c->webp_quality, c->png_level };
 	img src = { 0 }, shown = { 0 }, res[CFG_MAX_SIZES] = { { 0 } };
@@ -129,6 +149,8 @@ thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 	dopt.min_width = THUMB_DECODE_MARGIN * maxw;
 	if (img_decode(buf, len, &dopt, &src, &meta, err, errlen) < 0) {
 		budget_release(&mem);
+		if (mem.deferred)
+			rc = THUMB_DEFERRED;
 		goto out;
 	}
 	budget_release(&mem);
@@ -191,7 +213,7 @@ thumb_make(const cfg *c, const job *j, char *err, size_t errlen)
 	}
 	rc = written;
 out:
-	if (rc < 0)     /* all or nothing: a failed job leaves no thumbnails behind */
+	if (rc == -1)   /* all or nothing: a failed job leaves no thumbnails behind */
 		for (int i = 0; i < written; i++) {
 			char path[4096 + NAME_MAX_OUT + 32];
 			snprintf(path, sizeof path, "%s/%s", c->outgoing, outs[i]);

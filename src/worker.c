@@ -33,6 +33,7 @@ typedef struct wctx {
 	workers *pool;
 	pthread_t tid;
 	int id;
+	atomic_llong job_since;  /* mono_ms() when the current job started, 0 when idle */
 } wctx;
 
 struct workers {
@@ -47,26 +48,59 @@ struct workers {
 	wctx *threads;
 };
 
+/*
+ * The next job: the one put aside for memory (see thumb_make's defer) as
+ * soon as the decode budget has room for it, else a queued one, else the
+ * one put aside after all (the queue is empty: waiting costs nothing).
+ * *must_wait tells thumb_make not to put this one aside again.
+ */
+static job *
+next_job(workers *p, job **aside, uint64_t aside_bytes, int *must_wait)
+{
+	job *j;
+
+	*must_wait = 0;
+	if (!*aside)
+		return jobq_pop(p->q);
+	if (!thumb_budget_fits(atomic_load(&p->c), aside_bytes) && (j = jobq_trypop(p->q))) {
+		*must_wait = 1;         /* one aside at a time */
+		return j;
+	}
+	j = *aside;
+	*aside = NULL;
+	*must_wait = 1;
+	return j;
+}
+
 static void *
 worker_main(void *arg)
 {
 	wctx *w = arg;
 	workers *p = w->pool;
 	char name[24], err[512];
-	job *j;
+	job *j, *aside = NULL;
+	uint64_t aside_bytes = 0;
+	int must_wait;
 
 	snprintf(name, sizeof name, "worker-%d", w->id);
 	log_thread_name(name);
-	while ((j = jobq_pop(p->q))) {
+	while ((j = next_job(p, &aside, aside_bytes, &must_wait))) {
 		struct timespec t;
 		double dt;
 		int n;
 
 		atomic_fetch_add(&p->busy, 1);
+		atomic_store(&w->job_since, mono_ms());
 		clock_gettime(CLOCK_MONOTONIC, &t);
-		n = thumb_make(atomic_load(&p->c), j, err, sizeof err);
+		/* a big decode that does not fit beside the others' is put aside
+		 * (once) while this worker does the next job instead of idling */
+		n = thumb_make(atomic_load(&p->c), j, must_wait ? NULL : &aside_bytes, err, sizeof err);
 		dt = mono_since(&t);
-		if (n >= 0) {
+		if (n == THUMB_DEFERRED) {
+			log_msg(LOG_INFO, "%s: its decode needs %.0f MB, more than resize.decode_memory leaves "
+			        "now; doing other images first", j->url, (double)aside_bytes / 1e6);
+			aside = j;
+		} else if (n >= 0) {
 			stats_observe(&p->st->resize, dt);
 			STAT_ADD(p->st, images, 1);
 			STAT_ADD(p->st, thumbnails, n);
@@ -76,11 +110,14 @@ worker_main(void *arg)
 			stats_fail(p->st, err);
 			log_failure(j->url, err);
 		}
-		if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
-			log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
-		if (j->on_end)
-			j->on_end(j->end_arg, j->ticket);
-		job_free(j);
+		if (n != THUMB_DEFERRED) {
+			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
+				log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
+			if (j->on_end)
+				j->on_end(j->end_arg, j->ticket);
+			job_free(j);
+		}
+		atomic_store(&w->job_since, 0);
 		atomic_fetch_sub(&p->busy, 1);
 	}
 	atomic_fetch_sub(&p->running, 1);
@@ -160,4 +197,17 @@ int
 workers_running(workers *p)
 {
 	return atomic_load(&p->running);
+}
+
+double
+workers_longest_job(workers *p)
+{
+	long long now = mono_ms(), oldest = now;
+
+	for (int i = 0; i < p->n; i++) {
+		long long t = atomic_load(&p->threads[i].job_since);
+		if (t && t < oldest)
+			oldest = t;
+	}
+	return (double)(now - oldest) / 1000.0;
 }

@@ -98,7 +98,7 @@ main(void)
 
 	/* every width, format of the source, file kept (thumb never deletes) */
 	j = job_new("http://h/src.png", src, "image/png", 1, "src");
-	CHECK_INT(thumb_make(c, j, err, sizeof err), 3);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), 3);
 	check_output(c, "src_32.png", IMG_PNG, 32, 11);
 	check_output(c, "src_64.png", IMG_PNG, 64, 21);
 	check_output(c, "src_200.png", IMG_PNG, 200, 67);
@@ -107,7 +107,7 @@ main(void)
 
 	/* format override */
 	c->format = IMG_WEBP;
-	CHECK_INT(thumb_make(c, j, err, sizeof err), 3);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), 3);
 	check_output(c, "src_200.webp", IMG_WEBP, 200, 67);
 	job_free(j);
 
@@ -120,7 +120,7 @@ main(void)
 	c->sizes[1] = 100;
 	c->nsizes = 2;
 	j = job_new("http://h/tall.png", src, NULL, 1, "tall");
-	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "WebP") != NULL);
 	CHECK_INT(count_files(out), 6);         /* only the earlier six */
 	job_free(j);
@@ -129,17 +129,17 @@ main(void)
 	CHECK_INT(fsu_write_atomic(dir, "page.jpg", "<html>nope</html>", 17, err, sizeof err), 0);
 	snprintf(src, sizeof src, "%s/page.jpg", dir);
 	j = job_new("http://h/page.jpg", src, "text/html; charset=utf-8", 1, "page");
-	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK_STR(err, "not an image (text/html)");
 	job_free(j);
 	j = job_new("http://h/page.jpg", src, NULL, 1, "page");
-	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK_STR(err, "not an image (unrecognised data)");
 	job_free(j);
 
 	/* a missing source names the file */
 	j = job_new("/nonexistent.png", "/nonexistent.png", NULL, 0, "x");
-	CHECK_INT(thumb_make(c, j, err, sizeof err), -1);
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "/nonexistent.png") != NULL);
 	job_free(j);
 
