@@ -25,12 +25,11 @@
  */
 #include "metrics.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "fsutil.h"
 
 /* --- failure classes ----------------------------------------------------- */
 
@@ -287,58 +286,31 @@ render(outbuf *o, const stats *st, const metrics_gauges *g)
 int
 metrics_write(const char *path, const stats *st, const metrics_gauges *g, char *err, size_t errlen)
 {
-	char text[16384], tmp[4096];
+	char text[16384], dir[4096];
 	outbuf o = { text, 0, sizeof text, 0 };
 	const char *base = strrchr(path, '/');
-	size_t off = 0;
-	int fd = -1, rc = -1;
 
 	base = base ? base + 1 : path;
 	if (!*base) {
 		snprintf(err, errlen, "metrics file %s: not a file name", path);
 		return -1;
 	}
-	if (snprintf(tmp, sizeof tmp, "%.*s.%s.tmp", (int)(base - path), path, base) >= (int)sizeof tmp) {
+	if (base == path)
+		snprintf(dir, sizeof dir, ".");
+	else if (snprintf(dir, sizeof dir, "%.*s", (int)(base - 1 - path), path) >= (int)sizeof dir) {
 		snprintf(err, errlen, "metrics file %s: path too long", path);
 		return -1;
 	}
+	if (!dir[0])
+		snprintf(dir, sizeof dir, "/");
 	text[0] = 0;
 	render(&o, st, g);
 	if (o.full) {
 		snprintf(err, errlen, "metrics file %s: text longer than %zu bytes", path, sizeof text);
 		return -1;
 	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	while (off < o.len) {
-		ssize_t n = write(fd, text + off, o.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			snprintf(err, errlen, "cannot write %s: %s", tmp, n < 0 ? strerror(errno) : "short write");
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		goto out;
-	}
-	rc = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (rc < 0)
-		unlink(tmp);
-	return rc;
+	/* <dir>/.<base>.tmp, then rename(2): the collector never reads a part */
+	return fsu_write_atomic(dir, base, text, o.len, err, errlen);
 }
 
 /* --- the summary line ----------------------------------------------------- */
