@@ -43,8 +43,10 @@ void fetch_stop(fetch *f);
 void fetch_wakeup(void *f);
 
 /* From any thread: transfers started from now on use c (a reload); the old
- * config must stay alive until fetch_free. */
+ * config must stay alive while fetch_uses() says the loop still reads it. */
 void fetch_set_config(fetch *f, const cfg *c);
+/* 1 while the loop may still read c (call after fetch_set_config). */
+int fetch_uses(fetch *f, const cfg *c);
 
 /* From any thread: the loop's iteration count, and a nudge so that a live
  * loop shows a new count by the next call (the watchdog's health check). */

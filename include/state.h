@@ -30,12 +30,14 @@ typedef enum {
 state *state_open(const cfg *c, int retry_failed, char *err, size_t errlen);
 void state_close(state *s);                     /* accepts NULL */
 
-state_outcome state_lookup(const state *s, const char *url, const char *stem);
+/* c: the config in effect now (its sizes and format say what "done" is). */
+state_outcome state_lookup(const state *s, const cfg *c, const char *url, const char *stem);
 
 /* When the names registry has grown to min_bytes, release the names of
  * URLs that have neither a thumbnail in outgoing/ nor a failed.tsv line.
  * Returns the number released, or -1 with err. */
-long state_compact_names(const state *s, names *reg, long long min_bytes, char *err, size_t errlen);
+long state_compact_names(const state *s, const cfg *c, names *reg, long long min_bytes, char *err,
+                         size_t errlen);
 
 /* 0 for a failure that says nothing final about the URL (this machine's
  * write errors, an interrupted transfer): the next run tries it again. */

@@ -19,8 +19,10 @@ typedef struct workers workers;
 workers *workers_start(const cfg *c, jobq *q, stats *st, int n, void (*on_exit)(void),
                        char *err, size_t errlen);
 /* Jobs started from now on use c (a reload).  The old config must stay
- * alive until workers_join(): a job in progress may still read it. */
+ * alive while workers_uses() says a job in progress still reads it. */
 void workers_set_config(workers *w, const cfg *c);
+/* 1 when a job in progress reads c (call after workers_set_config). */
+int workers_uses(workers *w, const cfg *c);
 /* Wait for every thread; call after jobq_close().  Frees w (accepts NULL). */
 void workers_join(workers *w);
 /* Busy workers now (for progress display). */

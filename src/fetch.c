@@ -125,6 +125,7 @@ struct fetch {
 	watch *w;               /* daemon mode; NULL for a one-shot run */
 	spares *spares;         /* recycled incoming files (see spare.h) */
 	const cfg *_Atomic next_c; /* a reload: adopted at the top of the loop */
+	const cfg *_Atomic hazard; /* the config this round of the loop reads */
 	atomic_long beats;      /* loop iterations, for the watchdog */
 	atomic_long w_sources, w_outstanding; /* watch_counts, published for main */
 	long long last_save;    /* ms, last watch_save */
@@ -146,6 +147,7 @@ fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done,
 		goto oom;
 	f->c = c;
 	atomic_init(&f->next_c, c);
+	atomic_init(&f->hazard, c);
 	pthread_mutex_init(&f->ended_mu, NULL);
 	f->lists = lists;
 	f->w = w;
@@ -220,6 +222,12 @@ fetch_set_config(fetch *f, const cfg *c)
 {
 	atomic_store(&f->next_c, c);
 	curl_multi_wakeup(f->multi);
+}
+
+int
+fetch_uses(fetch *f, const cfg *c)
+{
+	return atomic_load(&f->hazard) == c || atomic_load(&f->next_c) == c;
 }
 
 void
@@ -489,7 +497,7 @@ xfer_new(fetch *f, const char *url)
 		goto drop;
 	}
 	f->claims_unsynced = 1;
-	switch (state_lookup(f->done, url, x->name)) {
+	switch (state_lookup(f->done, f->c, url, x->name)) {
 	case STATE_DONE:
 		log_msg(LOG_INFO, "already done %s: thumbnails %s_* exist", url, x->name);
 		STAT_ADD(f->st, already_done, 1);
@@ -1097,7 +1105,12 @@ fetch_run(fetch *f)
 		struct curl_waitfd wfd = { .fd = f->w ? watch_fd(f->w) : -1, .events = CURL_WAIT_POLLIN };
 
 		atomic_fetch_add(&f->beats, 1);
-		f->c = atomic_load(&f->next_c);
+		/* a reload: published before use, so main frees an old config
+		 * only once this loop has let go of it (fetch_uses) */
+		do {
+			f->c = atomic_load(&f->next_c);
+			atomic_store(&f->hazard, f->c);
+		} while (atomic_load(&f->next_c) != f->c);
 		if (atomic_load(&f->stop)) {
 			abandon_all(f);
 			break;

@@ -134,7 +134,7 @@ typedef struct run {
 	const char *cfgpath;
 	char **sets;
 	int nsets;
-	cfg *retired[64];       /* configs replaced by reloads, freed at exit */
+	cfg *retired[64];       /* configs replaced by reloads, freed once no thread reads them */
 	int nretired;
 	atomic_int producer_done;
 	atomic_int stop_files;
@@ -316,8 +316,8 @@ keep_str(char **now, const char *running, const char *name)
  * around (paths, connections, per_host, workers, watch, log) keep their
  * old values until a restart, with a warning; every other key applies to
  * the transfers and jobs that start after the reload.  An invalid file
- * changes nothing.  The old config is kept until exit: a job may still be
- * reading it.
+ * changes nothing.  An old config is freed once no thread reads it any
+ * more (workers_uses, fetch_uses).
  */
 static void
 reload(run *r, workers *w)
@@ -332,7 +332,8 @@ reload(run *r, workers *w)
 		goto out;
 	}
 	if (r->nretired == (int)(sizeof r->retired / sizeof r->retired[0])) {
-		log_msg(LOG_ERROR, "reload: %d reloads already; restart thumbd to reload again", r->nretired);
+		/* only when 64 old configs are all still read: a stuck thread */
+		log_msg(LOG_ERROR, "reload: %d old configurations still in use; restart thumbd", r->nretired);
 		cfg_free(n);
 		goto out;
 	}
@@ -354,7 +355,7 @@ reload(run *r, workers *w)
 	/* the old config is read by other threads: copied from, never changed */
 	if (!same_watch)
 		log_msg(LOG_WARNING, "reload: daemon.watch changed; it takes effect at the next restart");
-	/* metrics_path was resolved against the old logs directory */
+	/* metrics_path again, against the logs directory kept above */
 	if (cfg_finish(n, err, sizeof err) < 0) {
 		log_msg(LOG_ERROR, "reload: keeping the running configuration: %s", err);
 		cfg_free(n);
@@ -364,6 +365,16 @@ reload(run *r, workers *w)
 	workers_set_config(w, n);
 	r->retired[r->nretired++] = o;
 	r->c = n;
+	/* free the configs no thread reads any more (hazard pointers, see
+	 * workers_uses): o itself usually survives until the next reload */
+	for (int i = 0; i < r->nretired;) {
+		if (!workers_uses(w, r->retired[i]) && !fetch_uses(r->f, r->retired[i])) {
+			cfg_free(r->retired[i]);
+			r->retired[i] = r->retired[--r->nretired];
+		} else {
+			i++;
+		}
+	}
 	log_msg(LOG_INFO, "reloaded %s: sizes %d..%d, format %s", r->cfgpath, n->sizes[0],
 	        n->sizes[n->nsizes - 1], n->format == IMG_UNKNOWN ? "source" : img_format_name(n->format));
 	goto out;
@@ -491,7 +502,7 @@ main(int argc, char **argv)
 	                       ? LOG_TO_STDERR : LOG_TO_FILE, err, sizeof err) < 0
 	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
 	    || !(r.done = state_open(r.c, retry_failed, err, sizeof err))
-	    || state_compact_names(r.done, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {
+	    || state_compact_names(r.done, r.c, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}

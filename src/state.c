@@ -19,7 +19,6 @@
 #include "log.h"
 
 struct state {
-	const cfg *c;
 	hashset failed;         /* hash(url) with a final line in failed.tsv */
 };
 
@@ -118,7 +117,6 @@ state_open(const cfg *c, int retry_failed, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	s->c = c;
 	snprintf(path, sizeof path, "%s/failed.tsv", c->logs);
 	if (!retry_failed && load_failures(s, path) < 0) {
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
@@ -182,10 +180,9 @@ out:
 }
 
 state_outcome
-state_lookup(const state *s, const char *url, const char *stem)
+state_lookup(const state *s, const cfg *c, const char *url, const char *stem)
 {
 	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
-	const cfg *c = s->c;
 
 	if (hashset_get(&s->failed, hash_str(url)))
 		return STATE_FAILED;
@@ -218,15 +215,16 @@ keep_name(const char *stem, const char *url, void *arg)
 }
 
 long
-state_compact_names(const state *s, names *reg, long long min_bytes, char *err, size_t errlen)
+state_compact_names(const state *s, const cfg *c, names *reg, long long min_bytes, char *err,
+                    size_t errlen)
 {
 	keep_ctx k = { .s = s };
-	DIR *d = opendir(s->c->outgoing);
+	DIR *d = opendir(c->outgoing);
 	struct dirent *e;
 	long rc = -1;
 
 	if (!d) {
-		snprintf(err, errlen, "cannot read %s: %s", s->c->outgoing, strerror(errno));
+		snprintf(err, errlen, "cannot read %s: %s", c->outgoing, strerror(errno));
 		return -1;
 	}
 	while ((e = readdir(d))) {

@@ -34,6 +34,7 @@ typedef struct wctx {
 	pthread_t tid;
 	int id;
 	atomic_llong job_since;  /* mono_ms() when the current job started, 0 when idle */
+	const cfg *_Atomic hazard; /* the config this job reads (see workers_uses) */
 } wctx;
 
 struct workers {
@@ -48,6 +49,27 @@ struct workers {
 	wctx *threads;
 };
 
+/* The current config, published as this worker's hazard before it is
+ * trusted: a reload frees an old config only when no worker has it
+ * published (workers_uses).  Let go with cfg_release. */
+static const cfg *
+cfg_hold(workers *p, wctx *w)
+{
+	const cfg *c;
+
+	do {
+		c = atomic_load(&p->c);
+		atomic_store(&w->hazard, c);
+	} while (atomic_load(&p->c) != c);
+	return c;
+}
+
+static void
+cfg_release(wctx *w)
+{
+	atomic_store(&w->hazard, NULL);
+}
+
 /*
  * The next job: the one put aside for memory (see thumb_make's defer) as
  * soon as the decode budget has room for it, else a queued one, else the
@@ -55,14 +77,17 @@ struct workers {
  * *must_wait tells thumb_make not to put this one aside again.
  */
 static job *
-next_job(workers *p, job **aside, uint64_t aside_bytes, int *must_wait)
+next_job(workers *p, wctx *w, job **aside, uint64_t aside_bytes, int *must_wait)
 {
 	job *j;
+	int fits;
 
 	*must_wait = 0;
 	if (!*aside)
 		return jobq_pop(p->q);
-	if (!thumb_budget_fits(atomic_load(&p->c), aside_bytes) && (j = jobq_trypop(p->q))) {
+	fits = thumb_budget_fits(cfg_hold(p, w), aside_bytes);
+	cfg_release(w);
+	if (!fits && (j = jobq_trypop(p->q))) {
 		*must_wait = 1;         /* one aside at a time */
 		return j;
 	}
@@ -84,7 +109,7 @@ worker_main(void *arg)
 
 	snprintf(name, sizeof name, "worker-%d", w->id);
 	log_thread_name(name);
-	while ((j = next_job(p, &aside, aside_bytes, &must_wait))) {
+	while ((j = next_job(p, w, &aside, aside_bytes, &must_wait))) {
 		struct timespec t;
 		double dt;
 		int n;
@@ -94,7 +119,8 @@ worker_main(void *arg)
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		/* a big decode that does not fit beside the others' is put aside
 		 * (once) while this worker does the next job instead of idling */
-		n = thumb_make(atomic_load(&p->c), j, must_wait ? NULL : &aside_bytes, err, sizeof err);
+		n = thumb_make(cfg_hold(p, w), j, must_wait ? NULL : &aside_bytes, err, sizeof err);
+		cfg_release(w);
 		dt = mono_since(&t);
 		if (n == THUMB_DEFERRED) {
 			log_msg(LOG_INFO, "%s: its decode needs %.0f MB, more than resize.decode_memory leaves "
@@ -197,6 +223,15 @@ int
 workers_running(workers *p)
 {
 	return atomic_load(&p->running);
+}
+
+int
+workers_uses(workers *p, const cfg *c)
+{
+	for (int i = 0; i < p->n; i++)
+		if (atomic_load(&p->threads[i].hazard) == c)
+			return 1;
+	return 0;
 }
 
 double

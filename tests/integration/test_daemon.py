@@ -602,6 +602,22 @@ def _reload(t, wd, cp, d, nt, cfg, follow):
     time.sleep(0.3)
     t.eq(sorted(f for f in wd.thumbs() if f.startswith("r3")), sorted(r3.names(new)),
          "reload: after a bad config, only widths 48 and 100")
+
+    # many reloads while images are being made: old configs are freed as
+    # soon as no thread reads them (a sanitizer build catches a use after
+    # free), and reloads keep working past any fixed count
+    wd.write_config(dict(cfg, **{"thumbnails.sizes": "48,100"}))
+    storm = [cp.alias("photos/hopper_128x128.jpg", "s%02d" % i) for i in range(12)]
+    for i, it in enumerate(storm):
+        _append(follow, it.url)
+        for _ in range(8):
+            d.signal(signal.SIGHUP)
+            time.sleep(0.01)
+    t.check(_wait(lambda: all(it.done(wd, new) for it in storm), 20, d.proc),
+            "reload storm: 96 SIGHUPs while 12 URLs are done: every URL gets widths 48 and 100")
+    before = nt.mark()
+    t.check(_sighup(t, d, nt, "reload after the storm"), "reload storm: one more SIGHUP still reloads")
+    t.check(nt.mark() > before, "reload storm: the daemon still talks to systemd")
     d.stop(t, "reload")
 
 

@@ -135,12 +135,12 @@ main(void)
 	CHECK(s != NULL);
 	if (!s || !reg)
 		return CHECK_DONE();
-	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_DONE);
-	CHECK_INT(state_lookup(s, "http://h/torn.jpg", "torn"), STATE_NEW);    /* a torn thumbnail */
-	CHECK_INT(state_lookup(s, "http://h/half.jpg", "half"), STATE_NEW);
-	CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_FAILED);
-	CHECK_INT(state_lookup(s, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
-	CHECK_INT(state_lookup(s, "http://h/new.jpg", "new"), STATE_NEW);
+	CHECK_INT(state_lookup(s, c, "http://h/done.jpg", "done"), STATE_DONE);
+	CHECK_INT(state_lookup(s, c, "http://h/torn.jpg", "torn"), STATE_NEW);    /* a torn thumbnail */
+	CHECK_INT(state_lookup(s, c, "http://h/half.jpg", "half"), STATE_NEW);
+	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
+	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
+	CHECK_INT(state_lookup(s, c, "http://h/new.jpg", "new"), STATE_NEW);
 	/* leftovers of the killed run are gone, other programs' files stay */
 	CHECK_INT(exists("in", ".half.jpg.part"), 0);
 	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
@@ -150,12 +150,12 @@ main(void)
 	CHECK_INT(exists("in", ".thumbd-names"), 1);
 	/* with another format configured, the JPEG thumbnails do not count */
 	c->format = IMG_WEBP;
-	CHECK_INT(state_lookup(s, "http://h/done.jpg", "done"), STATE_NEW);
+	CHECK_INT(state_lookup(s, c, "http://h/done.jpg", "done"), STATE_NEW);
 	c->format = IMG_UNKNOWN;
 
 	/* compaction: small files are left alone; past the size, names of URLs
 	 * with no thumbnail and no failure line are released */
-	CHECK_INT(state_compact_names(s, reg, 1 << 20, err, sizeof err), 0);
+	CHECK_INT(state_compact_names(s, c, reg, 1 << 20, err, sizeof err), 0);
 	CHECK_INT(names_claim(reg, "http://h/404.jpg", "404", name, err, sizeof err), 0);
 	CHECK_INT(names_claim(reg, "http://h/gone.jpg", "gone", name, err, sizeof err), 0);
 	CHECK_INT(names_sync(reg), 0);
@@ -165,7 +165,7 @@ main(void)
 	if (!reg)
 		return CHECK_DONE();
 	/* done (thumbnails), half (one thumbnail), 404 (failed.tsv) stay; stale, gone go */
-	CHECK_INT(state_compact_names(s, reg, 0, err, sizeof err), 2);
+	CHECK_INT(state_compact_names(s, c, reg, 0, err, sizeof err), 2);
 	CHECK_INT(names_owned(reg, "done"), 1);
 	CHECK_INT(names_owned(reg, "half"), 1);
 	CHECK_INT(names_owned(reg, "404"), 1);
@@ -179,14 +179,14 @@ main(void)
 	CHECK(strncmp(name, "done-", 5) == 0);
 	/* both new claims have no thumbnail yet: released again (which is why
 	 * thumbd compacts only at start, before any claim) */
-	CHECK_INT(state_compact_names(s, reg, 0, err, sizeof err), 2);
+	CHECK_INT(state_compact_names(s, c, reg, 0, err, sizeof err), 2);
 	state_close(s);
 
 	/* --retry-failed forgets the failures */
 	s = state_open(c, 1, err, sizeof err);
 	CHECK(s != NULL);
 	if (s)
-		CHECK_INT(state_lookup(s, "http://h/404.jpg", "404"), STATE_NEW);
+		CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_NEW);
 	state_close(s);
 	state_close(NULL);
 	names_close(reg);
