@@ -15,6 +15,11 @@
 #define NAME_EXT_MAX 15
 #define NAME_MAX_OUT (NAME_STEM_MAX + 1 + 64 + 1)   /* stem, "-", hash, NUL */
 
+/* thumbd's own files in incoming/ (downloads, recycled spares) start with
+ * this, so a leftover is told apart from anything else there: images handed
+ * off by other programs, a .gitkeep, the .thumbd-* state files. */
+#define NAME_OWN_PREFIX ".thumbd."
+
 /* Stem and extension (without the dot, lower-cased, "" if none) of the last
  * path segment of url (query and fragment ignored, percent-decoded). */
 void name_from_url(const char *url, char stem[NAME_STEM_MAX + 1], char ext[NAME_EXT_MAX + 1]);

@@ -1,6 +1,6 @@
 /*
  * spare: recycled download files.  A finished download in incoming/ is not
- * unlinked but emptied and renamed to incoming/.spare-N, and the next
+ * unlinked but emptied and renamed to incoming/.thumbd.spare-N, and the next
  * download is that file renamed to its .part name: files keep their
  * inodes instead of one being freed and another allocated per image.
  *

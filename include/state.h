@@ -5,10 +5,10 @@
  * whole before they count), logs/failed.tsv is the record of failure
  * (one line per URL, one write(2) each), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
- * leftovers a killed run may have left (.tmp files in outgoing/, and in
- * incoming/ the dot-files downloads are: .part files and downloads no
- * worker got to).  Other files in incoming/ are not thumbd's: the daemon
- * takes them as hand-off images, a one-shot run leaves them alone.
+ * leftovers a killed run may have left (.tmp files in outgoing/, and the
+ * .thumbd.* files in incoming/: .part files, downloads no worker got to,
+ * recycled spares).  Other files in incoming/ are not thumbd's: the
+ * daemon takes them as hand-off images, a one-shot run leaves them alone.
  */
 #ifndef THUMBD_STATE_H
 #define THUMBD_STATE_H

@@ -28,8 +28,8 @@
  * host_max_failures attempts all failed is paused for the rest of the run:
  * its URLs fail at once instead of hammering it.
  *
- * File lifecycle.  incoming/.<name>.part while streaming; renamed to
- * incoming/.<name> only after curl reports success with a 2xx status (curl
+ * File lifecycle.  incoming/.thumbd.<name>.part while streaming; renamed to
+ * incoming/.thumbd.<name> only after curl reports success with a 2xx status (curl
  * itself fails a body shorter than its Content-Length); unlinked on a final
  * failure.  A retry appends to the .part with a Range request when the
  * server said it can (Accept-Ranges, no Content-Encoding), guarded by
@@ -509,13 +509,13 @@ xfer_new(fetch *f, const char *url)
 	case STATE_NEW:
 		break;
 	}
-	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + 9;
+	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + sizeof NAME_OWN_PREFIX + 8;
 	x->url = strdup(url);
 	x->final = malloc(plen);
 	x->part = malloc(plen);
 	if (!x->url || !x->final || !x->part || !(x->host = host_get(f, hostname)))
 		goto oom;
-	snprintf(x->final, plen, "%s/.%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
+	snprintf(x->final, plen, "%s/" NAME_OWN_PREFIX "%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
 	snprintf(x->part, plen, "%s.part", x->final);
 	goto out;
 oom:

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "name.h"
+
 struct spares {
 	pthread_mutex_t mu;
 	char *dir;
@@ -26,7 +28,7 @@ struct spares {
 static void
 slot_path(const spares *s, int slot, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/.spare-%d", s->dir, slot);
+	snprintf(out, outlen, "%s/" NAME_OWN_PREFIX "spare-%d", s->dir, slot);
 }
 
 spares *

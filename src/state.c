@@ -89,14 +89,14 @@ clear_leftovers(const cfg *c)
 		while ((e = readdir(d))) {
 			char path[4096];
 			int ours;
-			/* downloads are dot-files (.<name>.part, .<name>); every
+			/* downloads and spares are NAME_OWN_PREFIX files; every
 			 * other file in incoming/ belongs to whoever put it there
-			 * (the daemon's hand-off), and .thumbd-* is our state */
+			 * (the daemon's hand-off, a .gitkeep), and .thumbd-* is
+			 * our state */
 			if (i == 1)
 				ours = e->d_name[0] == '.' && has_suffix(e->d_name, ".tmp");
 			else
-				ours = e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..")
-				       && strncmp(e->d_name, ".thumbd-", 8) != 0;
+				ours = strncmp(e->d_name, NAME_OWN_PREFIX, sizeof NAME_OWN_PREFIX - 1) == 0;
 			if (!ours)
 				continue;
 			snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);

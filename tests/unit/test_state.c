@@ -121,8 +121,10 @@ main(void)
 	put("out", "torn_200.jpg", "\xff\xd8\xff\xe0 cut short by a power failure");
 	put("out", "half_32.png", "x");         /* killed before the other widths */
 	put("out", ".half_64.png.tmp", "x");
-	put("in", ".half.jpg.part", "x");
-	put("in", ".stale.png", "x");           /* downloaded, never resized */
+	put("in", ".thumbd.half.jpg.part", "x");
+	put("in", ".thumbd.stale.png", "x");    /* downloaded, never resized */
+	put("in", ".thumbd.spare-3", "");       /* a recycled download file */
+	put("in", ".gitkeep", "");              /* someone else's dot-file */
 	put("in", "foreign.jpg", "x");          /* put there by another program */
 	put("logs", "failed.tsv",
 	    "2026-01-01T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
@@ -142,9 +144,11 @@ main(void)
 	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
 	CHECK_INT(state_lookup(s, c, "http://h/new.jpg", "new"), STATE_NEW);
 	/* leftovers of the killed run are gone, other programs' files stay */
-	CHECK_INT(exists("in", ".half.jpg.part"), 0);
+	CHECK_INT(exists("in", ".thumbd.half.jpg.part"), 0);
 	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
-	CHECK_INT(exists("in", ".stale.png"), 0);
+	CHECK_INT(exists("in", ".thumbd.stale.png"), 0);
+	CHECK_INT(exists("in", ".thumbd.spare-3"), 0);
+	CHECK_INT(exists("in", ".gitkeep"), 1);
 	CHECK_INT(exists("in", "foreign.jpg"), 1);
 	CHECK_INT(exists("out", "half_32.png"), 1);
 	CHECK_INT(exists("in", ".thumbd-names"), 1);
