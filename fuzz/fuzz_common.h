@@ -160,7 +160,7 @@ static inline int fuzz_img_sane(const img *im)
 static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t size,
                                   char *err, size_t errlen)
 {
-	img_decode_opts dopts = { FUZZ_MAX_PIXELS, 0 };
+	img_decode_opts dopts = { .max_pixels = FUZZ_MAX_PIXELS };
 	img_encode_opts eopts = { 75, 75, 1 };
 	img im = { 0 }, small = { 0 }, back = { 0 };
 	img_meta meta = { 0, -1, -1 }, meta2;

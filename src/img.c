@@ -205,7 +205,7 @@ void img_release(img *im)
 int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                img *out, img_meta *meta, char *err, size_t errlen)
 {
-	img_decode_opts def = { DEFAULT_MAX_PIXELS, 0, NULL, NULL };
+	img_decode_opts def = { .max_pixels = DEFAULT_MAX_PIXELS };
 	img_meta meta_dummy;
 	int rc = -1;
 	img_format f;

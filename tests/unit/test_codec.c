@@ -77,7 +77,7 @@ static img_meta last_meta;
 static int decode_file(const char *rel, uint64_t max_pixels, int min_width,
                        img *im, int *orient, char *err)
 {
-	img_decode_opts o = { max_pixels, min_width };
+	img_decode_opts o = { .max_pixels = max_pixels, .min_width = min_width };
 	size_t len;
 	uint8_t *buf = slurp(rel, &len);
 	int rc;
@@ -210,7 +210,7 @@ static void test_decode_errors_inline(void)
 {
 	static const uint8_t gif[] = "GIF89a\x01\0\x01\0";
 	static const uint8_t html[] = "<html><body>not found</body></html>";
-	img_decode_opts o = { 1000000, 0 };
+	img_decode_opts o = { .max_pixels = 1000000 };
 	img im;
 	img_meta meta = { 0, 7, 7 };
 	char err[IMG_ERRLEN];
@@ -782,7 +782,7 @@ static void test_round_trips(void)
 		{ IMG_WEBP, 3, 3, 2.5, 20 }, { IMG_WEBP, 4, 4, 2.5, 20 },
 	};
 	img_encode_opts eo = { 95, 95, 6 };
-	img_decode_opts dopt = { 1000000, 0 };
+	img_decode_opts dopt = { .max_pixels = 1000000 };
 	size_t i;
 
 	for (i = 0; i < NELEM(cases); i++) {
@@ -996,7 +996,7 @@ out:
  * pixels, orientation 1 and a reason.  Returns 1 when it was broken. */
 static int contract_broken(const uint8_t *buf, size_t len, int *failed)
 {
-	img_decode_opts o = { 4000000, 0 };
+	img_decode_opts o = { .max_pixels = 4000000 };
 	img im;
 	int orient = 0, rc, broken;
 	char err[IMG_ERRLEN];
