@@ -356,7 +356,7 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 			return msg;
 		}
 		if (n < k->min || n > k->max) {
-			snprintf(msg, msglen, "%s s is out of range (%lld..%lld s)", v, k->min / 1000, k->max / 1000);
+			snprintf(msg, msglen, "%s s is out of range (%g..%g s)", v, k->min / 1000.0, k->max / 1000.0);
 			return msg;
 		}
 		*(long *)base = (long)n;

@@ -173,6 +173,41 @@ test_set(void)
 	cfg_free(c);
 }
 
+/* [daemon]: watch lists, log target, metrics path against the logs dir. */
+static void
+test_daemon_keys(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN], want[512];
+	const char *p = write_ini("daemon.ini",
+		"[paths]\nlogs = /var/log/t\n[daemon]\nwatch = lists  /abs/feed.urls\tmore\n"
+		"log = stderr\nmetrics = m/t.prom\nmetrics_interval = 2.5\n");
+
+	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
+	CHECK_INT(c->nwatch, 3);
+	snprintf(want, sizeof want, "%s/lists", tmpdir);
+	CHECK_STR(c->watch[0], want);                   /* relative to the file */
+	CHECK_STR(c->watch[1], "/abs/feed.urls");
+	CHECK(c->watch[3] == NULL);
+	CHECK_INT(c->log_target, CFG_LOG_STDERR);
+	CHECK_INT(c->metrics_interval_ms, 2500);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+	CHECK_STR(c->metrics_path, "/var/log/t/m/t.prom");  /* relative to [paths] logs */
+	CHECK_INT(cfg_set(c, "daemon.metrics=/run/thumbd/t.prom", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+	CHECK_STR(c->metrics_path, "/run/thumbd/t.prom");
+	CHECK_INT(cfg_set(c, "daemon.metrics=", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+	CHECK(c->metrics_path == NULL);                 /* empty: no metrics file */
+	CHECK_INT(cfg_set(c, "daemon.watch=", err, sizeof err), 0);
+	CHECK_INT(c->nwatch, 0);
+	CHECK_INT(cfg_set(c, "daemon.log=syslog", err, sizeof err), -1);
+	CHECK(strstr(err, "not auto, file or stderr") != NULL);
+	CHECK_INT(cfg_set(c, "daemon.metrics_interval=0.05", err, sizeof err), -1);
+	CHECK(strstr(err, "out of range (0.1..3600 s)") != NULL);
+	cfg_free(c);
+}
+
 int
 main(void)
 {
@@ -187,6 +222,7 @@ main(void)
 	test_values();
 	test_errors();
 	test_set();
+	test_daemon_keys();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
 	CHECK_INT(system(cmd), 0);
 	return CHECK_DONE();
