@@ -22,4 +22,11 @@ int fsu_write_atomic(const char *dir, const char *name, const void *data, size_t
 /* mkdir -p; 0 / -1. */
 int fsu_mkdirs(const char *path, char *err, size_t errlen);
 
+/* Take an exclusive flock(2) on path (created when absent) without
+ * waiting, and write our pid there for the message another process gets.
+ * Returns the descriptor to keep open while the lock is needed, or -1 with
+ * err ("... is in use by another thumbd (pid N)").  The lock dies with the
+ * process, so a crash never leaves it behind. */
+int fsu_lock(const char *path, char *err, size_t errlen);
+
 #endif

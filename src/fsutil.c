@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -109,6 +110,36 @@ out:
 	if (rc < 0)
 		unlink(tmp);
 	return rc;
+}
+
+int
+fsu_lock(const char *path, char *err, size_t errlen)
+{
+	char pid[32] = "";
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	ssize_t n;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if ((n = pread(fd, pid, sizeof pid - 1, 0)) > 0)
+			pid[strcspn(pid, "\n")] = 0;
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen, "%s is in use by another thumbd%s%s%s: one process per "
+			         "incoming directory", path, *pid ? " (pid " : "", pid, *pid ? ")" : "");
+		else
+			snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+		/* the lock holds without the pid; only the message loses it */
+	}
+	return fd;
 }
 
 int

@@ -268,6 +268,17 @@ raise_nofile(const cfg *c)
 	}
 }
 
+/* incoming/ is one process's: two would delete each other's downloads as
+ * leftovers and race on the names registry.  Held until exit. */
+static int
+lock_incoming(const char *incoming, char *err, size_t errlen)
+{
+	char path[4200];
+
+	snprintf(path, sizeof path, "%s/.thumbd-lock", incoming);
+	return fsu_lock(path, err, errlen);
+}
+
 /* Defaults, the file, the --set overrides, validated.  NULL + err, which
  * is "file:line: ..." lines when the file was at fault (*in_file set). */
 static cfg *
@@ -430,7 +441,7 @@ main(int argc, char **argv)
 	urllist *lists = NULL;
 	workers *w = NULL;
 	pthread_t producer;
-	int producer_started = 0, interrupted = 0, in_file;
+	int producer_started = 0, interrupted = 0, in_file, lock_fd = -1;
 	double t0;
 	struct sigaction sa;
 
@@ -497,6 +508,7 @@ main(int argc, char **argv)
 	}
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
 	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0
+	    || (lock_fd = lock_incoming(r.c->incoming, err, sizeof err)) < 0
 	    || log_open_target(r.c->logs, daemon && (r.c->log_target == CFG_LOG_STDERR
 	                       || (r.c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
 	                       ? LOG_TO_STDERR : LOG_TO_FILE, err, sizeof err) < 0
@@ -735,5 +747,7 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (wake_pipe[i] >= 0)
 			close(wake_pipe[i]);
+	if (lock_fd >= 0)
+		close(lock_fd);
 	return status;
 }

@@ -399,6 +399,17 @@ def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
     if not d.start(t, "intake"):
         return
 
+    # 0. one process per incoming directory: a second thumbd on the same
+    # state is refused before it touches anything (it would delete the
+    # daemon's downloads as leftovers)
+    second = os.path.join(wd.cwd, "second.urls")     # not in lists/: the daemon watches that
+    with open(second, "w") as f:
+        f.write(cp.plain("photos/hopper_128x128.jpg").url + "\n")
+    rc, out, err = wd.run(second)
+    t.eq(rc, 2, "lock: a one-shot run on the daemon's directories exits 2 (stderr %r)" % err[-300:])
+    t.check("in use by another thumbd (pid %d)" % d.proc.pid in err,
+            "lock: and says which process holds them (%r)" % err[-300:])
+
     # 1. a list renamed into the watched directory, busy for a few seconds
     good = [cp.plain("photos/hopper_128x128.jpg"), cp.plain("photos/iguana_100x68.jpg"),
             cp.plain("edge/png_palette_trns.png"), cp.plain("edge/webp_lossy.webp")]
