@@ -71,6 +71,14 @@ static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t budget_cv = PTHREAD_COND_INITIALIZER;
 static uint64_t budget_used;
 
+/* The one rule: a decode may start when nothing is held, or when it fits
+ * beside what is.  Call with budget_mu held. */
+static int
+budget_fits_locked(uint64_t limit, uint64_t bytes)
+{
+	return !limit || budget_used == 0 || budget_used + bytes <= limit;
+}
+
 typedef struct reservation {
 	uint64_t limit, held;
 	uint64_t *defer;        /* non-NULL: give up instead of waiting, say how much */
@@ -85,13 +93,13 @@ budget_reserve(void *arg, uint64_t bytes)
 	if (!r->limit || r->held)
 		return 0;
 	pthread_mutex_lock(&budget_mu);
-	if (r->defer && budget_used > 0 && budget_used + bytes > r->limit) {
+	if (r->defer && !budget_fits_locked(r->limit, bytes)) {
 		pthread_mutex_unlock(&budget_mu);
 		*r->defer = bytes;
 		r->deferred = 1;
 		return -1;
 	}
-	while (budget_used > 0 && budget_used + bytes > r->limit)
+	while (!budget_fits_locked(r->limit, bytes))
 		pthread_cond_wait(&budget_cv, &budget_mu);
 	budget_used += bytes;
 	r->held = bytes;
@@ -105,7 +113,7 @@ thumb_budget_fits(const cfg *c, uint64_t bytes)
 	int fits;
 
 	pthread_mutex_lock(&budget_mu);
-	fits = !c->decode_memory || budget_used == 0 || budget_used + bytes <= c->decode_memory;
+	fits = budget_fits_locked(c->decode_memory, bytes);
 	pthread_mutex_unlock(&budget_mu);
 	return fits;
 }
