@@ -23,6 +23,9 @@ int jobq_push(jobq *q, void *item);
 int jobq_push_wait(jobq *q, void *item);
 /* Next item, waiting for one; NULL once the queue is closed and empty. */
 void *jobq_pop(jobq *q);
+/* Next item, waiting at most ms milliseconds; NULL with *timed_out = 1 when
+ * none came in time, NULL with *timed_out = 0 once closed and empty. */
+void *jobq_pop_within(jobq *q, long ms, int *timed_out);
 /* Next item if there is one now, else NULL. */
 void *jobq_trypop(jobq *q);
 /* No more pushes; poppers drain what is left, then get NULL. */

@@ -6,8 +6,10 @@
  */
 #include "jobq.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 struct jobq {
 	pthread_mutex_t mu;
@@ -22,6 +24,7 @@ struct jobq {
 jobq *
 jobq_new(size_t capacity)
 {
+	pthread_condattr_t ca;
 	jobq *q;
 
 	if (capacity == 0 || !(q = calloc(1, sizeof *q)))
@@ -32,7 +35,12 @@ jobq_new(size_t capacity)
 	}
 	q->cap = capacity;
 	pthread_mutex_init(&q->mu, NULL);
-	pthread_cond_init(&q->nonempty, NULL);
+	/* timed pops measure on the monotonic clock: setting the wall clock
+	 * must not make an idle worker wake early or sleep for hours */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&q->nonempty, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_cond_init(&q->nonfull, NULL);
 	return q;
 }
@@ -79,16 +87,33 @@ jobq_push_wait(jobq *q, void *item)
 	return push(q, item, 1);
 }
 
+/* wait_ms: 0 = do not wait, < 0 = wait for an item or the close, else at
+ * most that long (*timed_out then says whether the time ran out). */
 static void *
-pop(jobq *q, int wait)
+pop(jobq *q, long wait_ms, int *timed_out)
 {
 	void *item = NULL;
 	void (*hook)(void *);
 	void *arg;
+	struct timespec until;
+	int expired = 0;
 
+	if (wait_ms > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += wait_ms / 1000;
+		until.tv_nsec += (wait_ms % 1000) * 1000000L;
+		if (until.tv_nsec >= 1000000000L) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000L;
+		}
+	}
 	pthread_mutex_lock(&q->mu);
-	while (wait && q->len == 0 && !q->closed)
-		pthread_cond_wait(&q->nonempty, &q->mu);
+	while (wait_ms != 0 && q->len == 0 && !q->closed && !expired) {
+		if (wait_ms < 0)
+			pthread_cond_wait(&q->nonempty, &q->mu);
+		else if (pthread_cond_timedwait(&q->nonempty, &q->mu, &until) == ETIMEDOUT)
+			expired = 1;
+	}
 	if (q->len > 0) {
 		item = q->ring[q->head];
 		q->head = (q->head + 1) % q->cap;
@@ -100,19 +125,27 @@ pop(jobq *q, int wait)
 	pthread_mutex_unlock(&q->mu);
 	if (item && hook)
 		hook(arg);
+	if (timed_out)
+		*timed_out = !item && expired;
 	return item;
 }
 
 void *
 jobq_pop(jobq *q)
 {
-	return pop(q, 1);
+	return pop(q, -1, NULL);
+}
+
+void *
+jobq_pop_within(jobq *q, long ms, int *timed_out)
+{
+	return pop(q, ms > 0 ? ms : 1, timed_out);
 }
 
 void *
 jobq_trypop(jobq *q)
 {
-	return pop(q, 0);
+	return pop(q, 0, NULL);
 }
 
 void

@@ -7,6 +7,11 @@
  * outcome, so incoming/ holds only work not finished yet.  Local files given
  * with --files are never deleted.
  *
+ * Memory: main.c tells glibc not to give freed heap back while work flows
+ * (each image would otherwise fault its buffers in afresh); a worker that
+ * has had nothing to do for WORKER_IDLE_MS hands it back (malloc_trim), so
+ * an idle daemon does not sit on its busiest moment's heap.
+ *
  * Shutdown: the producer closes the queue; each worker drains what is left
  * and exits when jobq_pop() returns NULL.  Workers block every signal so
  * that signals reach the main thread, whose handler only sets flags.
@@ -14,6 +19,9 @@
 #include "worker.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -28,6 +36,8 @@
 #include "monotime.h"
 #include "spare.h"
 #include "thumb.h"
+
+#define WORKER_IDLE_MS 2000
 
 typedef struct wctx {
 	workers *pool;
@@ -83,8 +93,15 @@ next_job(workers *p, wctx *w, job **aside, uint64_t aside_bytes, int *must_wait)
 	int fits;
 
 	*must_wait = 0;
-	if (!*aside)
+	if (!*aside) {
+		int idle;
+		if ((j = jobq_pop_within(p->q, WORKER_IDLE_MS, &idle)) || !idle)
+			return j;
+#ifdef __GLIBC__
+		malloc_trim(0);
+#endif
 		return jobq_pop(p->q);
+	}
 	fits = thumb_budget_fits(cfg_hold(p, w), aside_bytes);
 	cfg_release(w);
 	if (!fits && (j = jobq_trypop(p->q))) {

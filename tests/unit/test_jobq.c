@@ -7,6 +7,7 @@
 
 #include "check.h"
 #include "jobq.h"
+#include "monotime.h"
 
 #define ITEMS 20000
 #define CONSUMERS 4
@@ -55,6 +56,24 @@ main(void)
 	CHECK((intptr_t)jobq_pop(q) == 3);
 	CHECK_INT(jobq_len(q), 0);
 
+	/* timed pop: an item at once; on an empty queue NULL with timed_out
+	 * after about the time asked (the worker's idle trim relies on it) */
+	{
+		struct timespec t;
+		int to = -1;
+		double dt;
+
+		CHECK_INT(jobq_push(q, (void *)7), 0);
+		CHECK((intptr_t)jobq_pop_within(q, 1000, &to) == 7);
+		CHECK_INT(to, 0);
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		CHECK(jobq_pop_within(q, 150, &to) == NULL);
+		dt = mono_since(&t);
+		CHECK_INT(to, 1);
+		CHECK(dt >= 0.149);
+		CHECK(dt < 5.0);
+	}
+
 	/* many items through several consumers: each delivered exactly once */
 	jobq_on_pop(q, on_pop, NULL);
 	for (int i = 0; i < CONSUMERS; i++)
@@ -75,6 +94,12 @@ main(void)
 	CHECK_INT(jobq_push(q, (void *)1), -1);
 	CHECK_INT(jobq_push_wait(q, (void *)1), -1);
 	CHECK(jobq_pop(q) == NULL);
+	{
+		/* closed and empty is not a timeout */
+		int to = -1;
+		CHECK(jobq_pop_within(q, 5000, &to) == NULL);
+		CHECK_INT(to, 0);
+	}
 	jobq_free(q);
 	jobq_free(NULL);
 	return CHECK_DONE();
