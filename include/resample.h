@@ -17,4 +17,12 @@ double resample_lanczos3(double x);
  */
 int resample_resize(const img *src, img *dst, int dst_w, int dst_h);
 
+/* The loops in use: "avx2" when the CPU has it, else "sse2" (x86-64), or
+ * "portable".  THUMBD_SIMD=sse2 in the environment keeps AVX2 off (the
+ * tests compare both with the portable loops); same output either way. */
+const char *resample_isa(void);
+/* For the tests: "sse2" or "avx2" from now on; -1 when this CPU or build
+ * cannot.  Not thread-safe: call before any resize runs. */
+int resample_force_isa(const char *isa);
+
 #endif

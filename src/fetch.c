@@ -797,6 +797,10 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
 	curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	running_remove(f, x);
+	/* a recycled file may be longer than this body: cut it to what was
+	 * written (also what a resumed retry appends to) */
+	if (ftruncate(x->fd, (off_t)x->bytes) < 0 && !x->write_errno && rc == CURLE_OK)
+		x->write_errno = errno;
 	if (close(x->fd) < 0 && !x->write_errno && rc == CURLE_OK)
 		x->write_errno = errno;
 	x->fd = -1;

@@ -13,9 +13,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "name.h"
+
+#define SPARE_KEEP_BYTES (4 << 20)
 
 struct spares {
 	pthread_mutex_t mu;
@@ -92,7 +95,7 @@ spares_open(spares *s, const char *path)
 		pthread_mutex_lock(&s->mu);
 		s->free[s->nfree++] = slot;
 		pthread_mutex_unlock(&s->mu);
-		if (moved && (fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC)) >= 0)
+		if (moved && (fd = open(path, O_WRONLY | O_CLOEXEC)) >= 0)
 			return fd;
 	}
 	return open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -110,8 +113,11 @@ spares_put(spares *s, const char *path)
 	pthread_mutex_unlock(&s->mu);
 	if (slot >= 0) {
 		slot_path(s, slot, spare, sizeof spare);
-		/* emptied first: a spare holds an inode, not the last image's blocks */
-		if (truncate(path, 0) == 0 && rename(path, spare) == 0) {
+		/* A small one keeps its blocks, to be written over (see spare.h);
+		 * a large one is emptied, so spares never hold much disk. */
+		struct stat st;
+		if (stat(path, &st) == 0 && (st.st_size <= SPARE_KEEP_BYTES || truncate(path, 0) == 0)
+		    && rename(path, spare) == 0) {
 			pthread_mutex_lock(&s->mu);
 			s->ready[s->nready++] = slot;
 			pthread_mutex_unlock(&s->mu);

@@ -59,6 +59,8 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
     /relative/PATH                302 with a relative Location ("../../PATH") that resolves to /PATH
     /pingpong/A/PATH              302 to /pingpong/B/PATH and back (a loop of two URLs)
     /empty/NAME                   200, Content-Type by NAME, empty body
+    /later/SECS/ROUTE             waits SECS, then answers /ROUTE (any route above)
+    /head/N/PATH                  the first N bytes of the file as a whole 200 response (honest length)
     /html/NAME, /json/NAME        an HTML page / a JSON document (text/html, application/json), any NAME
     /noctype/PATH                 the file without a Content-Type header
 
@@ -143,10 +145,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.nth = self.server.note_request(self.command, self.path, host, self.client_address,
                                             self.headers)
         try:
-            for prefix, fn in ROUTES:
-                if raw.startswith(prefix):
-                    return fn(self, raw[len(prefix):])
-            return _route_file(self, raw.lstrip("/"))
+            return route(self, raw)
         finally:
             self.server.note_done(host)
 
@@ -644,6 +643,16 @@ def _route_empty(h, rest):
     h.send_bytes(b"", content_type(rest))
 
 
+def _route_head(h, rest):
+    n, path = _int_and_rest(h, rest, "byte count")
+    if n is None:
+        return
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    h.send_bytes(data[:n], content_type(path))
+
+
 def _route_html(h, rest):
     h.send_bytes(b"<!DOCTYPE html>\n<html><head><title>Not Found</title></head>"
                  b"<body><h1>Not Found</h1></body></html>\n", "text/html; charset=utf-8")
@@ -658,6 +667,17 @@ def _route_noctype(h, rest):
     if data is None:
         return
     h.send_bytes(data, None)
+
+
+def route(h, raw):
+    for prefix, fn in ROUTES:
+        if raw.startswith(prefix):
+            return fn(h, raw[len(prefix):])
+    return _route_file(h, raw.lstrip("/"))
+
+
+def _route_later(h, rest):
+    _after_delay(lambda h, r: route(h, "/" + r))(h, rest)
 
 
 # Longest prefixes first where they overlap.  Each handler: fn(handler, rest).
@@ -691,6 +711,8 @@ ROUTES = [
     ("/relative/", _route_relative),
     ("/pingpong/", _route_pingpong),
     ("/empty/", _route_empty),
+    ("/later/", _route_later),
+    ("/head/", _route_head),
     ("/html/", _route_html),
     ("/json/", _route_json),
     ("/noctype/", _route_noctype),

@@ -135,6 +135,30 @@ def test_max_bytes(t):
         t.eq(wd.incoming_files(), [], "max_bytes: incoming/ empty")
 
 
+def test_recycled_download_files(t):
+    """Downloads reuse the files of finished ones (spare.c) without emptying
+    them first: each must end up exactly as long as its own body.  After the
+    whole of a 400 KB JPEG, its first 2 KB come as complete responses, one
+    at a time, into recycled files: a leftover tail would make them the
+    whole JPEG again and give thumbnails instead of 'truncated JPEG'."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.connections": "1", "download.per_host": "1",
+                                          "resize.workers": "1"}) as wd:
+        big = srv.url(BIG[0])
+        heads = [srv.url("later/0.15/head/2048/%s?n=%d" % (BIG[0], i)) for i in range(6)]
+        small = srv.url("slowhead/0.15/" + HOPPER[0])
+        rc, out, err = wd.run_urls([big] + heads + [small], timeout=120)
+        t.eq(rc, 1, "recycled files: exit status 1 (the cut bodies fail)")
+        _ok(t, wd, BIG, big, "400 KB JPEG first")
+        for i, u in enumerate(heads):
+            t.eq(wd.failures_for(u), ["truncated JPEG"],
+                 "first 2 KB of it, %d, in a recycled file: 'truncated JPEG'" % i)
+        _ok(t, wd, HOPPER, small, "small JPEG after them")
+        t.eq(wd.incoming_files(), [], "recycled files: incoming/ holds no download at the end")
+
+
 def test_connection_refused(t):
     cdir = C.corpus(t)
     if cdir is None:
