@@ -72,6 +72,10 @@ const char *img_format_ext(img_format f);       /* "jpg", "png", "webp" */
 
 /* Allocate w x h x channels; 0 / -1 (overflow or out of memory). px is zeroed. */
 int img_alloc(img *im, int w, int h, int channels);
+/* The same, not zeroed: only for a writer that fills every row or fails
+ * (the JPEG decoder), since zeroing a large decode costs more than the
+ * rest of a small image's bookkeeping. */
+int img_alloc_rows(img *im, int w, int h, int channels);
 /* Free the pixels; accepts NULL and an img that was never allocated (px == NULL). */
 void img_release(img *im);
 

@@ -168,7 +168,7 @@ const char *img_format_ext(img_format f)
 	return "bin";
 }
 
-int img_alloc(img *im, int w, int h, int channels)
+static int alloc_px(img *im, int w, int h, int channels, int zero)
 {
 	size_t stride;
 
@@ -184,7 +184,7 @@ int img_alloc(img *im, int w, int h, int channels)
 	stride = (size_t)w * (size_t)channels;
 	if ((size_t)h > (size_t)PTRDIFF_MAX / stride)
 		return -1;
-	im->px = calloc((size_t)h, stride);
+	im->px = zero ? calloc((size_t)h, stride) : malloc((size_t)h * stride);
 	if (im->px == NULL)
 		return -1;
 	im->w = w;
@@ -192,6 +192,16 @@ int img_alloc(img *im, int w, int h, int channels)
 	im->channels = channels;
 	im->stride = stride;
 	return 0;
+}
+
+int img_alloc(img *im, int w, int h, int channels)
+{
+	return alloc_px(im, w, h, channels, 1);
+}
+
+int img_alloc_rows(img *im, int w, int h, int channels)
+{
+	return alloc_px(im, w, h, channels, 0);
 }
 
 void img_release(img *im)

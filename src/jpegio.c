@@ -278,7 +278,7 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		return -1;
 	}
 	if (ci->output_width > 0x7fffffff || ci->output_height > 0x7fffffff ||
-	    img_alloc(out, (int)ci->output_width, (int)ci->output_height, channels) != 0) {
+	    img_alloc_rows(out, (int)ci->output_width, (int)ci->output_height, channels) != 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}

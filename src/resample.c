@@ -176,7 +176,9 @@ static int axis_init(axis *ax, int in, int out)
 			 * largest one, so the run sums to exactly WONE. */
 			int isum = 0;
 			for (int k = 0; k < n; k++) {
-				w[k] = (int16_t)lround(d[k] / sum * WONE);
+				/* lround's rounding (half away from 0), without the call */
+				double v = d[k] / sum * WONE;
+				w[k] = (int16_t)(v >= 0.0 ? (int)(v + 0.5) : -(int)(0.5 - v));
 				isum += w[k];
 			}
 			w[big] = (int16_t)(w[big] + (WONE - isum));
