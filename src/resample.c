@@ -512,6 +512,8 @@ AVX2 static size_t vblocks_s16_avx2(const int16_t *const *rows, const int16_t *w
 /*
  * Horizontal pass for RGB and RGBA, four taps per step: the low lane takes
  * taps k, k+1 and the high lane k+2, k+3, as hfilter_simd does with two.
+ * Each lane is one unaligned load starting at its first tap's pixel, and
+ * one byte shuffle lays its two pixels' samples out in pairs for pmaddwd.
  * Strides are multiples of 4 with zero weights past the count, and row
  * buffers carry HPAD zeroed samples for the reads past the last tap.
  */
@@ -519,6 +521,12 @@ AVX2 static void hfilter_avx2(const int16_t *restrict in, const axis *ax, int ch
                               int32_t *restrict out)
 {
 	const __m256i lanes = _mm256_set_epi32(1, 1, 1, 1, 0, 0, 0, 0);
+	/* int16 samples s0..s7 of a lane -> (s0,s0+ch), (s1,s1+ch), ... */
+	const __m256i pairs = ch == 3
+		? _mm256_setr_epi8(0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11, 6, 7, 12, 13,
+		                   0, 1, 6, 7, 2, 3, 8, 9, 4, 5, 10, 11, 6, 7, 12, 13)
+		: _mm256_setr_epi8(0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15,
+		                   0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15);
 	const int16_t *w = ax->w;
 	for (int i = 0; i < ax->n_out; i++, w += ax->stride, out += ch) {
 		const int16_t *p = in + (size_t)ax->start[i] * (size_t)ch;
@@ -526,13 +534,10 @@ AVX2 static void hfilter_avx2(const int16_t *restrict in, const axis *ax, int ch
 		__m256i acc = _mm256_setzero_si256();
 		int32_t r[4];
 		for (int k = 0; k < n; k += 4, p += 4 * ch) {
-			__m128i a = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)p),
-			                               _mm_loadl_epi64((const __m128i *)(p + ch)));
-			__m128i b = _mm_unpacklo_epi16(_mm_loadl_epi64((const __m128i *)(p + 2 * ch)),
-			                               _mm_loadl_epi64((const __m128i *)(p + 3 * ch)));
+			__m256i v = _mm256_loadu2_m128i((const __m128i *)(p + 2 * ch), (const __m128i *)p);
 			__m256i ww = _mm256_permutevar8x32_epi32(
 				_mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(w + k))), lanes);
-			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_set_m128i(b, a), ww));
+			acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_shuffle_epi8(v, pairs), ww));
 		}
 		__m128i sum = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
 		_mm_storeu_si128((__m128i *)r, sum);
