@@ -19,6 +19,11 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                   img *out, img_meta *meta, char *err, size_t errlen);
 int jpegio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
                   char *err, size_t errlen);
+/* A malloc'd copy of a JPEG stream without its AC scans (SOS with Ss > 0),
+ * every other segment kept; NULL when the stream does not parse cleanly to
+ * its EOI or has no AC scan to drop.  Used for DC-only decodes (jpegio.c);
+ * public for the tests. */
+uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, size_t *outlen);
 
 int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                  img *out, img_meta *meta, char *err, size_t errlen);

@@ -27,6 +27,17 @@
  * zeroed rows, padding included: a few row buffers per decode, and no byte
  * of an earlier heap user can ever reach a thumbnail.
  *
+ * DC scans only.  At 1/8 scale libjpeg's IDCT reads nothing but the DC
+ * coefficient of a component whose scaled block size is 1; when that holds
+ * for every component of a progressive file, its AC scans cannot change
+ * one output pixel, yet they are most of its bytes and most of the time
+ * (9 of 10 MB and 90% of the decode for one 5120x2880 wallpaper).  So such
+ * a file is decoded from a copy that keeps every segment but the AC scans
+ * (jpegio_dc_scans); block smoothing is off for it, so the pixels are the
+ * full decode's, bit for bit (test_codec compares them).  A stream that
+ * does not parse cleanly to its EOI is decoded as it is, so a truncated or
+ * corrupt file fails exactly as before.
+ *
  * Encoding writes into our own growable buffer rather than jpeg_mem_dest:
  * jpeg_mem_dest keeps its grown buffer private until term_destination, so
  * a failure mid-encode would leak it.
@@ -128,6 +139,7 @@ struct jdec {
 	alloc_sarray_fn alloc_sarray;           /* libjpeg's, wrapped by jdec_alloc_sarray */
 	int created;
 	JSAMPLE *row;                   /* scratch row for CMYK */
+	uint8_t *dc;                    /* the DC-scans copy being decoded, if any */
 };
 
 /* libjpeg's alloc_sarray with the rows widened to JPEG_ROW_ALIGN and
@@ -188,6 +200,89 @@ static void cmyk_to_rgb(const JSAMPLE *in, uint8_t *out, JDIMENSION w, int adobe
 		out[1] = (uint8_t)((m * k + 127) / 255);
 		out[2] = (uint8_t)((y * k + 127) / 255);
 	}
+}
+
+/* The end of the entropy-coded data that starts at i: the first marker
+ * (0xFF, then neither a stuffed 0x00 nor RSTn, fill 0xFFs included in the
+ * data), or 0 when the stream ends first. */
+static size_t scan_end(const uint8_t *buf, size_t len, size_t i)
+{
+	for (;;) {
+		const uint8_t *ff = memchr(buf + i, 0xFF, len - i);
+		if (!ff || (size_t)(ff - buf) + 1 >= len)
+			return 0;
+		i = (size_t)(ff - buf);
+		uint8_t m = buf[i + 1];
+		if (m != 0x00 && m != 0xFF && (m < 0xD0 || m > 0xD7))
+			return i;
+		i += m == 0xFF ? 1 : 2;
+	}
+}
+
+uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, size_t *outlen)
+{
+	uint8_t *out = NULL;
+	size_t i = 2, o = 2;
+	int dc = 0, ac = 0;
+
+	if (len < 4 || buf[0] != 0xFF || buf[1] != 0xD8 || !(out = malloc(len)))
+		goto fail;
+	memcpy(out, buf, 2);
+	while (i + 1 < len) {
+		size_t seg, end;
+		uint8_t m;
+
+		if (buf[i] != 0xFF)
+			goto fail;
+		if (buf[i + 1] == 0xFF) {       /* fill byte before a marker */
+			i++;
+			continue;
+		}
+		m = buf[i + 1];
+		if (m == 0xD9) {                /* EOI: done */
+			if (!dc || !ac)
+				goto fail;      /* nothing to gain */
+			out[o++] = 0xFF;
+			out[o++] = 0xD9;
+			*outlen = o;
+			return out;
+		}
+		if (m == 0xD8 || m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+			goto fail;              /* no length: not where a segment belongs */
+		if (i + 4 > len || (seg = ((size_t)buf[i + 2] << 8 | buf[i + 3])) < 2 || i + 2 + seg > len)
+			goto fail;
+		end = i + 2 + seg;
+		if (m == 0xDA) {                /* SOS: header, then its entropy-coded data */
+			size_t ns = buf[i + 4];
+			if (seg != 6 + 2 * ns || (end = scan_end(buf, len, end)) == 0)
+				goto fail;
+			if (buf[i + 5 + 2 * ns] != 0) { /* Ss > 0: an AC scan */
+				ac++;
+				i = end;
+				continue;
+			}
+			dc++;
+		}
+		memcpy(out + o, buf + i, end - i);
+		o += end - i;
+		i = end;
+	}
+fail:
+	free(out);
+	return NULL;
+}
+
+/* After jpeg_read_header and the scale: 1 when the output can come from
+ * the DC coefficients alone (see the file comment). */
+static int jdec_dc_suffices(j_decompress_ptr ci)
+{
+	if (!ci->progressive_mode || ci->scale_denom != 8 || ci->scale_num != 1)
+		return 0;
+	jpeg_calc_output_dimensions(ci);
+	for (int i = 0; i < ci->num_components; i++)
+		if (ci->comp_info[i].DCT_scaled_size != 1)
+			return 0;
+	return 1;
 }
 
 /*
@@ -267,6 +362,20 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	}
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
+	if (jdec_dc_suffices(ci)) {
+		J_COLOR_SPACE cs = ci->out_color_space;
+		size_t n;
+		if ((d->dc = jpegio_dc_scans(buf, len, &n)) != NULL) {
+			/* the same file without its AC scans: start it over */
+			jpeg_abort_decompress(ci);
+			jpeg_mem_src(ci, d->dc, (unsigned long)n);
+			jpeg_read_header(ci, TRUE);
+			ci->out_color_space = cs;
+			ci->scale_num = 1;
+			ci->scale_denom = denom;
+			ci->do_block_smoothing = FALSE;
+		}
+	}
 	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(ci, channels)) != 0) {
 		snprintf(err, errlen, "deferred");
 		return -1;
@@ -337,6 +446,7 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	if (d.created)
 		jpeg_destroy_decompress(&d.cinfo);
 	free(d.row);
+	free(d.dc);
 	if (rc != 0) {
 		img_release(out);
 		meta->orientation = 1;

@@ -1,0 +1,341 @@
+/*
+ * test_jpeg_dc: the DC-scans shortcut of jpegio.c.  A progressive JPEG
+ * decoded at 1/8 whose components all have a 1x1 IDCT comes from a copy
+ * without its AC scans; these tests hold it to what that promises:
+ *  - jpegio_dc_scans() drops exactly the AC scans of a well-formed stream
+ *    and gives up (NULL) on anything else: baseline, truncated, garbage;
+ *  - img_decode()'s pixels equal a plain libjpeg decode of the whole file
+ *    at the same scale, bit for bit, for every sampling (4:2:0 is not
+ *    eligible and must be equal too), gray, restart markers, corpus files;
+ *  - a truncated progressive file still fails as "truncated JPEG".
+ * Pictures are made here with libjpeg itself (noise and edges, so the AC
+ * scans carry real data), plus the progressive files of the shared corpus.
+ */
+#include "check.h"
+#include "codec.h"
+#include "img.h"
+
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+
+static unsigned long long rng = 20261201;
+
+static unsigned
+rnd(unsigned n)
+{
+	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (unsigned)(rng >> 33) % n;
+}
+
+struct fail {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+static void
+fail_exit(j_common_ptr ci)
+{
+	longjmp(((struct fail *)ci->err)->jb, 1);
+}
+
+static void
+quiet(j_common_ptr ci, int level)
+{
+	(void)ci;
+	(void)level;
+}
+
+/* A w x h picture (gray when comps == 1) as JPEG: h/v sampling of the
+ * first component, progressive or not, restart interval in MCU rows. */
+static uint8_t *
+make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart, unsigned long *len)
+{
+	struct jpeg_compress_struct ci;
+	struct fail e;
+	unsigned char *out = NULL;
+	uint8_t *px = malloc((size_t)w * (size_t)h * (size_t)comps), *volatile keep = px;
+
+	if (!px)
+		return NULL;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+			for (int c = 0; c < comps; c++) {
+				int v = ((x / 7 + y / 11) & 1) ? 200 : 40;     /* edges */
+				v += (x * 3 + y * (c + 1)) % 50 + (int)rnd(40) - 20;       /* gradient, noise */
+				px[((size_t)y * (size_t)w + (size_t)x) * (size_t)comps + (size_t)c] =
+					(uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+			}
+	ci.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = fail_exit;
+	if (setjmp(e.jb)) {
+		jpeg_destroy_compress(&ci);
+		free(keep);
+		return NULL;
+	}
+	jpeg_create_compress(&ci);
+	jpeg_mem_dest(&ci, &out, len);
+	ci.image_width = (JDIMENSION)w;
+	ci.image_height = (JDIMENSION)h;
+	ci.input_components = comps;
+	ci.in_color_space = comps == 1 ? JCS_GRAYSCALE : JCS_RGB;
+	jpeg_set_defaults(&ci);
+	jpeg_set_quality(&ci, 90, TRUE);
+	ci.comp_info[0].h_samp_factor = hs;
+	ci.comp_info[0].v_samp_factor = vs;
+	if (progressive)
+		jpeg_simple_progression(&ci);
+	ci.restart_in_rows = restart;
+	jpeg_start_compress(&ci, TRUE);
+	while (ci.next_scanline < ci.image_height) {
+		JSAMPROW r = px + (size_t)ci.next_scanline * (size_t)w * (size_t)comps;
+		jpeg_write_scanlines(&ci, &r, 1);
+	}
+	jpeg_finish_compress(&ci);
+	jpeg_destroy_compress(&ci);
+	free(px);
+	return out;
+}
+
+/* The reference: libjpeg on the whole stream at 1/denom, nothing else set
+ * but the output colour space thumbd asks for. */
+static int
+plain_decode(const uint8_t *buf, size_t len, int denom, img *out)
+{
+	struct jpeg_decompress_struct ci;
+	struct fail e;
+	img *volatile o = out;
+
+	memset(out, 0, sizeof *out);
+	ci.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = fail_exit;
+	e.pub.emit_message = quiet;
+	if (setjmp(e.jb)) {
+		jpeg_destroy_decompress(&ci);
+		img_release(o);
+		return -1;
+	}
+	jpeg_create_decompress(&ci);
+	jpeg_mem_src(&ci, buf, (unsigned long)len);
+	jpeg_read_header(&ci, TRUE);
+	ci.out_color_space = ci.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+	ci.scale_num = 1;
+	ci.scale_denom = (unsigned)denom;
+	jpeg_start_decompress(&ci);
+	if (img_alloc(out, (int)ci.output_width, (int)ci.output_height, ci.output_components) != 0)
+		longjmp(e.jb, 1);
+	while (ci.output_scanline < ci.output_height) {
+		JSAMPROW r = out->px + (size_t)ci.output_scanline * out->stride;
+		jpeg_read_scanlines(&ci, &r, 1);
+	}
+	jpeg_finish_decompress(&ci);
+	jpeg_destroy_decompress(&ci);
+	return 0;
+}
+
+static int
+same_pixels(const img *a, const img *b)
+{
+	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
+		return 0;
+	for (int y = 0; y < a->h; y++)
+		if (memcmp(a->px + (size_t)y * a->stride, b->px + (size_t)y * b->stride,
+		           (size_t)a->w * (size_t)a->channels) != 0)
+			return 0;
+	return 1;
+}
+
+/* Number of SOS segments whose Ss is 0 (DC) and not 0 (AC). */
+static void
+count_scans(const uint8_t *b, size_t len, int *dc, int *ac)
+{
+	*dc = *ac = 0;
+	for (size_t i = 2; i + 5 < len; i++)
+		if (b[i] == 0xFF && b[i + 1] == 0xDA) {
+			size_t ns = b[i + 4];
+			if (i + 5 + 2 * ns < len)
+				(b[i + 5 + 2 * ns] == 0 ? (*dc)++ : (*ac)++);
+		}
+}
+
+/* img_decode at 1/8 (min_width 1 on a wide picture) against the reference. */
+static void
+check_identical(const char *what, const uint8_t *buf, size_t len)
+{
+	img_decode_opts o = { .max_pixels = 0, .min_width = 1 };
+	img a = { 0 }, b = { 0 };
+	img_meta m;
+	char err[IMG_ERRLEN] = "";
+	int ra = img_decode(buf, len, &o, &a, &m, err, sizeof err);
+	int rb = plain_decode(buf, len, 8, &b);
+
+	if (ra != 0)
+		fprintf(stderr, "%s: %s\n", what, err);
+	CHECK_INT(ra, 0);
+	CHECK_INT(rb, 0);
+	if (ra == 0 && rb == 0) {
+		int same = same_pixels(&a, &b);
+		if (!same)
+			fprintf(stderr, "%s: pixels differ from the full decode\n", what);
+		CHECK(same);
+	}
+	img_release(&a);
+	img_release(&b);
+}
+
+static void
+test_synthetic(void)
+{
+	static const struct { int comps, hs, vs, restart; const char *name; } kinds[] = {
+		{ 3, 1, 1, 0, "4:4:4" }, { 3, 2, 1, 0, "4:2:2" }, { 3, 2, 2, 0, "4:2:0" },
+		{ 1, 1, 1, 0, "gray" }, { 3, 1, 1, 2, "4:4:4 restart" }, { 3, 2, 1, 3, "4:2:2 restart" },
+	};
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		unsigned long plen = 0, blen = 0;
+		uint8_t *prog = make_jpeg(803, 517, kinds[k].comps, kinds[k].hs, kinds[k].vs, 1,
+		                          kinds[k].restart, &plen);
+		uint8_t *base = make_jpeg(803, 517, kinds[k].comps, kinds[k].hs, kinds[k].vs, 0,
+		                          kinds[k].restart, &blen);
+		char what[64];
+		size_t n = 0;
+		uint8_t *dc;
+		int d0, a0, d1, a1;
+
+		CHECK(prog != NULL && base != NULL);
+		if (!prog || !base) {
+			free(prog);
+			free(base);
+			continue;
+		}
+		/* the copy: every DC scan, no AC scan, shorter */
+		dc = jpegio_dc_scans(prog, plen, &n);
+		CHECK(dc != NULL);
+		if (dc) {
+			count_scans(prog, plen, &d0, &a0);
+			count_scans(dc, n, &d1, &a1);
+			CHECK(a0 > 0);
+			CHECK_INT(d1, d0);
+			CHECK_INT(a1, 0);
+			CHECK(n < plen);
+			CHECK(dc[n - 2] == 0xFF && dc[n - 1] == 0xD9);
+		}
+		free(dc);
+		/* baseline: one scan holding DC and AC, nothing to drop */
+		CHECK(jpegio_dc_scans(base, blen, &n) == NULL);
+
+		snprintf(what, sizeof what, "progressive %s", kinds[k].name);
+		check_identical(what, prog, plen);
+		snprintf(what, sizeof what, "baseline %s", kinds[k].name);
+		check_identical(what, base, blen);
+
+		/* cut anywhere after the first scan: never a copy, and the decode
+		 * fails as it would without the shortcut */
+		{
+			int copies = 0, decoded = 0, tried = 0;
+			for (size_t cut = plen / 10; cut < plen - 2; cut += plen / 10 + 1) {
+				img im = { 0 };
+				img_meta m;
+				img_decode_opts o = { .min_width = 1 };
+				char err[IMG_ERRLEN];
+				uint8_t *c = jpegio_dc_scans(prog, cut, &n);
+				if (c)
+					copies++;
+				free(c);
+				if (img_decode(prog, cut, &o, &im, &m, err, sizeof err) == 0)
+					decoded++;
+				img_release(&im);
+				tried++;
+			}
+			CHECK(tried >= 5);
+			CHECK_INT(copies, 0);
+			CHECK_INT(decoded, 0);
+		}
+		free(prog);
+		free(base);
+	}
+}
+
+static void
+test_garbage(void)
+{
+	uint8_t junk[4096] = { 0 };
+	size_t n;
+	int copies = 0;
+
+	CHECK(jpegio_dc_scans(junk, 0, &n) == NULL);
+	CHECK(jpegio_dc_scans((const uint8_t *)"\xff\xd8\xff\xd9", 4, &n) == NULL);
+	for (int round = 0; round < 2000; round++) {
+		size_t len = 4 + rnd(sizeof junk - 4);
+		junk[0] = 0xFF;
+		junk[1] = 0xD8;
+		for (size_t i = 2; i < len; i++)
+			junk[i] = rnd(3) ? (uint8_t)rnd(256) : 0xFF;
+		uint8_t *c = jpegio_dc_scans(junk, len, &n);
+		if (c && (n > len || c[0] != 0xFF || c[1] != 0xD8))
+			copies += 1000;     /* a copy must never outgrow or lose the SOI */
+		else if (c)
+			copies++;
+		free(c);
+	}
+	CHECK(copies < 1000);
+}
+
+static uint8_t *
+slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long n;
+
+	*len = 0;
+	if (!f)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0
+	    && (buf = malloc((size_t)n)) && fread(buf, 1, (size_t)n, f) == (size_t)n)
+		*len = (size_t)n;
+	else {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+static void
+test_corpus(void)
+{
+	const char *corpus = getenv("THUMBD_CORPUS");
+	static const char *files[] = {
+		"edge/jpeg_progressive_2268x1512.jpg", "edge/jpeg_1x1_progressive.jpg",
+	};
+
+	if (!corpus || !*corpus)
+		corpus = "../shared/corpus";
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		char path[1024];
+		size_t len;
+		uint8_t *buf;
+
+		snprintf(path, sizeof path, "%s/%s", corpus, files[i]);
+		buf = slurp(path, &len);
+		if (!buf)
+			fprintf(stderr, "cannot read %s\n", path);
+		CHECK(buf != NULL);       /* a missing corpus fails, never skips */
+		if (buf)
+			check_identical(files[i], buf, len);
+		free(buf);
+	}
+}
+
+int
+main(void)
+{
+	test_synthetic();
+	test_garbage();
+	test_corpus();
+	return CHECK_DONE();
+}
