@@ -19,11 +19,12 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                   img *out, img_meta *meta, char *err, size_t errlen);
 int jpegio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,
                   char *err, size_t errlen);
-/* A malloc'd copy of a JPEG stream without its AC scans (SOS with Ss > 0),
- * every other segment kept; NULL when the stream does not parse cleanly to
- * its EOI or has no AC scan to drop.  Used for DC-only decodes (jpegio.c);
- * public for the tests. */
-uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, size_t *outlen);
+/* A malloc'd copy of a JPEG stream without the AC scans (SOS with Ss > 0)
+ * of the components whose id is not marked in need_ac, every other segment
+ * kept; NULL when the stream does not parse cleanly to its EOI or has no
+ * such scan to drop.  For 1/8 decodes (jpegio.c); public for the tests. */
+uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, const uint8_t need_ac[256],
+                         size_t *outlen);
 
 int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                  img *out, img_meta *meta, char *err, size_t errlen);

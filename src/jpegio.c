@@ -27,16 +27,18 @@
  * zeroed rows, padding included: a few row buffers per decode, and no byte
  * of an earlier heap user can ever reach a thumbnail.
  *
- * DC scans only.  At 1/8 scale libjpeg's IDCT reads nothing but the DC
- * coefficient of a component whose scaled block size is 1; when that holds
- * for every component of a progressive file, its AC scans cannot change
- * one output pixel, yet they are most of its bytes and most of the time
- * (9 of 10 MB and 90% of the decode for one 5120x2880 wallpaper).  So such
- * a file is decoded from a copy that keeps every segment but the AC scans
- * (jpegio_dc_scans); block smoothing is off for it, so the pixels are the
- * full decode's, bit for bit (test_codec compares them).  A stream that
- * does not parse cleanly to its EOI is decoded as it is, so a truncated or
- * corrupt file fails exactly as before.
+ * AC scans skipped.  At 1/8 scale libjpeg's IDCT reads nothing but the DC
+ * coefficient of a component whose scaled block size is 1 (luma always;
+ * chroma too unless it is subsampled vertically, which libjpeg makes up
+ * for with a 2x2 IDCT).  In a progressive file the AC coefficients of such
+ * a component come in scans of their own, which then cannot change one
+ * output pixel, yet they are most of its bytes and most of the time (9 of
+ * 10 MB and 90% of the decode for one 5120x2880 wallpaper).  So the file
+ * is decoded from a copy without them (jpegio_dc_scans), with block
+ * smoothing off, and the pixels are the full decode's, bit for bit
+ * (test_jpeg_dc compares them).  A stream that does not parse cleanly to
+ * its EOI is decoded as it is, so a truncated or corrupt file fails
+ * exactly as before.
  *
  * Encoding writes into our own growable buffer rather than jpeg_mem_dest:
  * jpeg_mem_dest keeps its grown buffer private until term_destination, so
@@ -219,7 +221,8 @@ static size_t scan_end(const uint8_t *buf, size_t len, size_t i)
 	}
 }
 
-uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, size_t *outlen)
+uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, const uint8_t need_ac[256],
+                         size_t *outlen)
 {
 	uint8_t *out = NULL;
 	size_t i = 2, o = 2;
@@ -256,7 +259,11 @@ uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, size_t *outlen)
 			size_t ns = buf[i + 4];
 			if (seg != 6 + 2 * ns || (end = scan_end(buf, len, end)) == 0)
 				goto fail;
-			if (buf[i + 5 + 2 * ns] != 0) { /* Ss > 0: an AC scan */
+			int drop = buf[i + 5 + 2 * ns] != 0;    /* Ss > 0: an AC scan */
+			for (size_t c = 0; c < ns; c++)
+				if (need_ac[buf[i + 5 + 2 * c]])
+					drop = 0;
+			if (drop) {
 				ac++;
 				i = end;
 				continue;
@@ -272,17 +279,27 @@ fail:
 	return NULL;
 }
 
-/* After jpeg_read_header and the scale: 1 when the output can come from
- * the DC coefficients alone (see the file comment). */
-static int jdec_dc_suffices(j_decompress_ptr ci)
+/* After jpeg_read_header and the scale: 1 when some component's output
+ * comes from its DC coefficients alone (see the file comment); need_ac
+ * then marks, by component id, those that still need their AC scans. */
+static int jdec_ac_droppable(j_decompress_ptr ci, uint8_t need_ac[256])
 {
+	int any = 0;
+
 	if (!ci->progressive_mode || ci->scale_denom != 8 || ci->scale_num != 1)
 		return 0;
 	jpeg_calc_output_dimensions(ci);
-	for (int i = 0; i < ci->num_components; i++)
-		if (ci->comp_info[i].DCT_scaled_size != 1)
+	memset(need_ac, 0, 256);
+	for (int i = 0; i < ci->num_components; i++) {
+		jpeg_component_info *c = &ci->comp_info[i];
+		if (c->component_id < 0 || c->component_id > 255)
 			return 0;
-	return 1;
+		if (c->DCT_scaled_size == 1)
+			any = 1;
+		else
+			need_ac[c->component_id] = 1;
+	}
+	return any;
 }
 
 /*
@@ -362,10 +379,11 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	}
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
-	if (jdec_dc_suffices(ci)) {
+	uint8_t need_ac[256];
+	if (jdec_ac_droppable(ci, need_ac)) {
 		J_COLOR_SPACE cs = ci->out_color_space;
 		size_t n;
-		if ((d->dc = jpegio_dc_scans(buf, len, &n)) != NULL) {
+		if ((d->dc = jpegio_dc_scans(buf, len, need_ac, &n)) != NULL) {
 			/* the same file without its AC scans: start it over */
 			jpeg_abort_decompress(ci);
 			jpeg_mem_src(ci, d->dc, (unsigned long)n);

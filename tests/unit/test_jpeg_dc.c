@@ -1,12 +1,14 @@
 /*
- * test_jpeg_dc: the DC-scans shortcut of jpegio.c.  A progressive JPEG
- * decoded at 1/8 whose components all have a 1x1 IDCT comes from a copy
- * without its AC scans; these tests hold it to what that promises:
- *  - jpegio_dc_scans() drops exactly the AC scans of a well-formed stream
- *    and gives up (NULL) on anything else: baseline, truncated, garbage;
+ * test_jpeg_dc: the AC-scan shortcut of jpegio.c.  A progressive JPEG
+ * decoded at 1/8 comes from a copy without the AC scans of its components
+ * that have a 1x1 IDCT there; these tests hold it to what that promises:
+ *  - jpegio_dc_scans() drops exactly the AC scans of the components not
+ *    marked as needed, keeps everything else of a well-formed stream, and
+ *    gives up (NULL) on anything else: baseline, truncated, garbage;
  *  - img_decode()'s pixels equal a plain libjpeg decode of the whole file
- *    at the same scale, bit for bit, for every sampling (4:2:0 is not
- *    eligible and must be equal too), gray, restart markers, corpus files;
+ *    at the same scale, bit for bit, for every sampling (with 4:2:0 the
+ *    chroma AC scans stay: libjpeg scales chroma up with a 2x2 IDCT), gray,
+ *    restart markers, corpus files;
  *  - a truncated progressive file still fails as "truncated JPEG".
  * Pictures are made here with libjpeg itself (noise and edges, so the AC
  * scans carry real data), plus the progressive files of the shared corpus.
@@ -148,16 +150,24 @@ same_pixels(const img *a, const img *b)
 	return 1;
 }
 
-/* Number of SOS segments whose Ss is 0 (DC) and not 0 (AC). */
+/* SOS segments: DC ones (Ss = 0), AC ones, and AC ones holding component id. */
 static void
-count_scans(const uint8_t *b, size_t len, int *dc, int *ac)
+count_scans(const uint8_t *b, size_t len, int id, int *dc, int *ac, int *ac_id)
 {
-	*dc = *ac = 0;
+	*dc = *ac = *ac_id = 0;
 	for (size_t i = 2; i + 5 < len; i++)
 		if (b[i] == 0xFF && b[i + 1] == 0xDA) {
 			size_t ns = b[i + 4];
-			if (i + 5 + 2 * ns < len)
-				(b[i + 5 + 2 * ns] == 0 ? (*dc)++ : (*ac)++);
+			if (i + 5 + 2 * ns >= len)
+				continue;
+			if (b[i + 5 + 2 * ns] == 0) {
+				(*dc)++;
+				continue;
+			}
+			(*ac)++;
+			for (size_t c = 0; c < ns; c++)
+				if (b[i + 5 + 2 * c] == id)
+					(*ac_id)++;
 		}
 }
 
@@ -212,11 +222,15 @@ test_synthetic(void)
 			continue;
 		}
 		/* the copy: every DC scan, no AC scan, shorter */
-		dc = jpegio_dc_scans(prog, plen, &n);
+		static const uint8_t none[256];
+		uint8_t chroma[256] = { 0 };
+		chroma[2] = chroma[3] = 1;      /* libjpeg's component ids: Y 1, Cb 2, Cr 3 */
+		dc = jpegio_dc_scans(prog, plen, none, &n);
 		CHECK(dc != NULL);
 		if (dc) {
-			count_scans(prog, plen, &d0, &a0);
-			count_scans(dc, n, &d1, &a1);
+			int y0, y1;
+			count_scans(prog, plen, 1, &d0, &a0, &y0);
+			count_scans(dc, n, 1, &d1, &a1, &y1);
 			CHECK(a0 > 0);
 			CHECK_INT(d1, d0);
 			CHECK_INT(a1, 0);
@@ -224,8 +238,26 @@ test_synthetic(void)
 			CHECK(dc[n - 2] == 0xFF && dc[n - 1] == 0xD9);
 		}
 		free(dc);
+		/* chroma needed: only the luma AC scans go */
+		if (kinds[k].comps == 3) {
+			dc = jpegio_dc_scans(prog, plen, chroma, &n);
+			CHECK(dc != NULL);
+			if (dc) {
+				int y0, y1, c0, c1, cb0, cb1;
+				count_scans(prog, plen, 1, &d0, &a0, &y0);
+				count_scans(dc, n, 1, &d1, &a1, &y1);
+				count_scans(prog, plen, 2, &d0, &c0, &cb0);
+				count_scans(dc, n, 2, &d1, &c1, &cb1);
+				CHECK(y0 > 0);
+				CHECK_INT(y1, 0);
+				CHECK(cb0 > 0);
+				CHECK_INT(cb1, cb0);
+				CHECK_INT(a1, a0 - y0);
+			}
+			free(dc);
+		}
 		/* baseline: one scan holding DC and AC, nothing to drop */
-		CHECK(jpegio_dc_scans(base, blen, &n) == NULL);
+		CHECK(jpegio_dc_scans(base, blen, none, &n) == NULL);
 
 		snprintf(what, sizeof what, "progressive %s", kinds[k].name);
 		check_identical(what, prog, plen);
@@ -241,7 +273,7 @@ test_synthetic(void)
 				img_meta m;
 				img_decode_opts o = { .min_width = 1 };
 				char err[IMG_ERRLEN];
-				uint8_t *c = jpegio_dc_scans(prog, cut, &n);
+				uint8_t *c = jpegio_dc_scans(prog, cut, none, &n);
 				if (c)
 					copies++;
 				free(c);
@@ -262,19 +294,20 @@ test_synthetic(void)
 static void
 test_garbage(void)
 {
+	static const uint8_t none[256];
 	uint8_t junk[4096] = { 0 };
 	size_t n;
 	int copies = 0;
 
-	CHECK(jpegio_dc_scans(junk, 0, &n) == NULL);
-	CHECK(jpegio_dc_scans((const uint8_t *)"\xff\xd8\xff\xd9", 4, &n) == NULL);
+	CHECK(jpegio_dc_scans(junk, 0, none, &n) == NULL);
+	CHECK(jpegio_dc_scans((const uint8_t *)"\xff\xd8\xff\xd9", 4, none, &n) == NULL);
 	for (int round = 0; round < 2000; round++) {
 		size_t len = 4 + rnd(sizeof junk - 4);
 		junk[0] = 0xFF;
 		junk[1] = 0xD8;
 		for (size_t i = 2; i < len; i++)
 			junk[i] = rnd(3) ? (uint8_t)rnd(256) : 0xFF;
-		uint8_t *c = jpegio_dc_scans(junk, len, &n);
+		uint8_t *c = jpegio_dc_scans(junk, len, none, &n);
 		if (c && (n > len || c[0] != 0xFF || c[1] != 0xD8))
 			copies += 1000;     /* a copy must never outgrow or lose the SOI */
 		else if (c)
