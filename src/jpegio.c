@@ -32,8 +32,8 @@
  * chroma too unless it is subsampled vertically, which libjpeg makes up
  * for with a 2x2 IDCT).  In a progressive file the AC coefficients of such
  * a component come in scans of their own, which then cannot change one
- * output pixel, yet they are most of its bytes and most of the time (9 of
- * 10 MB and 90% of the decode for one 5120x2880 wallpaper).  So the file
+ * output pixel, yet they are most of its bytes and of its decode time (4.2
+ * of the 4.5 MB of one 5120x2880 wallpaper; bench/NOTES.md).  So the file
  * is decoded from a copy without them (jpegio_dc_scans), with block
  * smoothing off, and the pixels are the full decode's, bit for bit
  * (test_jpeg_dc compares them).  A stream that does not parse cleanly to
