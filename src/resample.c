@@ -317,15 +317,21 @@ static size_t vblocks_s16(const int16_t *const *rows, const int16_t *restrict w,
 #endif
 
 /* Whole blocks first, then the last width % block samples one by one. */
-static void vfilter_u8(const uint8_t *const *rows, const int16_t *restrict w, int n,
-                       size_t width, int32_t *restrict acc)
+static void vtail_u8(const uint8_t *const *rows, const int16_t *restrict w, int n,
+                     size_t x, size_t width, int32_t *restrict acc)
 {
-	for (size_t x = vblocks_u8(rows, w, n, width, acc); x < width; x++) {
+	for (; x < width; x++) {
 		int32_t a = 0;
 		for (int k = 0; k < n; k++)
 			a += w[k] * rows[k][x];
 		acc[x] = a;
 	}
+}
+
+static void vfilter_u8(const uint8_t *const *rows, const int16_t *restrict w, int n,
+                       size_t width, int32_t *restrict acc)
+{
+	vtail_u8(rows, w, n, vblocks_u8(rows, w, n, width, acc), width, acc);
 }
 
 static size_t vblocks_s16_any(const int16_t *const *rows, const int16_t *w, int n,
@@ -652,24 +658,18 @@ static size_t vblocks_s16_any(const int16_t *const *rows, const int16_t *w, int 
 static void vfilter_u8_s16(const uint8_t *const *rows, const int16_t *restrict w, int n,
                            size_t width, int shift, int32_t *restrict acc, int16_t *restrict out)
 {
-	int32_t half = 1 << (shift - 1);
 	size_t x = 0;
 
 #ifdef HAVE_AVX2_PATH
 	if (use_avx2)
 		x = vblocks_u8_s16_avx2(rows, w, n, width, shift, out);
 #endif
-	if (x == 0) {
+	/* what AVX2 left (all of it without AVX2) goes through the int32 row */
+	if (x == 0)
 		vfilter_u8(rows, w, n, width, acc);
-		to_s16(acc, width, shift, out);
-		return;
-	}
-	for (; x < width; x++) {
-		int32_t a = 0;
-		for (int k = 0; k < n; k++)
-			a += w[k] * rows[k][x];
-		out[x] = narrow(a, half, shift);
-	}
+	else
+		vtail_u8(rows, w, n, x, width, acc);
+	to_s16(acc + x, width - x, shift, out + x);
 }
 
 /*
