@@ -15,6 +15,7 @@
  * serves all eight orientations for any channel count.
  */
 #include "img.h"
+#include "bigmem.h"
 #include "codec.h"
 
 #include <stdint.h>
@@ -184,7 +185,7 @@ static int alloc_px(img *im, int w, int h, int channels, int zero)
 	stride = (size_t)w * (size_t)channels;
 	if ((size_t)h > (size_t)PTRDIFF_MAX / stride)
 		return -1;
-	im->px = zero ? calloc((size_t)h, stride) : malloc((size_t)h * stride);
+	im->px = bigmem_alloc((size_t)h * stride, zero);
 	if (im->px == NULL)
 		return -1;
 	im->w = w;
@@ -208,7 +209,7 @@ void img_release(img *im)
 {
 	if (im == NULL)
 		return;
-	free(im->px);
+	bigmem_free(im->px, (size_t)im->h * im->stride);
 	memset(im, 0, sizeof *im);
 }
 

@@ -9,8 +9,9 @@
  *
  * Memory: main.c tells glibc not to give freed heap back while work flows
  * (each image would otherwise fault its buffers in afresh); a worker that
- * has had nothing to do for WORKER_IDLE_MS hands it back (malloc_trim), so
- * an idle daemon does not sit on its busiest moment's heap.
+ * has had nothing to do for WORKER_IDLE_MS hands it back (malloc_trim, and
+ * the large block bigmem keeps for it), so an idle daemon does not sit on
+ * its busiest moment's heap.
  *
  * Shutdown: the producer closes the queue; each worker drains what is left
  * and exits when jobq_pop() returns NULL.  Workers block every signal so
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bigmem.h"
 #include "job.h"
 #include "log.h"
 #include "monotime.h"
@@ -97,6 +99,7 @@ next_job(workers *p, wctx *w, job **aside, uint64_t aside_bytes, int *must_wait)
 		int idle;
 		if ((j = jobq_pop_within(p->q, WORKER_IDLE_MS, &idle)) || !idle)
 			return j;
+		bigmem_trim();
 #ifdef __GLIBC__
 		malloc_trim(0);
 #endif
@@ -163,6 +166,7 @@ worker_main(void *arg)
 		atomic_store(&w->job_since, 0);
 		atomic_fetch_sub(&p->busy, 1);
 	}
+	bigmem_trim();
 	atomic_fetch_sub(&p->running, 1);
 	if (p->on_exit)
 		p->on_exit();

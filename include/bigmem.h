@@ -1,0 +1,35 @@
+/*
+ * bigmem: the few large buffers of a resize (decoded pictures, progressive
+ * JPEG coefficient arrays), taken from the kernel in huge pages and reused
+ * by the thread that freed them.
+ *
+ * Why not plain malloc: glibc maps every block over its mmap threshold
+ * (2 MB, main.c) afresh and the kernel faults it in page by page, zeroed,
+ * 4 KB at a time.  On the virtual machines thumbd was measured on a fault
+ * costs 10-15 us: a 1024x819 decode (2.5 MB, 610 faults) cost more in
+ * faults than in decoding, and the 88 MB coefficient array of a large
+ * progressive JPEG 0.3 s (bench/NOTES.md).  Here a block is mapped on a
+ * 2 MB boundary with MADV_HUGEPAGE (one fault per 2 MB where transparent
+ * huge pages are "madvise" or "always"), and the last block a thread frees,
+ * up to BIGMEM_KEEP, stays with that thread for its next image, so a run of
+ * similar images maps nothing at all.  Raising glibc's threshold instead
+ * would keep every such block in the arenas, fragmented: a higher peak on
+ * large images for the same speed.
+ *
+ * Blocks under BIGMEM_MIN come from malloc; under AddressSanitizer every
+ * block does, so its checks still see them.
+ */
+#ifndef THUMBD_BIGMEM_H
+#define THUMBD_BIGMEM_H
+
+#include <stddef.h>
+
+/* n bytes, zeroed when zero is set; NULL when out of memory (or n == 0). */
+void *bigmem_alloc(size_t n, int zero);
+/* Free a block of n bytes (the n it was allocated with); accepts NULL. */
+void bigmem_free(void *p, size_t n);
+/* Give back the block this thread keeps for reuse (an idle or exiting
+ * worker). */
+void bigmem_trim(void);
+
+#endif

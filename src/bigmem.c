@@ -1,0 +1,166 @@
+/*
+ * bigmem: large buffers in huge pages, one kept per thread for reuse.
+ * Why, and what it costs, in include/bigmem.h.
+ *
+ * A mapped block is [header | data]: the header (one cache line, so the
+ * data stays 64-byte aligned) records the mapped length, because a kept
+ * block may serve a smaller request than the one it was made for.  The
+ * mapping is over-allocated by one huge page and trimmed so that it starts
+ * on a huge-page boundary: the kernel only backs aligned 2 MB ranges with
+ * huge pages.
+ *
+ * The kept block is thread-specific: workers never hand pixel buffers to
+ * each other, so no lock is needed, and the block a worker keeps is the
+ * one its next image is most likely to need.  A kept block is handed out
+ * again only for a request that fits; a larger request unmaps it first, so
+ * a thread never holds two blocks because of the cache.  It lives in a
+ * pthread key rather than a _Thread_local so that a thread that exits
+ * without bigmem_trim() still gives it back (the key's destructor).
+ */
+#include "bigmem.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BIGMEM_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BIGMEM_ASAN 1
+#endif
+#endif
+
+#define BIGMEM_HUGE ((size_t)2 << 20)   /* transparent huge page, x86-64 and 4K-page arm64 */
+#define BIGMEM_MIN  ((size_t)2 << 20)   /* smaller: malloc (glibc's heap reuses those) */
+#define BIGMEM_KEEP ((size_t)16 << 20)  /* largest block a thread keeps between images */
+#define BIGMEM_HDR  64
+
+typedef struct block {
+	size_t maplen;          /* bytes mapped, header included */
+} block;
+
+static pthread_key_t kept_key;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+static int kept_ok;
+
+static int
+mapped(size_t n)
+{
+#ifdef BIGMEM_ASAN
+	(void)n;
+	return 0;
+#else
+	return n >= BIGMEM_MIN;
+#endif
+}
+
+static void
+unmap(block *b)
+{
+	if (b)
+		munmap(b, b->maplen);
+}
+
+static void
+kept_drop(void *b)
+{
+	unmap(b);
+}
+
+static void
+kept_init(void)
+{
+	kept_ok = pthread_key_create(&kept_key, kept_drop) == 0;
+}
+
+/* This thread's kept block, taken out of the key; NULL if none. */
+static block *
+kept_take(void)
+{
+	block *b;
+
+	pthread_once(&kept_once, kept_init);
+	if (!kept_ok || !(b = pthread_getspecific(kept_key)))
+		return NULL;
+	pthread_setspecific(kept_key, NULL);
+	return b;
+}
+
+static block *
+map(size_t maplen)
+{
+	size_t len = maplen + BIGMEM_HUGE, head, tail;
+	uint8_t *p, *a;
+
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	a = (uint8_t *)(((uintptr_t)p + BIGMEM_HUGE - 1) & ~(uintptr_t)(BIGMEM_HUGE - 1));
+	head = (size_t)(a - p);
+	tail = len - head - maplen;
+	if (head)
+		munmap(p, head);
+	if (tail)
+		munmap(a + maplen, tail);
+#ifdef MADV_HUGEPAGE
+	(void)madvise(a, maplen, MADV_HUGEPAGE);    /* advice only: "never" just ignores it */
+#endif
+	((block *)a)->maplen = maplen;
+	return (block *)a;
+}
+
+void *
+bigmem_alloc(size_t n, int zero)
+{
+	size_t maplen;
+	block *b;
+
+	if (n == 0)
+		return NULL;
+	if (!mapped(n))
+		return zero ? calloc(1, n) : malloc(n);
+	if (n > SIZE_MAX / 2)
+		return NULL;
+	maplen = (n + BIGMEM_HDR + BIGMEM_HUGE - 1) & ~(BIGMEM_HUGE - 1);
+	if ((b = kept_take()) && b->maplen >= maplen) {
+		if (zero)
+			memset((uint8_t *)b + BIGMEM_HDR, 0, n);
+	} else {
+		unmap(b);       /* too small for this one: do not hold two */
+		if (!(b = map(maplen)))
+			return NULL;
+		/* fresh anonymous pages read as zero */
+	}
+	return (uint8_t *)b + BIGMEM_HDR;
+}
+
+void
+bigmem_free(void *p, size_t n)
+{
+	block *b, *k, *keep;
+
+	if (!p)
+		return;
+	if (!mapped(n)) {
+		free(p);
+		return;
+	}
+	b = (block *)((uint8_t *)p - BIGMEM_HDR);
+	k = kept_take();
+	/* keep the larger of the two that may be kept, unmap the other */
+	keep = b->maplen <= BIGMEM_KEEP ? b : NULL;
+	if (k && (!keep || k->maplen >= keep->maplen))
+		keep = k;
+	unmap(keep == b ? k : b);
+	if (keep && !(kept_ok && pthread_setspecific(kept_key, keep) == 0))
+		unmap(keep);
+}
+
+void
+bigmem_trim(void)
+{
+	unmap(kept_take());
+}
