@@ -26,8 +26,8 @@
 
 /* n bytes, zeroed when zero is set; NULL when out of memory (or n == 0). */
 void *bigmem_alloc(size_t n, int zero);
-/* Free a block of n bytes (the n it was allocated with); accepts NULL. */
-void bigmem_free(void *p, size_t n);
+/* Free a block from bigmem_alloc (never one from malloc); accepts NULL. */
+void bigmem_free(void *p);
 /* Give back the block this thread keeps for reuse (an idle or exiting
  * worker). */
 void bigmem_trim(void);

@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Whole file into a malloc'd buffer; files over max bytes are refused
- * ("too large: N bytes > max_bytes") before reading.  0 / -1. */
+/* Whole file into a buffer the caller frees with bigmem_free (a download
+ * of several MB is read into a reused huge-page block, not faulted in
+ * afresh); files over max bytes are refused ("too large: N bytes >
+ * max_bytes") before reading.  0 / -1. */
 int fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
                   char *err, size_t errlen);
 

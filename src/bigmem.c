@@ -2,12 +2,12 @@
  * bigmem: large buffers in huge pages, one kept per thread for reuse.
  * Why, and what it costs, in include/bigmem.h.
  *
- * A mapped block is [header | data]: the header (one cache line, so the
- * data stays 64-byte aligned) records the mapped length, because a kept
- * block may serve a smaller request than the one it was made for.  The
- * mapping is over-allocated by one huge page and trimmed so that it starts
- * on a huge-page boundary: the kernel only backs aligned 2 MB ranges with
- * huge pages.
+ * Every block is [header | data]: the header (one cache line, so the data
+ * stays 64-byte aligned) records the mapped length, 0 for a malloc'd
+ * block, so bigmem_free needs no size and a kept block may serve a smaller
+ * request than the one it was made for.  A mapping is over-allocated by one
+ * huge page and trimmed so that it starts on a huge-page boundary: the
+ * kernel only backs aligned 2 MB ranges with huge pages.
  *
  * The kept block is thread-specific: workers never hand pixel buffers to
  * each other, so no lock is needed, and the block a worker keeps is the
@@ -118,12 +118,14 @@ bigmem_alloc(size_t n, int zero)
 	size_t maplen;
 	block *b;
 
-	if (n == 0)
+	if (n == 0 || n > SIZE_MAX / 2)
 		return NULL;
-	if (!mapped(n))
-		return zero ? calloc(1, n) : malloc(n);
-	if (n > SIZE_MAX / 2)
-		return NULL;
+	if (!mapped(n)) {
+		if (!(b = zero ? calloc(1, n + BIGMEM_HDR) : malloc(n + BIGMEM_HDR)))
+			return NULL;
+		b->maplen = 0;
+		return (uint8_t *)b + BIGMEM_HDR;
+	}
 	maplen = (n + BIGMEM_HDR + BIGMEM_HUGE - 1) & ~(BIGMEM_HUGE - 1);
 	if ((b = kept_take()) && b->maplen >= maplen) {
 		if (zero)
@@ -138,17 +140,17 @@ bigmem_alloc(size_t n, int zero)
 }
 
 void
-bigmem_free(void *p, size_t n)
+bigmem_free(void *p)
 {
 	block *b, *k, *keep;
 
 	if (!p)
 		return;
-	if (!mapped(n)) {
-		free(p);
+	b = (block *)((uint8_t *)p - BIGMEM_HDR);
+	if (b->maplen == 0) {
+		free(b);
 		return;
 	}
-	b = (block *)((uint8_t *)p - BIGMEM_HDR);
 	k = kept_take();
 	/* keep the larger of the two that may be kept, unmap the other */
 	keep = b->maplen <= BIGMEM_KEEP ? b : NULL;

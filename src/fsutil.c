@@ -5,6 +5,7 @@
  * "outgoing/ *.jpg", so nobody picks up half a thumbnail.
  */
 #include "fsutil.h"
+#include "bigmem.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@ fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 		         (long long)sb.st_size, (unsigned long long)max);
 		goto out;
 	}
-	if (!(b = malloc(sb.st_size ? (size_t)sb.st_size : 1))) {
+	if (!(b = bigmem_alloc(sb.st_size ? (size_t)sb.st_size : 1, 0))) {
 		snprintf(err, errlen, "out of memory reading %s", path);
 		goto out;
 	}
@@ -60,7 +61,7 @@ fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 	b = NULL;
 	rc = 0;
 out:
-	free(b);
+	bigmem_free(b);
 	close(fd);
 	return rc;
 }

@@ -209,7 +209,7 @@ void img_release(img *im)
 {
 	if (im == NULL)
 		return;
-	bigmem_free(im->px, (size_t)im->h * im->stride);
+	bigmem_free(im->px);
 	memset(im, 0, sizeof *im);
 }
 

@@ -150,7 +150,6 @@ typedef JSAMPARRAY (*alloc_sarray_fn)(j_common_ptr, int, JDIMENSION, JDIMENSION)
  * handed to libjpeg as its opaque jvirt_barray_ptr. */
 struct coefarr {
 	JBLOCKROW mem;                  /* bigmem block, zeroed */
-	size_t bytes;
 	JBLOCKARRAY rows;               /* row pointers into mem (libjpeg's image pool) */
 	JDIMENSION nrows, blocksperrow, maxaccess;
 };
@@ -220,8 +219,7 @@ static void jdec_realize(j_common_ptr cinfo)
 			ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 11);
 		a->rows = (JBLOCKARRAY)(*cinfo->mem->alloc_small)(cinfo, JPOOL_IMAGE,
 		                                                  a->nrows * sizeof(JBLOCKROW));
-		a->bytes = (size_t)a->nrows * a->blocksperrow * sizeof(JBLOCK);
-		if (!(a->mem = bigmem_alloc(a->bytes, 1)))
+		if (!(a->mem = bigmem_alloc((size_t)a->nrows * a->blocksperrow * sizeof(JBLOCK), 1)))
 			ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 11);
 		for (JDIMENSION r = 0; r < a->nrows; r++)
 			a->rows[r] = a->mem + (size_t)r * a->blocksperrow;
@@ -547,7 +545,7 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	if (d.created)
 		jpeg_destroy_decompress(&d.cinfo);
 	for (int i = 0; i < d.narr; i++)
-		bigmem_free(d.arr[i].mem, d.arr[i].bytes);
+		bigmem_free(d.arr[i].mem);
 	free(d.row);
 	free(d.dc);
 	if (rc != 0) {

@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "bigmem.h"
 #include "fsutil.h"
 #include "img.h"
 #include "resample.h"
@@ -162,7 +163,7 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 		goto out;
 	}
 	budget_release(&mem);
-	free(buf);
+	bigmem_free(buf);
 	buf = NULL;
 	/* displayed size of the full picture */
 	W = meta.orientation >= 5 ? meta.height : meta.width;
@@ -227,7 +228,7 @@ out:
 			snprintf(path, sizeof path, "%s/%s", c->outgoing, outs[i]);
 			unlink(path);
 		}
-	free(buf);
+	bigmem_free(buf);
 	free(enc);
 	img_release(&src);
 	img_release(&shown);

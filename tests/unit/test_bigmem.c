@@ -1,7 +1,8 @@
 /*
  * Unit tests: bigmem (large buffers in huge pages, one kept per thread).
  * What must hold whatever the build: zeroed blocks read as zero, also when
- * a block is reused, every byte is writable, free accepts NULL.  What holds
+ * a block is reused, every byte is writable, blocks are aligned for SIMD
+ * loads, free accepts NULL and needs no size.  What holds
  * where bigmem maps its blocks (every build but AddressSanitizer, where all
  * of it is malloc so ASan sees it): reuse by the same thread, 64-byte
  * alignment, memory given back (RSS) on free of a large block and on trim,
@@ -92,7 +93,7 @@ thread_keeps(void *arg)
 	(void)arg;
 	if (p) {
 		memset(p, 1, 8 * MB);
-		bigmem_free(p, 8 * MB);     /* kept by this thread, which then exits */
+		bigmem_free(p);     /* kept by this thread, which then exits */
 	}
 	return p;
 }
@@ -107,8 +108,7 @@ main(void)
 	mapped = 0;
 #endif
 	CHECK(bigmem_alloc(0, 1) == NULL);
-	bigmem_free(NULL, 0);
-	bigmem_free(NULL, 5 * MB);
+	bigmem_free(NULL);
 
 	for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
 		size_t n = sizes[i];
@@ -117,10 +117,9 @@ main(void)
 		if (!p)
 			continue;
 		CHECK(all_zero(p, n));
-		if (mapped && n >= 2 * MB)
-			CHECK_INT((uintptr_t)p % 64, 0);
+		CHECK_INT((uintptr_t)p % (mapped && n >= 2 * MB ? 64 : 16), 0);
 		memset(p, 0xAB, n);
-		bigmem_free(p, n);
+		bigmem_free(p);
 		/* the same size again, zeroed: a reused block must be wiped */
 		q = bigmem_alloc(n, 1);
 		CHECK(q != NULL);
@@ -130,7 +129,7 @@ main(void)
 		if (mapped && n >= 2 * MB && n <= 16 * MB)
 			CHECK(q == p);          /* kept by this thread and handed back */
 		memset(q, 0x5A, n);
-		bigmem_free(q, n);
+		bigmem_free(q);
 		/* not zeroed: still every byte writable */
 		q = bigmem_alloc(n, 0);
 		CHECK(q != NULL);
@@ -138,18 +137,18 @@ main(void)
 			memset(q, 0x11, n);
 			CHECK(q[n - 1] == 0x11);
 		}
-		bigmem_free(q, n);
+		bigmem_free(q);
 	}
 	bigmem_trim();
 
 	/* a smaller request is served by the kept larger block */
 	if (mapped) {
 		uint8_t *a = bigmem_alloc(6 * MB, 0), *b;
-		bigmem_free(a, 6 * MB);
+		bigmem_free(a);
 		b = bigmem_alloc(3 * MB, 1);
 		CHECK(b == a);
 		CHECK(b && all_zero(b, 3 * MB));
-		bigmem_free(b, 3 * MB);
+		bigmem_free(b);
 		bigmem_trim();
 	}
 
@@ -165,7 +164,7 @@ main(void)
 			memset(p, 7, 48 * MB);
 			touched = rss();
 			CHECK(touched - before >= (long long)(40 * MB));
-			bigmem_free(p, 48 * MB);
+			bigmem_free(p);
 			after = rss();
 			CHECK(touched - after >= (long long)(40 * MB));
 		}
@@ -175,7 +174,7 @@ main(void)
 		CHECK(p != NULL);
 		if (p) {
 			memset(p, 7, 12 * MB);
-			bigmem_free(p, 12 * MB);
+			bigmem_free(p);
 			touched = rss();
 			bigmem_trim();
 			after = rss();
@@ -200,7 +199,7 @@ main(void)
 			if (p) {
 				memset(p, 3, 16 * MB);
 				CHECK(huge_kb() - h0 >= 2048);
-				bigmem_free(p, 16 * MB);
+				bigmem_free(p);
 			}
 			bigmem_trim();
 		} else {

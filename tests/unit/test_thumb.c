@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bigmem.h"
 #include "check.h"
 #include "config.h"
 #include "fsutil.h"
@@ -70,7 +71,7 @@ check_output(const cfg *c, const char *name, img_format fmt, int w, int h)
 	CHECK_INT(im.w, w);
 	CHECK_INT(im.h, h);
 	img_release(&im);
-	free(buf);
+	bigmem_free(buf);
 }
 
 int
