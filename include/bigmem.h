@@ -24,6 +24,11 @@
 
 #include <stddef.h>
 
+/* The largest block a thread keeps for its next image (mapped length):
+ * a 1200x1600 decode, a downloaded photo of several MB.  Per worker, so
+ * it is also what an idle-looking worker may hold until it trims. */
+#define BIGMEM_KEEP ((size_t)8 << 20)
+
 /* n bytes, zeroed when zero is set; NULL when out of memory (or n == 0). */
 void *bigmem_alloc(size_t n, int zero);
 /* Free a block from bigmem_alloc (never one from malloc); accepts NULL. */

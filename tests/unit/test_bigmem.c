@@ -88,11 +88,11 @@ thp_offered(void)
 static void *
 thread_keeps(void *arg)
 {
-	void *p = bigmem_alloc(8 * MB, 0);
+	void *p = bigmem_alloc(BIGMEM_KEEP - 64, 0);
 
 	(void)arg;
 	if (p) {
-		memset(p, 1, 8 * MB);
+		memset(p, 1, BIGMEM_KEEP - 64);
 		bigmem_free(p);     /* kept by this thread, which then exits */
 	}
 	return p;
@@ -126,7 +126,7 @@ main(void)
 		if (!q)
 			continue;
 		CHECK(all_zero(q, n));
-		if (mapped && n >= 2 * MB && n <= 16 * MB)
+		if (mapped && n >= 2 * MB && n + 64 <= BIGMEM_KEEP)
 			CHECK(q == p);          /* kept by this thread and handed back */
 		memset(q, 0x5A, n);
 		bigmem_free(q);
@@ -170,15 +170,15 @@ main(void)
 		}
 
 		/* kept: resident until trimmed */
-		p = bigmem_alloc(12 * MB, 0);
+		p = bigmem_alloc(BIGMEM_KEEP - 64, 0);
 		CHECK(p != NULL);
 		if (p) {
-			memset(p, 7, 12 * MB);
+			memset(p, 7, BIGMEM_KEEP - 64);
 			bigmem_free(p);
 			touched = rss();
 			bigmem_trim();
 			after = rss();
-			CHECK(touched - after >= (long long)(10 * MB));
+			CHECK(touched - after >= (long long)(BIGMEM_KEEP - MB));
 		}
 
 		/* a thread that exits without trimming gives its block back */
