@@ -33,8 +33,12 @@
 void *bigmem_alloc(size_t n, int zero);
 /* Free a block from bigmem_alloc (never one from malloc); accepts NULL. */
 void bigmem_free(void *p);
-/* Give back the block this thread keeps for reuse (an idle or exiting
- * worker). */
+/* Once, before any thread starts: glibc's heap tuned to go with bigmem
+ * (blocks of 2 MB and more from mmap, freed memory kept while work flows),
+ * unless MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ say otherwise. */
+void bigmem_setup(void);
+/* Give back the block this thread keeps for reuse, and the heap's free
+ * memory (an idle or exiting worker). */
 void bigmem_trim(void);
 
 #endif

@@ -16,9 +16,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -30,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bigmem.h"
 #include "config.h"
 #include "fetch.h"
 #include "fsutil.h"
@@ -445,22 +443,7 @@ main(int argc, char **argv)
 	double t0;
 	struct sigaction sa;
 
-#ifdef __GLIBC__
-	/* Decoder buffers of 2 MB or more come from mmap and go back to
-	 * the system when freed.  glibc would otherwise raise its threshold to
-	 * the largest block freed so far (up to 32 MB) and keep such blocks in
-	 * each worker's arena: 175-210 MB peak instead of 140 MB on the
-	 * benchmark corpus, for no speed.  Not lower: an 800x450 decode (1 MB)
-	 * would then be mapped and faulted in afresh for every small image. */
-	if (!getenv("MALLOC_MMAP_THRESHOLD_"))     /* the user's own tuning wins */
-		mallopt(M_MMAP_THRESHOLD, 2 << 20);
-	/* Below that size, freed memory stays with the process while work
-	 * flows: trimmed after every image, the next one's decode buffers
-	 * were faulted in afresh, page by page (a third of the system time of
-	 * 2,000 small images).  An idle worker trims (worker.c). */
-	if (!getenv("MALLOC_TRIM_THRESHOLD_"))
-		mallopt(M_TRIM_THRESHOLD, 64 << 20);
-#endif
+	bigmem_setup();
 	if (!(sets = calloc((size_t)argc, sizeof *sets))) {
 		fprintf(stderr, "thumbd: out of memory\n");
 		return EXIT_USAGE;

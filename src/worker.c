@@ -7,11 +7,11 @@
  * outcome, so incoming/ holds only work not finished yet.  Local files given
  * with --files are never deleted.
  *
- * Memory: main.c tells glibc not to give freed heap back while work flows
- * (each image would otherwise fault its buffers in afresh); a worker that
- * has had nothing to do for WORKER_IDLE_MS hands it back (malloc_trim, and
- * the large block bigmem keeps for it), so an idle daemon does not sit on
- * its busiest moment's heap.
+ * Memory: freed heap is not given back while work flows (each image would
+ * otherwise fault its buffers in afresh: bigmem.c); a worker that has had
+ * nothing to do for WORKER_IDLE_MS hands it back (bigmem_trim: the large
+ * block bigmem keeps for it and glibc's free heap), so an idle daemon does
+ * not sit on its busiest moment's heap.
  *
  * Shutdown: the producer closes the queue; each worker drains what is left
  * and exits when jobq_pop() returns NULL.  Workers block every signal so
@@ -20,9 +20,6 @@
 #include "worker.h"
 
 #include <errno.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -100,9 +97,6 @@ next_job(workers *p, wctx *w, job **aside, uint64_t aside_bytes, int *must_wait)
 		if ((j = jobq_pop_within(p->q, WORKER_IDLE_MS, &idle)) || !idle)
 			return j;
 		bigmem_trim();
-#ifdef __GLIBC__
-		malloc_trim(0);
-#endif
 		return jobq_pop(p->q);
 	}
 	fits = thumb_budget_fits(cfg_hold(p, w), aside_bytes);

@@ -98,6 +98,39 @@ thread_keeps(void *arg)
 	return p;
 }
 
+/* Threads that trim at the same moment, then exit: what workers going
+ * idle together do.  Under a sanitizer that replaces malloc, glibc's own
+ * heap is never set up, and a glibc malloc call from such a thread
+ * (malloc_trim) used to set it up there; racing threads then failed
+ * glibc's arena assertion at exit, or crashed. */
+static pthread_barrier_t trim_barrier;
+
+static void *
+thread_trims(void *arg)
+{
+	(void)arg;
+	pthread_barrier_wait(&trim_barrier);
+	bigmem_trim();
+	return NULL;
+}
+
+static int
+trim_together(int n)
+{
+	pthread_t t[8];
+	int started = 0;
+
+	if (n > 8 || pthread_barrier_init(&trim_barrier, NULL, (unsigned)n) != 0)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (pthread_create(&t[i], NULL, thread_trims, NULL) == 0)
+			started++;
+	for (int i = 0; i < started; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&trim_barrier);
+	return started;
+}
+
 int
 main(void)
 {
@@ -107,6 +140,9 @@ main(void)
 #ifdef ASAN
 	mapped = 0;
 #endif
+	/* first, before this thread has allocated anything */
+	CHECK_INT(trim_together(8), 8);
+	bigmem_setup();
 	CHECK(bigmem_alloc(0, 1) == NULL);
 	bigmem_free(NULL);
 
