@@ -144,7 +144,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGET  ?= fuzz_jpeg
 FUZZ_MAXLEN  ?= 65536
 FUZZ_TARGETS := fuzz_jpeg fuzz_png fuzz_webp fuzz_exif
-FUZZ_SRCS    := src/img.c src/jpegio.c src/pngio.c src/webpio.c src/exif.c src/resample.c
+FUZZ_SRCS    := src/bigmem.c src/img.c src/jpegio.c src/pngio.c src/webpio.c src/exif.c src/resample.c
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) \
                 $(PKG_CFLAGS) -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
