@@ -33,11 +33,12 @@
 #endif
 #endif
 
-/* glibc's malloc is the process's allocator: not under a sanitizer that
- * brings its own.  Then glibc's heap is never set up by the main thread,
- * and the first glibc malloc call from a worker (malloc_trim) would set it
- * up there, taking the main thread's arena without counting itself in:
- * two workers exiting then failed glibc's arena assertion or crashed. */
+/* BIGMEM_GLIBC_HEAP: glibc's malloc is the process's allocator, so its
+ * tuning (bigmem_setup) and malloc_trim apply.  Not under a sanitizer that
+ * brings its own malloc: there glibc's heap is never set up by the main
+ * thread, and a glibc malloc call from a worker (malloc_trim) set it up in
+ * that thread, taking the main arena without counting itself in; two
+ * workers doing so and exiting failed glibc's arena assertion or crashed. */
 #if defined(__GLIBC__) && !defined(BIGMEM_ASAN) && !defined(__SANITIZE_THREAD__)
 #if defined(__has_feature)
 #if !__has_feature(thread_sanitizer) && !__has_feature(memory_sanitizer)
