@@ -4,7 +4,7 @@
  * by the thread that freed them.
  *
  * Why not plain malloc: glibc maps every block over its mmap threshold
- * (2 MB, main.c) afresh and the kernel faults it in page by page, zeroed,
+ * (2 MB, bigmem_setup) afresh and the kernel faults it in page by page, zeroed,
  * 4 KB at a time.  On the virtual machines thumbd was measured on a fault
  * costs 10-15 us: a 1024x819 decode (2.5 MB, 610 faults) cost more in
  * faults than in decoding, and the 88 MB coefficient array of a large
@@ -23,6 +23,19 @@
 #define THUMBD_BIGMEM_H
 
 #include <stddef.h>
+
+/* BIGMEM_MAPS: 1 when blocks of 2 MB and more are mapped by bigmem, 0 under
+ * AddressSanitizer, where every block comes from malloc so ASan sees it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define BIGMEM_MAPS 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BIGMEM_MAPS 0
+#endif
+#endif
+#ifndef BIGMEM_MAPS
+#define BIGMEM_MAPS 1
+#endif
 
 /* The largest block a thread keeps for its next image (mapped length):
  * a 1200x1600 decode, a downloaded photo of several MB.  Per worker, so

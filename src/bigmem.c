@@ -25,21 +25,13 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BIGMEM_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BIGMEM_ASAN 1
-#endif
-#endif
-
 /* BIGMEM_GLIBC_HEAP: glibc's malloc is the process's allocator, so its
  * tuning (bigmem_setup) and malloc_trim apply.  Not under a sanitizer that
  * brings its own malloc: there glibc's heap is never set up by the main
  * thread, and a glibc malloc call from a worker (malloc_trim) set it up in
  * that thread, taking the main arena without counting itself in; two
  * workers doing so and exiting failed glibc's arena assertion or crashed. */
-#if defined(__GLIBC__) && !defined(BIGMEM_ASAN) && !defined(__SANITIZE_THREAD__)
+#if defined(__GLIBC__) && BIGMEM_MAPS && !defined(__SANITIZE_THREAD__)
 #if defined(__has_feature)
 #if !__has_feature(thread_sanitizer) && !__has_feature(memory_sanitizer)
 #define BIGMEM_GLIBC_HEAP 1
@@ -67,12 +59,7 @@ static int kept_ok;
 static int
 mapped(size_t n)
 {
-#ifdef BIGMEM_ASAN
-	(void)n;
-	return 0;
-#else
-	return n >= BIGMEM_MIN;
-#endif
+	return BIGMEM_MAPS && n >= BIGMEM_MIN;
 }
 
 static void

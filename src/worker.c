@@ -160,7 +160,6 @@ worker_main(void *arg)
 		atomic_store(&w->job_since, 0);
 		atomic_fetch_sub(&p->busy, 1);
 	}
-	bigmem_trim();
 	atomic_fetch_sub(&p->running, 1);
 	if (p->on_exit)
 		p->on_exit();

@@ -19,14 +19,6 @@
 #include "bigmem.h"
 #include "check.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ASAN 1
-#endif
-#endif
-
 #define MB ((size_t)1 << 20)
 
 static int
@@ -135,11 +127,8 @@ int
 main(void)
 {
 	static const size_t sizes[] = { 1, 1000, 2 * MB - 1, 2 * MB, 3 * MB + 5, 9 * MB, 20 * MB };
-	int mapped = 1;
+	int mapped = BIGMEM_MAPS;
 
-#ifdef ASAN
-	mapped = 0;
-#endif
 	/* first, before this thread has allocated anything */
 	CHECK_INT(trim_together(8), 8);
 	bigmem_setup();
