@@ -51,7 +51,7 @@ void bigmem_free(void *p);
  * unless MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ say otherwise. */
 void bigmem_setup(void);
 /* Give back the block this thread keeps for reuse, and the heap's free
- * memory (an idle or exiting worker). */
+ * memory (an idle worker; at thread exit the kept block goes by itself). */
 void bigmem_trim(void);
 
 #endif
