@@ -21,6 +21,7 @@ typedef struct cfg {
 	char *incoming, *outgoing, *logs;
 
 	int connections, per_host;
+	int per_host_start;     /* a host's first window; it opens up to per_host (fetch.c) */
 	long connect_timeout, timeout;          /* seconds */
 	long low_speed_limit, low_speed_time;   /* bytes/s, seconds */
 	uint64_t max_bytes;

@@ -40,6 +40,7 @@ static const key_def keys[] = {
 	{ "paths", "logs", T_PATH, 0, 0, F(logs), 0 },
 	{ "download", "connections", T_INT, 1, 1024, F(connections), W(connections) },
 	{ "download", "per_host", T_INT, 1, 1024, F(per_host), W(per_host) },
+	{ "download", "per_host_start", T_INT, 1, 1024, F(per_host_start), W(per_host_start) },
 	{ "download", "connect_timeout", T_INT, 1, 3600, F(connect_timeout), W(connect_timeout) },
 	{ "download", "timeout", T_INT, 1, 86400, F(timeout), W(timeout) },
 	{ "download", "low_speed_limit", T_INT, 0, 1LL << 30, F(low_speed_limit), W(low_speed_limit) },
@@ -87,8 +88,9 @@ cfg_new(void)
 		cfg_free(c);
 		return NULL;
 	}
-	c->connections = 32;
-	c->per_host = 8;
+	c->connections = 128;
+	c->per_host = 128;
+	c->per_host_start = 8;
 	c->connect_timeout = 10;
 	c->timeout = 60;
 	c->low_speed_limit = 1024;

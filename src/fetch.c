@@ -24,19 +24,34 @@
  * behind new transfers simply stop starting while running ones go on.
  *
  * Pending.  A URL that cannot start now waits in one small FIFO: its host
- * has per_host requests in flight, or must be left alone for a while
- * (host_delay spacing, a Retry-After, a retry's backoff).  A waiting retry
- * holds no connection and no curl handle; its time is folded into the poll
- * timeout, so nothing sleeps.  The lists are not read further while the
- * FIFO is nearly full (room is kept for the retries of every transfer in
- * flight): memory stays bounded by what is in flight, pending or queued,
- * never by the length of a list.
+ * has a window's worth of requests in flight, or must be left alone for a
+ * while (host_delay spacing, a Retry-After, a retry's backoff).  A waiting
+ * retry holds no connection and no curl handle; its time is folded into
+ * the poll timeout, so nothing sleeps.  The lists are not read further
+ * while the FIFO is nearly full (room is kept for the retries of every
+ * transfer in flight): memory stays bounded by what is in flight, pending
+ * or queued, never by the length of a list.
  *
  * Politeness.  libcurl's CURLMOPT_MAX_HOST_CONNECTIONS counts connections,
  * not requests (HTTP/2 multiplexes many requests on one), so the per-host
  * cap is kept here by counting requests per host name.  A host whose last
  * host_max_failures attempts all failed is paused for the rest of the run:
  * its URLs fail at once instead of hammering it.
+ *
+ * Per-host window.  A far server with many small files needs many requests
+ * in flight (2,000 URLs at 200 ms each, 8 at a time, is 50 s), but a fixed
+ * large number is rude to a small one.  So each host starts at
+ * per_host_start requests and, like TCP's congestion window, opens by one
+ * for every answer that came back while the window was in use, as long as
+ * the recent time to first byte (a moving average) is within twice the
+ * host's fastest plus 20 ms: doubling per round trip while the host keeps
+ * up, up to per_host.  An average above that holds the window: the host is
+ * queueing our requests, more would only queue longer.  A sign of overload
+ * (408, 429, 502-504, a timeout, a refused or reset connection) halves it,
+ * once per window's worth of requests, since the answers to requests
+ * already in flight report the same overload; from then on it opens by one
+ * per window's worth of answers only (TCP's congestion avoidance), so a
+ * host that has shown its limit is probed gently instead of overrun again.
  *
  * File lifecycle.  incoming/.thumbd.<name>.part while streaming; renamed to
  * incoming/.thumbd.<name> only after curl reports success with a 2xx status (curl
@@ -86,6 +101,13 @@ typedef struct host {
 	int waiting;            /* pending transfers for this host */
 	int fails;              /* consecutive failed attempts */
 	int paused;             /* circuit open after this many failures: no more requests this run */
+	int window;             /* requests it may have in flight now (see the top), <= per_host */
+	int ceiling;            /* window after the last overload; 0 = none yet */
+	int credit;             /* answers towards the next +1 above the ceiling */
+	long long starts;       /* requests started so far */
+	long long cut_seq;      /* starts when the window was last halved */
+	long long best_ttfb;    /* us: fastest time to first byte seen; 0 = none yet */
+	long long ttfb;         /* us: recent time to first byte (moving average) */
 	long long not_before;   /* ms: no request starts before (Retry-After) */
 	long long last_start;   /* ms: for host_delay */
 	char last_reason[160];
@@ -103,6 +125,7 @@ typedef struct xfer {
 	int fd;
 	long port;              /* from the URL, for messages */
 	int attempts;           /* started so far */
+	long long seq;          /* its host's starts when this attempt started */
 	long long not_before;   /* ms: backoff of the next attempt */
 	uint64_t bytes;         /* in the .part file */
 	uint64_t resume_from;   /* this attempt asked for bytes from here */
@@ -416,9 +439,69 @@ host_get(fetch *f, const char *name)
 	if (!(h = calloc(1, sizeof *h + len + 1)))
 		return NULL;
 	memcpy(h->name, name, len + 1);
+	h->window = f->c->per_host_start;
 	h->next = f->hosts;
 	f->hosts = h;
 	return h;
+}
+
+/* Requests h may have in flight now.  per_host is checked here, not only
+ * when the window grows, so a reloaded config takes effect at once. */
+static int
+host_limit(const fetch *f, const host *h)
+{
+	return h->window < f->c->per_host ? h->window : f->c->per_host;
+}
+
+/* An answer came back (not an overload sign): open the window when the
+ * host kept up while the window was in use.  Called after the request left
+ * h->active. */
+static void
+host_answered(fetch *f, host *h, CURL *easy)
+{
+	curl_off_t pre = 0, first = 0;
+	long long ttfb;
+
+	if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pre) != CURLE_OK
+	    || curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &first) != CURLE_OK
+	    || first <= 0 || first < pre)
+		return;
+	ttfb = (long long)(first - pre);
+	if (!h->best_ttfb || ttfb < h->best_ttfb)
+		h->best_ttfb = ttfb;
+	/* half the last sample, half the history: one answer that jumped the
+	 * host's queue does not count as the queue having gone */
+	h->ttfb = h->ttfb ? (h->ttfb + ttfb) / 2 : ttfb;
+	/* in use: it held this request and had as many again waiting
+	 * (answers come in bursts, so h->active alone undercounts) */
+	if (h->active + 1 + h->waiting < h->window || h->window >= f->c->per_host
+	    || h->ttfb > 2 * h->best_ttfb + 20000)
+		return;
+	if (!h->ceiling || h->window < h->ceiling) {
+		h->window++;
+	} else if (++h->credit >= h->window) {
+		h->credit = 0;
+		h->window++;
+	}
+}
+
+/* An answer or failure that says the host is overloaded: halve its window,
+ * once for all the requests that were in flight when it was last halved.
+ * 1 when this one was already accounted for by an earlier halving. */
+static int
+host_overloaded(fetch *f, host *h, const xfer *x)
+{
+	int was = host_limit(f, h);
+
+	if (x->seq <= h->cut_seq)
+		return 1;
+	h->cut_seq = h->starts;
+	h->window = h->ceiling = was > 1 ? was / 2 : 1;
+	h->credit = 0;
+	if (h->window != was)
+		log_msg(LOG_INFO, "host %s seems overloaded: %d requests at once to it, was %d",
+		        h->name, h->window, was);
+	return 0;
 }
 
 /* Forget a host that holds no state worth keeping, so the list stays about
@@ -691,6 +774,7 @@ xfer_start(fetch *f, xfer *x)
 		f->running->prev = x;
 	f->running = x;
 	x->host->active++;
+	x->seq = ++x->host->starts;
 	x->host->last_start = mono_ms();
 	f->in_flight++;
 	STAT_ADD(f->st, in_flight, 1);
@@ -747,6 +831,25 @@ classify(const xfer *x, CURLcode rc, long code)
 		return OUTCOME_TRANSIENT;
 	default:
 		return OUTCOME_PERMANENT;
+	}
+}
+
+/* Failures that say "too many requests", not "bad URL": they halve the
+ * host's window.  A 500 is the application's error, not the load. */
+static int
+overload_sign(CURLcode rc, long code)
+{
+	switch (rc) {
+	case CURLE_HTTP_RETURNED_ERROR:
+		return code == 408 || code == 429 || (code >= 502 && code <= 504);
+	case CURLE_OPERATION_TIMEDOUT:
+	case CURLE_COULDNT_CONNECT:
+	case CURLE_RECV_ERROR:
+	case CURLE_SEND_ERROR:
+	case CURLE_GOT_NOTHING:
+		return 1;
+	default:
+		return 0;
 	}
 }
 
@@ -879,6 +982,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	outcome oc;
 	double dt;
 	job *j;
+	int absorbed = 0;
 
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
@@ -900,6 +1004,13 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		goto again;
 	}
 	oc = classify(x, rc, code);
+	/* a burst of "busy" answers to one window is one event: only its first
+	 * counts towards pausing the host (host_max_failures), or a host that
+	 * answers 503 to what exceeds its capacity would be taken for dead */
+	if (overload_sign(rc, code))
+		absorbed = host_overloaded(f, h, x) && rc == CURLE_HTTP_RETURNED_ERROR;
+	else if (code > 0)
+		host_answered(f, h, x->easy);
 	if (oc == OUTCOME_OK) {
 		h->fails = 0;
 		if (rename(x->part, x->final) < 0) {
@@ -942,7 +1053,8 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	describe_failure(x, rc, code, reason, sizeof reason);
 	if (oc == OUTCOME_TRANSIENT) {
 		long long now = mono_ms();
-		h->fails++;
+		if (!absorbed)
+			h->fails++;
 		if (!h->paused)
 			snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
 		if (retry_after > 0) {
@@ -1131,7 +1243,7 @@ start_transfers(fetch *f)
 		if (t > now) {
 			if (next < 0 || t - now < next)
 				next = t - now;
-		} else if (x->host->active < f->c->per_host) {
+		} else if (x->host->active < host_limit(f, x->host)) {
 			xfer_start(f, pending_take(f, i));
 			continue;
 		}
@@ -1146,7 +1258,7 @@ start_transfers(fetch *f)
 		t = start_time(f, x);
 		if (t < 0) {
 			fail_paused(f, x);
-		} else if (t > now || x->host->active >= f->c->per_host) {
+		} else if (t > now || x->host->active >= host_limit(f, x->host)) {
 			if (t > now && (next < 0 || t - now < next))
 				next = t - now;
 			pending_add(f, x);

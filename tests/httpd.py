@@ -60,6 +60,12 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
     /pingpong/A/PATH              302 to /pingpong/B/PATH and back (a loop of two URLs)
     /empty/NAME                   200, Content-Type by NAME, empty body
     /later/SECS/ROUTE             waits SECS, then answers /ROUTE (any route above)
+    /busy/MAX/SECS/PATH           a server with room for MAX requests at once: 503 at once when
+                                  more than MAX requests (any route) are being answered, else
+                                  waits SECS and sends the file; srv.busy() counts the 503s
+    /serial/SECS/PATH             a server that answers one request at a time, first come first
+                                  served: each waits for the ones before it, then SECS, then
+                                  gets the file
     /head/N/PATH                  the first N bytes of the file as a whole 200 response (honest length)
     /html/NAME, /json/NAME        an HTML page / a JSON document (text/html, application/json), any NAME
     /noctype/PATH                 the file without a Content-Type header
@@ -676,6 +682,33 @@ def route(h, raw):
     return _route_file(h, raw.lstrip("/"))
 
 
+def _route_busy(h, rest):
+    most, rest = _int_and_rest(h, rest, "count")
+    if most is None:
+        return
+    if h.server.answering() > most:
+        h.server.note_busy()
+        return h.send_text(503, "busy: more than %d requests at once\n" % most)
+    _after_delay(_route_file)(h, rest)
+
+
+def _route_serial(h, rest):
+    # first come, first served (threading.Lock alone is not fair: a newcomer
+    # could jump the queue, which no single-worker server does)
+    srv = h.server
+    with srv.serial_cv:
+        mine = srv.serial_next[0]
+        srv.serial_next[0] += 1
+        while srv.serial_next[1] != mine:
+            srv.serial_cv.wait()
+    try:
+        _after_delay(_route_file)(h, rest)
+    finally:
+        with srv.serial_cv:
+            srv.serial_next[1] += 1
+            srv.serial_cv.notify_all()
+
+
 def _route_later(h, rest):
     _after_delay(lambda h, r: route(h, "/" + r))(h, rest)
 
@@ -695,6 +728,8 @@ ROUTES = [
     ("/any/", _route_any),
     ("/location/", _route_location),
     ("/flaky/", _route_flaky),
+    ("/busy/", _route_busy),
+    ("/serial/", _route_serial),
     ("/retryafter/", _route_flaky),
     ("/reset/", _route_reset),
     ("/loris/", _route_loris),
@@ -745,6 +780,9 @@ class Server(http.server.ThreadingHTTPServer):
         self._open_conns = set()
         self._max_conns_seen = 0
         self._rejected = 0
+        self._busy = 0
+        self.serial_cv = threading.Condition()
+        self.serial_next = [0, 0]   # next ticket to give, ticket being served
         self._tls_errors = []
         self._thread = None
         super().__init__(("127.0.0.1", port), _Handler)
@@ -815,6 +853,20 @@ class Server(http.server.ThreadingHTTPServer):
     def note_done(self, host):
         with self._lock:
             self._active[host] -= 1
+
+    def answering(self):
+        """Requests being answered now, this one included."""
+        with self._lock:
+            return sum(self._active.values())
+
+    def note_busy(self):
+        with self._lock:
+            self._busy += 1
+
+    def busy(self):
+        """503s sent by /busy/."""
+        with self._lock:
+            return self._busy
 
     def concurrency(self):
         """({Host: most requests answered at once}, most at once over all hosts)."""

@@ -48,3 +48,78 @@ def test_connections_cap_and_reuse(t):
         t.eq(total, 3, "connections=3: the cap is used")
         # 15 requests, 3 at a time: keep-alive means a handful of connections, not 15
         t.check(srv.connections() <= 6, "connections are reused (%d for 15 requests)" % srv.connections())
+
+
+def _first_gap(srv, n):
+    """Seconds between the first request and request number n+1 (by arrival)."""
+    ts = sorted(e["t"] for e in srv.log())
+    return ts[n] - ts[0] if len(ts) > n else None
+
+
+def test_window_starts_small_and_opens(t):
+    """A host starts at per_host_start requests in flight; while it answers
+    as fast as at first, each answer opens the window by one (doubling per
+    round trip), up to per_host."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv:
+        urls = [srv.url(SLOW % i) for i in range(40)]
+        _run(t, urls, {"download.per_host_start": 2}, "per_host_start=2")
+        gap = _first_gap(srv, 2)
+        t.check(gap is not None and gap >= 0.25,
+                "per_host_start=2: the third request waits for an answer (%.3f s after the first)"
+                % (gap or 0))
+        per_host, _ = srv.concurrency()
+        most = max(per_host.values())
+        # rounds of 0.3 s: 2, 4, 8, then 16 of the 26 URLs left; opening by
+        # one per round instead would reach 8 at most
+        t.check(12 <= most <= 40, "the window doubles per round trip while the host keeps up: "
+                "%d at once (want 12..40)" % most)
+    with C.serve(cdir) as srv:
+        urls = [srv.url(SLOW % i) for i in range(30)]
+        _run(t, urls, {"download.per_host_start": 4, "download.per_host": 6}, "per_host=6")
+        per_host, _ = srv.concurrency()
+        t.eq(max(per_host.values()), 6, "per_host=6 caps the window that opens from 4")
+
+
+def test_window_holds_when_host_queues(t):
+    """A server that answers one request at a time: more requests only wait
+    longer for their first byte, so the window stops opening."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv:
+        urls = [srv.url("serial/0.1/photos/hopper_128x128.jpg?n=%d" % i) for i in range(30)]
+        _run(t, urls, {"download.per_host_start": 2}, "serial server")
+        t.eq(len(srv.log()), 30, "serial server: one request per URL")
+        # the server counts a request from its arrival to its answer, so
+        # this is what thumbd had sent and not yet been answered
+        per_host, _ = srv.concurrency()
+        most = max(per_host.values())
+        t.check(2 <= most <= 5, "a queueing host is not sent more: %d requests at once (want 2..5)"
+                % most)
+
+
+def test_overload_halves_window(t):
+    """503s from a host at capacity halve its window (once per window, not
+    once per 503), the URLs are retried and all end as thumbnails, and the
+    burst of 503s does not pause the host as if it were dead."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv:
+        urls = [srv.url("busy/4/0.2/photos/hopper_128x128.jpg?n=%d" % i) for i in range(40)]
+        with C.Workdir({"download.per_host_start": 16, "download.retries": 5,
+                        "download.retry_delay": 0.05, "download.max_retry_wait": 0.5}) as wd:
+            rc, out, err = wd.run_urls(urls, timeout=90)
+            t.eq(rc, 0, "busy host: exit 0 (stderr %s)" % err[-500:])
+            t.eq(wd.failed(), [], "busy host: every URL ends as thumbnails")
+            log = "\n".join(wd.log_lines() or [])
+            t.check("seems overloaded: 8 requests at once to it, was 16" in log,
+                    "busy host: the first burst of 503s halves the window once (16 -> 8)")
+            t.check("paused" not in log, "busy host: a burst of 503s does not pause the host")
+        busy = srv.busy()
+        # a fixed window of 16 would draw 12 503s per round of 16 until every
+        # URL had its turn; halving brings it down to the 4 the server takes
+        t.check(12 <= busy <= 30, "busy host: %d 503s for 40 URLs (want 12..30)" % busy)

@@ -32,7 +32,9 @@ test_defaults(void)
 	char err[CFG_ERRLEN];
 
 	CHECK(c != NULL);
-	CHECK_INT(c->connections, 32);
+	CHECK_INT(c->connections, 128);
+	CHECK_INT(c->per_host, 128);
+	CHECK_INT(c->per_host_start, 8);
 	CHECK_INT(c->nsizes, 3);
 	CHECK_INT(c->sizes[0], 32);
 	CHECK_INT(c->sizes[1], 64);
@@ -63,8 +65,9 @@ test_shipped_config(void)
 	CHECK_INT(cfg_load(c, "config/thumbd.ini", err, sizeof err), 0);
 	if (err[0])
 		fprintf(stderr, "%s\n", err);
-	CHECK_INT(c->connections, 32);
-	CHECK_INT(c->per_host, 8);
+	CHECK_INT(c->connections, 128);
+	CHECK_INT(c->per_host, 128);
+	CHECK_INT(c->per_host_start, 8);
 	CHECK(c->max_bytes == 50ULL << 20);
 	CHECK_STR(c->user_agent, "thumbd/0.1");
 	CHECK(strstr(c->outgoing, "/config/../outgoing") != NULL);
@@ -113,7 +116,7 @@ test_errors(void)
 	CHECK(strstr(err, "bad.ini:5: unknown section [nosuch]") != NULL);
 	CHECK(strstr(err, "bad.ini:7: thumbnails.format: \"gif\"") != NULL);
 	CHECK(strstr(err, "bad.ini:8: thumbnails.sizes") != NULL);
-	CHECK_INT(c->connections, 32);          /* bad values change nothing */
+	CHECK_INT(c->connections, 128);         /* bad values change nothing */
 	cfg_free(c);
 
 	c = cfg_new();
