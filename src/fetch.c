@@ -460,18 +460,22 @@ static void
 host_answered(fetch *f, host *h, CURL *easy)
 {
 	curl_off_t pre = 0, first = 0;
+	long redirects = 0;
 	long long ttfb;
 
-	if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pre) != CURLE_OK
-	    || curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &first) != CURLE_OK
-	    || first <= 0 || first < pre)
-		return;
-	ttfb = (long long)(first - pre);
-	if (!h->best_ttfb || ttfb < h->best_ttfb)
-		h->best_ttfb = ttfb;
-	/* half the last sample, half the history: one answer that jumped the
-	 * host's queue does not count as the queue having gone */
-	h->ttfb = h->ttfb ? (h->ttfb + ttfb) / 2 : ttfb;
+	/* after redirects curl adds up the times of every hop, some of them
+	 * maybe on other hosts: no sample of this host's */
+	if (curl_easy_getinfo(easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK
+	    && curl_easy_getinfo(easy, CURLINFO_STARTTRANSFER_TIME_T, &first) == CURLE_OK
+	    && curl_easy_getinfo(easy, CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK
+	    && redirects == 0 && first > 0 && first >= pre) {
+		ttfb = (long long)(first - pre);
+		if (!h->best_ttfb || ttfb < h->best_ttfb)
+			h->best_ttfb = ttfb;
+		/* half the last sample, half the history: one answer that
+		 * jumped the host's queue does not count as the queue gone */
+		h->ttfb = h->ttfb ? (h->ttfb + ttfb) / 2 : ttfb;
+	}
 	/* in use: it held this request and had as many again waiting
 	 * (answers come in bursts, so h->active alone undercounts) */
 	if (h->active + 1 + h->waiting < h->window || h->window >= f->c->per_host
