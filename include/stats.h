@@ -44,6 +44,7 @@ typedef struct stats {
 	atomic_long already_done;       /* skipped: thumbnails from an earlier run */
 	atomic_long failed_before;      /* skipped: failed.tsv has their outcome */
 	atomic_long retries;            /* attempts after the first */
+	atomic_long host_overloads;     /* host windows halved (fetch.c) */
 	atomic_long abandoned;          /* transfers dropped by a stop, for the next run */
 	atomic_long downloaded;         /* complete bodies handed to the queue */
 	atomic_long images;             /* images fully thumbnailed */

@@ -502,9 +502,11 @@ host_overloaded(fetch *f, host *h, const xfer *x)
 	h->cut_seq = h->starts;
 	h->window = h->ceiling = was > 1 ? was / 2 : 1;
 	h->credit = 0;
-	if (h->window != was)
+	if (h->window != was) {
+		STAT_ADD(f->st, host_overloads, 1);
 		log_msg(LOG_INFO, "host %s seems overloaded: %d requests at once to it, was %d",
 		        h->name, h->window, was);
+	}
 	return 0;
 }
 

@@ -257,6 +257,8 @@ render(outbuf *o, const stats *st, const metrics_gauges *g)
 		put(o, "thumbd_urls_failed_total{reason=\"%s\"} %ld\n", class_names[c],
 		    (long)STAT_GET(st, failed_by[c]));
 	counter(o, "retries_total", (long)STAT_GET(st, retries), "Download attempts after the first.");
+	counter(o, "host_overloads_total", (long)STAT_GET(st, host_overloads),
+	        "Times a host's window of requests in flight was halved (408, 429, 502-504, timeout, refused).");
 	counter(o, "download_bytes_total", (long)STAT_GET(st, bytes), "Body bytes received.");
 	counter(o, "thumbnails_written_total", (long)STAT_GET(st, thumbnails),
 	        "Thumbnail files written to outgoing/.");
@@ -331,6 +333,7 @@ metrics_summary(const stats *st, char *buf, size_t len)
 {
 	outbuf o = { buf, 0, len, 0 };
 	long retries = (long)STAT_GET(st, retries), failed = 0;
+	long halved = (long)STAT_GET(st, host_overloads);
 	long long bytes = (long long)STAT_GET(st, bytes);
 	hist_snap dl, rs;
 	const char *sep = "";
@@ -340,8 +343,10 @@ metrics_summary(const stats *st, char *buf, size_t len)
 	buf[0] = 0;
 	if (retries)
 		put(&o, "retries %ld", retries);
+	if (halved)
+		put(&o, "%shost windows halved %ld", o.len ? ", " : "", halved);
 	if (bytes)
-		put(&o, "%s%.1f MB downloaded", retries ? ", " : "", (double)bytes / 1e6);
+		put(&o, "%s%.1f MB downloaded", o.len ? ", " : "", (double)bytes / 1e6);
 	for (int c = 0; c < FAIL_NCLASS; c++)
 		failed += (long)STAT_GET(st, failed_by[c]);
 	if (failed) {

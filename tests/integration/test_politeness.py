@@ -119,6 +119,8 @@ def test_overload_halves_window(t):
             t.check("seems overloaded: 8 requests at once to it, was 16" in log,
                     "busy host: the first burst of 503s halves the window once (16 -> 8)")
             t.check("paused" not in log, "busy host: a burst of 503s does not pause the host")
+            t.check("host windows halved " in err, "busy host: the summary counts the halvings (%s)"
+                    % err.strip()[-300:])
         busy = srv.busy()
         # a fixed window of 16 would draw 12 503s per round of 16 until every
         # URL had its turn; halving brings it down to the 4 the server takes

@@ -338,6 +338,7 @@ test_write(void)
 	STAT_ADD(&st, urls, 7);
 	STAT_ADD(&st, images, 3);
 	STAT_ADD(&st, retries, 2);
+	STAT_ADD(&st, host_overloads, 4);
 	STAT_ADD(&st, bytes, 123456789012LL);
 	STAT_ADD(&st, thumbnails, 9);
 	STAT_ADD(&st, already_done, 1);
@@ -362,6 +363,7 @@ test_write(void)
 	CHECK(sample(text, "thumbd_urls_total") == 7);
 	CHECK(sample(text, "thumbd_urls_done_total") == 3);
 	CHECK(sample(text, "thumbd_retries_total") == 2);
+	CHECK(sample(text, "thumbd_host_overloads_total") == 4);
 	CHECK(sample(text, "thumbd_download_bytes_total") == 123456789012.0);
 	CHECK(sample(text, "thumbd_thumbnails_written_total") == 9);
 	CHECK(sample(text, "thumbd_skipped_total{why=\"already_done\"}") == 1);
@@ -520,6 +522,7 @@ test_summary(void)
 	CHECK_STR(buf, "failed: decode 1");
 
 	STAT_ADD(&st, retries, 3);
+	STAT_ADD(&st, host_overloads, 2);
 	STAT_ADD(&st, bytes, 12400000);
 	stats_fail(&st, "HTTP 404");
 	stats_fail(&st, "HTTP 500 (after 4 attempts)");
@@ -536,7 +539,7 @@ test_summary(void)
 	for (int i = 0; i < 4; i++)
 		stats_observe(&st.resize, 0.02);
 	metrics_summary(&st, buf, sizeof buf);
-	CHECK_STR(buf, "retries 3, 12.4 MB downloaded; failed: http 2, network 1, decode 1; "
+	CHECK_STR(buf, "retries 3, host windows halved 2, 12.4 MB downloaded; failed: http 2, network 1, decode 1; "
 	               "download p50 0.29 s p90 0.46 s, resize p50 0.016 s p90 0.023 s");
 
 	/* cut short, never overrun (ASan watches), always terminated */
