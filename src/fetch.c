@@ -102,10 +102,9 @@ typedef struct host {
 	int fails;              /* consecutive failed attempts */
 	int paused;             /* circuit open after this many failures: no more requests this run */
 	int window;             /* requests it may have in flight now (see the top), <= per_host */
-	int ceiling;            /* window after the last overload; 0 = none yet */
-	int credit;             /* answers towards the next +1 above the ceiling */
+	int credit;             /* answers towards the next +1 once halved */
 	long long starts;       /* requests started so far */
-	long long cut_seq;      /* starts when the window was last halved */
+	long long cut_seq;      /* starts when the window was last halved; 0 = never */
 	long long best_ttfb;    /* us: fastest time to first byte seen; 0 = none yet */
 	long long ttfb;         /* us: recent time to first byte (moving average) */
 	long long not_before;   /* ms: no request starts before (Retry-After) */
@@ -481,7 +480,7 @@ host_answered(fetch *f, host *h, CURL *easy)
 	if (h->active + 1 + h->waiting < h->window || h->window >= f->c->per_host
 	    || h->ttfb > 2 * h->best_ttfb + 20000)
 		return;
-	if (!h->ceiling || h->window < h->ceiling) {
+	if (!h->cut_seq) {            /* never halved: one per answer */
 		h->window++;
 	} else if (++h->credit >= h->window) {
 		h->credit = 0;
@@ -500,7 +499,7 @@ host_overloaded(fetch *f, host *h, const xfer *x)
 	if (x->seq <= h->cut_seq)
 		return 1;
 	h->cut_seq = h->starts;
-	h->window = h->ceiling = was > 1 ? was / 2 : 1;
+	h->window = was > 1 ? was / 2 : 1;
 	h->credit = 0;
 	if (h->window != was) {
 		STAT_ADD(f->st, host_overloads, 1);
