@@ -1,7 +1,7 @@
 /*
  * bigmem: the few large buffers of a resize (decoded pictures, progressive
- * JPEG coefficient arrays), taken from the kernel in huge pages and reused
- * by the thread that freed them.
+ * JPEG coefficient arrays, the downloaded file read into memory), taken
+ * from the kernel in huge pages and reused by the thread that freed them.
  *
  * Why not plain malloc: glibc maps every block over its mmap threshold
  * (2 MB, bigmem_setup) afresh and the kernel faults it in page by page, zeroed,
