@@ -187,12 +187,26 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 pass
 
-    def cpu_ticks(self):
-        """utime + stime of the whole process (all threads), in clock ticks."""
-        with open("/proc/%d/stat" % self.proc.pid) as f:
-            data = f.read()
-        rest = data[data.rindex(")") + 2:].split()
-        return int(rest[11]) + int(rest[12])
+    def cpu_ms(self):
+        """CPU time of the whole process (every thread), in ms: the scheduler's
+        own nanosecond count (/proc/PID/task/*/schedstat), not the clock ticks
+        of /proc/PID/stat, which charge a whole 10 ms tick to any thread that
+        happens to be running when the tick fires."""
+        total = 0
+        tdir = "/proc/%d/task" % self.proc.pid
+        for tid in os.listdir(tdir):
+            try:
+                with open(os.path.join(tdir, tid, "schedstat")) as f:
+                    total += int(f.read().split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                pass        # a thread that just ended
+        return total / 1e6
+
+    def sanitized(self):
+        """A sanitizer build: its runtime has threads and timers of its own."""
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            maps = f.read()
+        return any(lib in maps for lib in ("libtsan", "libasan", "libubsan"))
 
 
 class PromReader:
@@ -483,11 +497,14 @@ def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
     # 5. idle: no CPU, watchdog still pinging
     time.sleep(1.0)
     t_idle = time.monotonic()
-    c0 = d.cpu_ticks()
+    c0 = d.cpu_ms()
     time.sleep(5.0)
-    c1 = d.cpu_ticks()
+    c1 = d.cpu_ms()
     t_idle_end = time.monotonic()
-    t.check(c1 - c0 <= 2, "idle: CPU time grows by at most 2 clock ticks over 5 s idle (grew %d)" % (c1 - c0))
+    # a plain build uses 6-9 ms here (the metrics file every second, the
+    # watchdog, the workers' one trim); TSan's runtime adds about 10
+    limit = 50 if d.sanitized() else 20
+    t.check(c1 - c0 <= limit, "idle: at most %d ms of CPU time over 5 s idle (used %.1f ms)" % (limit, c1 - c0))
     if not d.alive(t, "intake after idling"):
         return
 
