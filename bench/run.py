@@ -321,7 +321,7 @@ def bench_resize(thumbd, files, tmp, res):
     tools = resize_tools(thumbd, files)
     ms = {t: Measure() for t in tools}
     for r in range(RUNS):
-        for name, (how, make, expect) in tools.items():
+        for name, (how, make, expect) in rotated(tools.items(), r):
             out = fresh(os.path.join(tmp, "resize", name.split()[0]))
             argv, env = make(out)
             wall, rss = timed(argv, env)
@@ -366,7 +366,7 @@ def bench_workers(thumbd, files, tmp, res):
     counts = [1, 2, 4]
     ms = {w: Measure() for w in counts}
     for r in range(RUNS):
-        for w in counts:
+        for w in rotated(counts, r):
             out = fresh(os.path.join(tmp, "workers"))
             wall, rss = timed(thumbd_cmd(thumbd, out, ["resize.workers=%d" % w], files=files))
             ms[w].add(wall, rss)
@@ -399,6 +399,18 @@ class LatencyServer:
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
+
+
+def rotated(items, r):
+    """items in round r's order: rotated by r, so no tool always runs first.
+    The first run of a round follows a different kind of job (or a 40 s
+    Python run) and was measured slower: with two thumbd variants end to
+    end, whichever ran first lost 4-10% (bench/NOTES.md)."""
+    items = list(items)
+    if not items:
+        return items
+    k = r % len(items)
+    return items[k:] + items[:k]
 
 
 def paired_ratio(m, bounds):
@@ -478,7 +490,7 @@ def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, o
         cases["original ThumbnailMakerService"] = (orig, orig_runs)
         ms = {n: Measure() for n in cases}
         for r in range(max(runs for _, runs in cases.values())):
-            order = [(name, mk) for name, (mk, runs) in cases.items() if r < runs]
+            order = rotated([(name, mk) for name, (mk, runs) in cases.items() if r < runs], r)
             for name, mk in order:
                 out = fresh(os.path.join(tmp, "e2e"))
                 argv, env, expect = mk(out)
@@ -830,7 +842,7 @@ def main():
     doc = []
     doc.append("# thumbd benchmark results\n")
     doc.append("Written by `make bench` (bench/run.py); the method is BENCH.md's: the same job for every tool, "
-               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ...), "
+               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ..., each round in a rotated order), "
                "peak RSS from `/usr/bin/time`.\n" % RUNS)
     doc.append("- date: %s (%.0f s for all sections)" % (started, elapsed))
     doc.append("- machine: %d CPUs, %s, Linux %s; load average %s at start, %s at end "
