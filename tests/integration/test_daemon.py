@@ -192,15 +192,21 @@ class Daemon:
         own nanosecond count (/proc/PID/task/*/schedstat), not the clock ticks
         of /proc/PID/stat, which charge a whole 10 ms tick to any thread that
         happens to be running when the tick fires."""
-        total = 0
+        total, seen = 0, 0
         tdir = "/proc/%d/task" % self.proc.pid
         for tid in os.listdir(tdir):
             try:
                 with open(os.path.join(tdir, tid, "schedstat")) as f:
                     total += int(f.read().split()[0])
+                seen += 1
             except (FileNotFoundError, ProcessLookupError):
                 pass        # a thread that just ended
-        return total / 1e6
+        if seen:
+            return total / 1e6
+        # a kernel without schedstat: the clock ticks, coarse but never 0 for a busy process
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            rest = f.read().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
 
     def sanitized(self):
         """A sanitizer build: its runtime has threads and timers of its own."""
