@@ -447,8 +447,8 @@ def write_lists(path, base, segs):
     return path, cfg
 
 
-def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, orig_runs, runs=RUNS):
-    """thumbd_variants: [(name, [--set ...], runs)]; curl and resize only run `runs`
+def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, orig_runs, rounds=RUNS):
+    """thumbd_variants: [(name, [--set ...], runs)]; curl and resize only run `rounds`
     times, the original orig_runs times.  Round r runs every case once, in turn,
     so a round's figures were taken at about the same time (paired_ratio)."""
     log("%s: %d URLs, %.0f ms latency" % (label, total, delay * 1000))
@@ -457,16 +457,16 @@ def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, o
         lpath, segs = url_list(tmp, label, names, total)
         lst, curlcfg = write_lists(lpath, srv.base, segs)
         cases = {}
-        for name, sets, runs in thumbd_variants:
+        for name, sets, n_runs in thumbd_variants:
             def mk(out, sets=sets):
                 return thumbd_cmd(thumbd, out, list(sets) + ["resize.workers=2"], lists=[lst]), None, 3 * total
-            cases[name] = (mk, runs)
+            cases[name] = (mk, n_runs)
 
         def curl(out):
             return (["curl", "-s", "--fail", "--parallel", "--parallel-max", "32", "--remote-name-all",
                      "--output-dir", os.path.join(out, "outgoing"), "--create-dirs", "-K", curlcfg],
                     None, total)
-        cases["curl --parallel (download only)"] = (curl, runs)
+        cases["curl --parallel (download only)"] = (curl, rounds)
 
         if True:
             # the same files, local, named like the URLs: thumbd with no network
@@ -482,15 +482,15 @@ def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, o
 
             def ronly(out):
                 return thumbd_cmd(thumbd, out, ["resize.workers=2"], files=lfiles), None, 3 * total
-            cases["thumbd resize only (--files)"] = (ronly, runs)
+            cases["thumbd resize only (--files)"] = (ronly, rounds)
 
         def orig(out):
             return ([PY, os.path.join(HERE, "original_thumbnail_maker.py"), out, lst], None, 3 * total)
 
         cases["original ThumbnailMakerService"] = (orig, orig_runs)
         ms = {n: Measure() for n in cases}
-        for r in range(max(runs for _, runs in cases.values())):
-            order = rotated([(name, mk) for name, (mk, runs) in cases.items() if r < runs], r)
+        for r in range(max(n for _, n in cases.values())):
+            order = rotated([(name, mk) for name, (mk, n) in cases.items() if r < n], r)
             for name, mk in order:
                 out = fresh(os.path.join(tmp, "e2e"))
                 argv, env, expect = mk(out)
@@ -798,7 +798,7 @@ def main():
                         ("thumbd fixed 32", ["download.per_host=32", "download.per_host_start=32"], paired)]
             empty_trash()
             ms = run_case("e2e", a.corpus, names, n, 0.1 if not SMOKE else 0.01, tmp, thumbd, variants, RUNS,
-                          runs=paired)
+                          rounds=paired)
             res["e2e"] = {"m": ms, "info": {
                 "n": n, "delay_ms": 100 if not SMOKE else 10, "base": "thumbd", "thumbd": [v[0] for v in variants],
                 "how": {"thumbd": "defaults: connections=128, per_host=128 from per_host_start=8, workers=2",
