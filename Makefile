@@ -24,7 +24,7 @@ PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih libsystemd
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
             libpng-dev libwebp-dev libinih-dev libsystemd-dev
-DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db systemd logrotate
+DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db systemd logrotate strace
 
 VERSION   := 0.1.0
 comma     := ,
@@ -75,7 +75,7 @@ ensure-deps:
 	@if ! $(PKG_CONFIG) --exists $(PKGS) 2>/dev/null || ! command -v python3 >/dev/null \
 	    || ! command -v $(CC) >/dev/null || ! command -v openssl >/dev/null \
 	    || ! command -v nghttpd >/dev/null || ! command -v man >/dev/null \
-	    || ! command -v systemd-analyze >/dev/null \
+	    || ! command -v systemd-analyze >/dev/null || ! command -v strace >/dev/null \
 	    || ! PATH="$$PATH:/usr/sbin:/sbin" command -v logrotate >/dev/null; then $(MAKE) --no-print-directory deps; fi
 
 deps:

@@ -1,11 +1,13 @@
 """Output names: collisions between different URLs with the same file name
 (first in list order wins, across runs too), and hostile or odd names that
-must stay inside outgoing/."""
+must stay inside outgoing/; the registry of names synced before outputs."""
 
 import os
 import re
 import shutil
+import subprocess
 import tempfile
+import time
 
 import common as C
 
@@ -109,3 +111,93 @@ def test_odd_names(t):
                     found.append(os.path.join(d, f))
             d = os.path.dirname(d)
         t.eq(found, [], "..%2F names: nothing written in any parent of outgoing/")
+
+
+RTT = 0.1
+
+
+def _registry_events(trace):
+    """strace -f -y lines -> (claims, syncs, violations, outputs).  A claim is
+    a write of a "stem<TAB>url" line to the registry; a sync counts from when
+    its fdatasync returned and covers the claims written before it began; an
+    output is a thumbnail temp file opened in outgoing/, which must find its
+    stem among the synced claims."""
+    claimed, synced, violations = [], set(), []
+    pending, syncs, outputs = {}, 0, 0
+    for line in trace:
+        pid, _, rest = line.partition(" ")
+        rest = rest.strip()
+        m = re.match(r'<\.\.\. (\w+) resumed>.*= (-?\d+)', rest)
+        if m:
+            what = pending.pop(pid, None)
+            if what and m.group(2) != "-1":
+                if what[0] == "claim":
+                    claimed.append(what[1])
+                else:
+                    synced.update(what[1])
+            continue
+        m = re.match(r'(write|fdatasync|openat)\((.*)', rest)
+        if not m:
+            continue
+        call, args = m.groups()
+        done = not rest.endswith("<unfinished ...>")
+        if call == "write" and ".thumbd-names>" in args:
+            s = re.search(r'"((?:[^"\\]|\\.)*?)\\t', args)
+            if s:
+                ev = ("claim", s.group(1))
+                if done:
+                    claimed.append(ev[1])
+                else:
+                    pending[pid] = ev
+        elif call == "fdatasync" and ".thumbd-names>" in args:
+            syncs += 1
+            if done:
+                if not re.search(r"= -1", rest):
+                    synced.update(claimed)
+            else:
+                pending[pid] = ("sync", list(claimed))
+        elif call == "openat" and "/outgoing/." in args and "O_CREAT" in args:
+            p = re.search(r'"[^"]*/outgoing/\.([^"/]+)\.tmp"', args)
+            s = p and re.match(r"(.*)_\d+\.[a-z]+$", p.group(1))
+            if s:
+                outputs += 1
+                if s.group(1) not in synced:
+                    violations.append(s.group(1))
+    return claimed, syncs, violations, outputs
+
+
+def test_registry_synced_before_outputs(t):
+    """A URL's name claim reaches the disk (fdatasync of incoming/.thumbd-names)
+    before any thumbnail of that name is written, or after a power cut another
+    URL could take the name; and the syncs are batched, about one per round
+    trip, since each stops the download loop for a disk write."""
+    cdir = C.corpus(t)
+    strace = shutil.which("strace")
+    if not t.check(strace is not None, "strace is installed (Debian package strace, part of make deps)"):
+        return
+    if cdir is None:
+        return
+    n = 300
+    # connections=32: the list is read a few URLs at a time as transfers end
+    # (4 x connections ahead), so names are claimed all through the run
+    with C.serve(cdir) as srv, C.Workdir({"download.connections": 32, "download.per_host_start": 32}) as wd:
+        urls = [srv.url("slowalias/%g/photos%%2Fhopper_128x128.jpg/n%03d.jpg" % (RTT, i)) for i in range(n)]
+        lst = wd.write_list(urls)
+        tr = os.path.join(wd.base, "strace.txt")
+        t0 = time.monotonic()
+        p = subprocess.run([strace, "-f", "-y", "-qq", "-s", "300", "-e", "trace=write,fdatasync,openat",
+                            "-o", tr, C.thumbd_path(), "-c", wd.config, lst],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, cwd=wd.cwd)
+        wall = time.monotonic() - t0
+        err = p.stderr.decode("utf-8", "replace")
+        t.check("Sanitizer" not in err and "runtime error:" not in err, "registry sync: no sanitizer report (%s)" % err[-2000:])
+        t.eq(p.returncode, 0, "registry sync: exit status 0 (stderr %r; failed %r)" % (err[-300:], wd.failed()[:3]))
+        t.eq(len(wd.thumbs()), 3 * n, "registry sync: three thumbnails per URL")
+        with open(tr, encoding="utf-8", errors="replace") as f:
+            claimed, syncs, violations, outputs = _registry_events(f)
+        t.eq(len(claimed), n, "registry sync: one claim written per URL (seen in the trace)")
+        t.eq(outputs, 3 * n, "registry sync: every thumbnail's temp file seen opened in the trace")
+        t.eq(violations[:5], [], "registry sync: no thumbnail written before its name's claim was synced")
+        bound = int(2 * wall / RTT) + 4
+        t.check(1 <= syncs <= bound, "registry sync: %d fdatasyncs for %d URLs in %.1f s at %g s a request: "
+                "at least one, at most about two per round trip (%d)" % (syncs, n, wall, RTT, bound))
