@@ -63,6 +63,10 @@ $(B)/thumbd: $(OBJS)
 $(B)/%.o: src/%.c | $(B)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# the loopback server of make bench's end-to-end sections (bench/latency_httpd.c)
+$(B)/latency_httpd: bench/latency_httpd.c | $(B)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $<
+
 $(B)/tests/%: tests/unit/%.c $(LOBJS) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -Itests/unit $(ALL_LDFLAGS) -o $@ $< $(LOBJS) $(LIBS_ALL)
 
@@ -179,8 +183,8 @@ BENCH_CACHE ?= $(if $(THUMBD_BENCH_CACHE),$(THUMBD_BENCH_CACHE),/var/tmp/thumbd-
 
 .PHONY: bench
 bench: ensure-deps
-	@$(MAKE) --no-print-directory SANITIZE= build/thumbd
+	@$(MAKE) --no-print-directory SANITIZE= build/thumbd build/latency_httpd
 	@sh bench/tools.sh
 	@THUMBD_BENCH_CACHE=$(BENCH_CACHE) sh bench/corpus.sh >/dev/null
 	@THUMBD_BENCH_CACHE=$(BENCH_CACHE) /usr/bin/python3 bench/run.py --thumbd build/thumbd \
-	    --corpus $(BENCH_CACHE)/corpus --results bench/RESULTS.md
+	    --server build/latency_httpd --corpus $(BENCH_CACHE)/corpus --results bench/RESULTS.md

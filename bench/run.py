@@ -45,6 +45,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"          # Debian's python: python3-pil, python3-skimage
+SERVER = None                   # bench/latency_httpd.c, built by make bench (--server)
 CONVERT = "/usr/bin/convert"     # ImageMagick 6 (a stand-in may shadow it in /usr/local/bin)
 SIZES = (32, 64, 200)
 
@@ -381,8 +382,7 @@ class LatencyServer:
         pf = os.path.join(tmp, "port-%d" % os.getpid())
         if os.path.exists(pf):
             os.unlink(pf)
-        self.p = subprocess.Popen([PY, os.path.join(HERE, "latency_httpd.py"), "--root", root,
-                                   "--delay", str(delay), "--port-file", pf],
+        self.p = subprocess.Popen([SERVER, "--root", root, "--delay", str(delay), "--port-file", pf],
                                   stdout=subprocess.DEVNULL)
         for _ in range(200):
             if os.path.exists(pf):
@@ -758,9 +758,12 @@ def per_image(res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--thumbd", required=True)
+    ap.add_argument("--server", required=True, help="build/latency_httpd (make build/latency_httpd)")
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--results", default=os.path.join(HERE, "RESULTS.md"))
     a = ap.parse_args()
+    global SERVER
+    SERVER = os.path.abspath(a.server)
     thumbd = os.path.abspath(a.thumbd)
     cache = os.environ.get("THUMBD_BENCH_CACHE", "/var/tmp/thumbd-bench")
     files = sorted(os.path.join(a.corpus, f) for f in os.listdir(a.corpus) if f.endswith(".jpg"))
