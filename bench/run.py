@@ -180,9 +180,12 @@ TRASH = []
 
 
 def fresh(work):
-    """An empty directory at work.  A previous one is moved aside, not deleted:
-    ext4 skips inodes freed in the last seconds when it allocates new ones, and
-    deleting thousands of thumbnails right before a run made that run spend
+    """An empty directory at work.  A previous one is moved aside, not deleted,
+    and nothing is deleted until the whole benchmark is over (rmtree of tmp):
+    ext4 without a journal (this machine's root) skips inodes freed in the last
+    60 s, 360 s while their inode table block is dirty (RECENTCY_MIN and
+    RECENTCY_DIRTY in fs/ext4/ialloc.c), and scans past every one of them on
+    each create.  Deleting thousands of thumbnails before a run made it spend
     seconds of system time in recently_deleted() (bench/NOTES.md)."""
     if os.path.exists(work):
         aside = "%s.old%d" % (work, len(TRASH))
@@ -190,18 +193,6 @@ def fresh(work):
         TRASH.append(aside)
     os.makedirs(work)
     return work
-
-
-def empty_trash():
-    """Between sections: delete what fresh() moved aside, write it back, and
-    let ext4's 5-second window for recently freed inodes pass."""
-    if not TRASH:
-        return
-    for d in TRASH:
-        shutil.rmtree(d, ignore_errors=True)
-    del TRASH[:]
-    os.sync()
-    time.sleep(6)
 
 
 def thumbd_cmd(thumbd, work, sets=(), files=None, lists=None):
@@ -785,10 +776,8 @@ def main():
         if "resize" in SECTIONS:
             bench_resize(thumbd, files, tmp, res)
         if "quality" in SECTIONS:
-            empty_trash()
             bench_quality(thumbd, files, tmp, res)
         if "workers" in SECTIONS:
-            empty_trash()
             bench_workers(thumbd, files, tmp, res)
         names = [os.path.basename(f) for f in files]
         if "e2e" in SECTIONS:
@@ -799,7 +788,6 @@ def main():
             paired = max(RUNS, 5)
             variants = [("thumbd", [], paired),
                         ("thumbd fixed 32", ["download.per_host=32", "download.per_host_start=32"], paired)]
-            empty_trash()
             ms = run_case("e2e", a.corpus, names, n, 0.1 if not SMOKE else 0.01, tmp, thumbd, variants, RUNS,
                           rounds=paired)
             res["e2e"] = {"m": ms, "info": {
@@ -818,7 +806,6 @@ def main():
                         ("thumbd fixed 128", ["download.per_host_start=128"], RUNS),
                         ("thumbd fixed 8", ["download.connections=32", "download.per_host=8",
                                             "download.per_host_start=8"], SLOW_RUNS)]
-            empty_trash()
             ms = run_case("small", sd, names, n, 0.2 if not SMOKE else 0.01, tmp, thumbd, variants, SLOW_RUNS)
             res["small"] = {"m": ms, "info": {
                 "n": n, "delay_ms": 200 if not SMOKE else 10, "base": "thumbd", "thumbd": [v[0] for v in variants],
@@ -831,7 +818,6 @@ def main():
                         "thumbd resize only (--files)": "the same %d files, local" % n,
                         "original ThumbnailMakerService": "4 urlretrieve threads + 1 Pillow LANCZOS thread"}}}
         if "memory" in SECTIONS:
-            empty_trash()
             bench_memory(thumbd, tmp, res)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
