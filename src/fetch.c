@@ -48,12 +48,13 @@
  * the workers short of images for the first second of 2,000 small URLs:
  * 0.2 s slower, bench/NOTES.md); by one while it is within twice the
  * fastest plus 20 ms; up to per_host.  An average above that holds the
- * window: the host is queueing our requests, more would only queue longer.  A sign of overload
- * (408, 429, 502-504, a timeout, a refused or reset connection) halves it,
- * once per window's worth of requests, since the answers to requests
- * already in flight report the same overload; from then on it opens by one
- * per window's worth of answers only (TCP's congestion avoidance), so a
- * host that has shown its limit is probed gently instead of overrun again.
+ * window: the host is queueing our requests, more would only queue
+ * longer.  A sign of overload (408, 429, 502-504, a timeout, a refused or
+ * reset connection) halves it, once per window's worth of requests, since
+ * the answers to requests already in flight report the same overload; from
+ * then on it opens by one per window's worth of answers only (TCP's
+ * congestion avoidance), so a host that has shown its limit is probed
+ * gently instead of overrun again.
  *
  * File lifecycle.  incoming/.thumbd.<name>.part while streaming; renamed to
  * incoming/.thumbd.<name> only after curl reports success with a 2xx status (curl
