@@ -28,6 +28,7 @@ single process beside it; the memory target compares these sums.
 """
 
 import argparse
+import itertools
 import warnings
 import datetime
 import os
@@ -176,7 +177,7 @@ def thumbd_config(work):
     return ini
 
 
-TRASH = []
+ASIDE = itertools.count()       # names for directories fresh() moved aside
 
 
 def fresh(work):
@@ -188,9 +189,7 @@ def fresh(work):
     each create.  Deleting thousands of thumbnails before a run made it spend
     seconds of system time in recently_deleted() (bench/NOTES.md)."""
     if os.path.exists(work):
-        aside = "%s.old%d" % (work, len(TRASH))
-        os.rename(work, aside)
-        TRASH.append(aside)
+        os.rename(work, "%s.old%d" % (work, next(ASIDE)))
     os.makedirs(work)
     return work
 

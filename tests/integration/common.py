@@ -108,15 +108,16 @@ def thumbd_path():
     return p
 
 
-def run_thumbd(args, stdin=None, timeout=60, cwd=None):
-    """Run the binary; -> (rc, stdout, stderr).  Raises on timeout (the child is killed)."""
-    cmd = [thumbd_path()] + list(args)
+def run_thumbd(args, stdin=None, timeout=60, cwd=None, prefix=(), env=None):
+    """Run the binary, under prefix (e.g. strace and its options) if given;
+    -> (rc, stdout, stderr).  Raises on timeout (the child is killed)."""
+    cmd = list(prefix) + [thumbd_path()] + list(args)
     if isinstance(stdin, str):
         stdin = stdin.encode()
     try:
         p = subprocess.run(cmd, input=stdin if stdin is not None else b"",
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           timeout=timeout, cwd=cwd)
+                           timeout=timeout, cwd=cwd, env=env)
     except subprocess.TimeoutExpired as e:
         raise RuntimeError("thumbd did not finish within %d s: %s\nstderr: %s"
                            % (timeout, " ".join(cmd), (e.stderr or b"")[-2000:].decode("utf-8", "replace")))
@@ -167,9 +168,9 @@ class Workdir:
             f.write(text)
         return self.config
 
-    def run(self, *args, stdin=None, timeout=60, config=True):
+    def run(self, *args, stdin=None, timeout=60, config=True, prefix=(), env=None):
         a = (["-c", self.config] if config else []) + list(args)
-        self.last = run_thumbd(a, stdin=stdin, timeout=timeout, cwd=self.cwd)
+        self.last = run_thumbd(a, stdin=stdin, timeout=timeout, cwd=self.cwd, prefix=prefix, env=env)
         return self.last
 
     def write_list(self, lines, name="list.txt", eol="\n"):
