@@ -42,4 +42,10 @@ int spares_open(spares *s, const char *path);
  * may then still exist). */
 int spares_put(spares *s, const char *path);
 
+/* No file will be taken any more (no download will start again): delete
+ * the spares held now, and from here on spares_put deletes its file.  The
+ * caller is the thread that would otherwise idle, so the deletes are not
+ * left for the end of the run, when nothing else is left to do. */
+void spares_retire(spares *s);
+
 #endif

@@ -102,10 +102,18 @@
  * polls a socket before each read of it: 300 MB of photos at 16 KB took
  * 19,000 poll()s and as many recv()s, at 128 KB 2,700 and 2,400, and the
  * fetch thread's CPU time, which comes out of the workers' cores, went
- * from 0.40-0.45 s to 0.34-0.35 s (bench/NOTES.md).  Its write()s to
- * incoming/ stay 16 KB each: libcurl hands a body on in such pieces
- * whatever the buffer.  Memory: up to 128 KB per transfer in flight. */
+ * from 0.40-0.45 s to 0.34-0.35 s (bench/NOTES.md).  Memory: up to 128 KB
+ * per transfer in flight. */
 #define FETCH_RECV_BUFFER (128L * 1024)
+
+/* What on_body gathers before a write() to incoming/.  libcurl hands a
+ * body on 16 KB at a time whatever its buffer, and a write per piece (and
+ * ext4's work per small write) came to a sixth of this thread's time on
+ * 300 MB of photos: 20,000 writes, 3,600 in 128 KB pieces, 0.08 s less
+ * system time per run (bench/NOTES.md).  A body under 128 KB is one
+ * write.  Memory: 128 KB per transfer while its body arrives, freed when
+ * it ends. */
+#define FETCH_WRITE_BUFFER ((size_t)128 * 1024)
 
 typedef struct host {
 	struct host *next;
@@ -134,6 +142,8 @@ typedef struct xfer {
 	char *url;
 	char *part, *final;     /* incoming/<name>.part, incoming/<name> */
 	int fd;
+	uint8_t *wbuf;          /* body bytes not yet written to fd */
+	size_t wlen;
 	long port;              /* from the URL, for messages */
 	int attempts;           /* started so far */
 	long long seq;          /* its host's starts when this attempt started */
@@ -551,6 +561,7 @@ xfer_free(xfer *x)
 		return;
 	if (x->fd >= 0)
 		close(x->fd);
+	free(x->wbuf);
 	if (x->easy)
 		curl_easy_cleanup(x->easy);
 	curl_slist_free_all(x->headers);
@@ -573,30 +584,67 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	xfer_free(x);
 }
 
+/* Write len bytes to fd; 0, or -1 with errno. */
+static int
+write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* What on_body holds back goes to the file; 0, or -1 with write_errno. */
+static int
+xfer_flush(xfer *x)
+{
+	if (x->wlen > 0 && !x->write_errno && write_all(x->fd, x->wbuf, x->wlen) < 0)
+		x->write_errno = errno;
+	x->wlen = 0;
+	free(x->wbuf);
+	x->wbuf = NULL;
+	return x->write_errno ? -1 : 0;
+}
+
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
 	xfer *x = arg;
-	size_t len = size * nmemb, off = 0;
+	size_t len = size * nmemb;
 
 	/* counted on decoded bytes, whatever Content-Length said */
 	if (x->bytes + len > x->f->c->max_bytes) {
 		x->too_large = 1;
 		return 0;
 	}
-	while (off < len) {
-		ssize_t n = write(x->fd, data + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			x->write_errno = errno;
-			return 0;
-		}
-		off += (size_t)n;
+	if (!x->wbuf && !(x->wbuf = malloc(FETCH_WRITE_BUFFER)))
+		goto direct;
+	if (x->wlen + len > FETCH_WRITE_BUFFER) {
+		if (write_all(x->fd, x->wbuf, x->wlen) < 0)
+			goto fail;
+		x->wlen = 0;
 	}
+	if (len <= FETCH_WRITE_BUFFER) {
+		memcpy(x->wbuf + x->wlen, data, len);
+		x->wlen += len;
+		goto counted;
+	}
+direct:
+	if (write_all(x->fd, (const uint8_t *)data, len) < 0)
+		goto fail;
+counted:
 	x->bytes += len;
 	STAT_ADD(x->f->st, bytes, (long long)len);
 	return len;
+fail:
+	x->write_errno = errno;
+	return 0;
 }
 
 /* Header value of line if it is "name: value", trimmed into out. */
@@ -1008,6 +1056,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
 	curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &retry_after);
 	running_remove(f, x);
+	xfer_flush(x);
 	/* a recycled file may be longer than this body: cut it to what was
 	 * written (also what a resumed retry appends to) */
 	if (ftruncate(x->fd, (off_t)x->bytes) < 0 && !x->write_errno && rc == CURLE_OK)
@@ -1248,6 +1297,10 @@ fail_paused(fetch *f, xfer *x)
 	xfer_fail(f, x, reason);
 }
 
+/* URLs read from the lists per turn of the loop while anything is in
+ * flight (see start_transfers). */
+#define READ_TURN 16
+
 /* Start what may start now; returns the poll timeout in ms until the first
  * pending transfer becomes startable by time alone (-1: none). */
 static long long
@@ -1255,6 +1308,7 @@ start_transfers(fetch *f)
 {
 	size_t cap = jobq_capacity(f->q);
 	long long now = mono_ms(), next = -1;
+	int read = 0;
 
 	for (int i = 0; i < f->npending;) {
 		xfer *x = f->pending[i];
@@ -1290,6 +1344,13 @@ start_transfers(fetch *f)
 		} else {
 			xfer_start(f, x);
 		}
+		/* Reading ahead costs a name claim on disk per URL, and
+		 * what is in flight waits meanwhile: a transfer started is
+		 * only queued in curl until the loop gives it a turn (to
+		 * connect, then to send).  So the lists are read in short
+		 * turns, and the first requests go out at once. */
+		if (++read >= READ_TURN && f->in_flight > 0)
+			return 0;
 	}
 	return next;
 }
@@ -1424,5 +1485,12 @@ fetch_run(fetch *f)
 	}
 	names_sync(f->reg);
 	log_msg(LOG_INFO, "downloaded %ld images in %.2f seconds", f->done_ok, mono_since(&f->t0));
+	/* Nothing more to download, while the workers may have a full queue
+	 * ahead of them: free what only downloads need now, on this thread,
+	 * rather than after the last thumbnail (20 ms of unlinks and closes
+	 * at the end of 200 photos, bench/NOTES.md). */
+	spares_retire(f->spares);
+	curl_multi_cleanup(f->multi);
+	f->multi = NULL;
 	return rc;
 }

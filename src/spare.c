@@ -25,6 +25,7 @@ struct spares {
 	char *dir;
 	int cap;
 	int nready, nfree;
+	int retired;            /* spares_retire: keep nothing more */
 	int *ready, *free;      /* stacks of slot numbers, cap each */
 };
 
@@ -78,6 +79,30 @@ spares_free(spares *s)
 	free(s);
 }
 
+void
+spares_retire(spares *s)
+{
+	char path[4200];
+	int slot;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->retired = 1;
+	pthread_mutex_unlock(&s->mu);
+	for (;;) {
+		pthread_mutex_lock(&s->mu);
+		slot = s->nready > 0 ? s->ready[--s->nready] : -1;
+		if (slot >= 0)
+			s->free[s->nfree++] = slot;
+		pthread_mutex_unlock(&s->mu);
+		if (slot < 0)
+			break;
+		slot_path(s, slot, path, sizeof path);
+		unlink(path);
+	}
+}
+
 int
 spares_open(spares *s, const char *path)
 {
@@ -108,7 +133,7 @@ spares_put(spares *s, const char *path)
 	int slot = -1;
 
 	pthread_mutex_lock(&s->mu);
-	if (s->nfree > 0)
+	if (s->nfree > 0 && !s->retired)
 		slot = s->free[--s->nfree];
 	pthread_mutex_unlock(&s->mu);
 	if (slot >= 0) {

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -172,6 +173,22 @@ class Workdir:
         a = (["-c", self.config] if config else []) + list(args)
         self.last = run_thumbd(a, stdin=stdin, timeout=timeout, cwd=self.cwd, prefix=prefix, env=env)
         return self.last
+
+    def run_traced(self, t, lst, calls, timeout=120):
+        """Run on list file lst under strace -f -y (the system calls named in
+        calls, with file names); -> (rc, stderr, trace path, wall seconds), or
+        None (a failed check) when strace is missing."""
+        strace = shutil.which("strace")
+        if not t.check(strace is not None, "strace is installed (Debian package strace, part of make deps)"):
+            return None
+        tr = os.path.join(self.base, "strace.txt")
+        # LeakSanitizer cannot run under ptrace; every other test checks for leaks
+        env = dict(os.environ)
+        env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "detect_leaks=0") if x)
+        t0 = time.monotonic()
+        rc, _, err = self.run(lst, timeout=timeout, env=env,
+                              prefix=[strace, "-f", "-y", "-qq", "-s", "300", "-e", "trace=" + calls, "-o", tr])
+        return rc, err, tr, time.monotonic() - t0
 
     def write_list(self, lines, name="list.txt", eol="\n"):
         p = os.path.join(self.lists, name)

@@ -3,6 +3,7 @@ redirects, Content-Type, encodings, short bodies, size limit, refused
 connections, duplicates, stalls."""
 
 import os
+import re
 import urllib.parse
 
 import common as C
@@ -157,6 +158,64 @@ def test_recycled_download_files(t):
                  "first 2 KB of it, %d, in a recycled file: 'truncated JPEG'" % i)
         _ok(t, wd, HOPPER, small, "small JPEG after them")
         t.eq(wd.incoming_files(), [], "recycled files: incoming/ holds no download at the end")
+
+
+CAR = ("photos/car_interior_2164x1626.jpg", 1010466)
+WRITE_PIECE = 128 * 1024        # fetch.c FETCH_WRITE_BUFFER
+READ_TURN = 16                  # fetch.c READ_TURN
+
+
+def _download_trace(trace):
+    """strace -f -y lines -> ({.part file: writes to it}, claims written to the
+    name registry before the first request went out, all claims)."""
+    writes, claims, before = {}, 0, None
+    for line in trace:
+        m = re.search(r'\b(write|sendto)\((\d+)<([^>]*)>', line)
+        if not m:
+            continue
+        call, path = m.group(1), m.group(3)
+        if call == "write" and path.endswith(".part"):
+            name = os.path.basename(path)
+            writes[name] = writes.get(name, 0) + 1
+        elif call == "write" and path.endswith("/.thumbd-names"):
+            claims += 1
+        elif call == "sendto" and path.startswith(("TCP:", "socket:")) and before is None:
+            before = claims
+    return writes, before, claims
+
+
+def test_download_syscalls(t):
+    """Two costs of the download loop, counted in system calls.  A body is
+    written to its .part file in pieces of up to 128 KB: libcurl hands it
+    over 16 KB at a time, and a write per piece was a sixth of the fetch
+    thread's time on 300 MB of photos.  And the first requests go out after
+    a turn or two of reading the list, not after up to 4 x connections URLs
+    have each been claimed on disk."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    n = 300
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        big = [srv.url("alias/%s/car%d.jpg" % (urllib.parse.quote(CAR[0], safe=""), i)) for i in range(3)]
+        small = [srv.url("slowalias/0.05/%s/n%03d.jpg" % (urllib.parse.quote(HOPPER[0], safe=""), i))
+                 for i in range(n)]
+        r = wd.run_traced(t, wd.write_list(big + small), "write,sendto", timeout=180)
+        if r is None:
+            return
+        rc, err, tr, _ = r
+        t.eq(rc, 0, "download syscalls: exit status 0 (stderr %r; failed %r)" % (err[-300:], wd.failed()[:3]))
+        t.eq(len(wd.thumbs()), 3 * (n + 3), "download syscalls: three thumbnails per URL")
+        with open(tr, encoding="utf-8", errors="replace") as f:
+            writes, before, claims = _download_trace(f)
+        most = -(-CAR[1] // WRITE_PIECE) + 1
+        for i in range(3):
+            k = ".thumbd.car%d.jpg.part" % i
+            t.check(1 <= writes.get(k, 0) <= most, "download syscalls: the 1 MB body of car%d.jpg written in "
+                    "%d write()s (1 to %d; 16 KB pieces would be 62)" % (i, writes.get(k, 0), most))
+        t.eq(claims, n + 3, "download syscalls: one name claim per URL seen in the trace")
+        t.check(before is not None and before <= 3 * READ_TURN,
+                "download syscalls: the first request went out after %r of %d claims (want <= %d: "
+                "a turn or two of reading the list)" % (before, n + 3, 3 * READ_TURN))
 
 
 def test_connection_refused(t):

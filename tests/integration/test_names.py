@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import tempfile
-import time
 
 import common as C
 
@@ -171,9 +170,6 @@ def test_registry_synced_before_outputs(t):
     URL could take the name; and the syncs are batched, about one per round
     trip, since each stops the download loop for a disk write."""
     cdir = C.corpus(t)
-    strace = shutil.which("strace")
-    if not t.check(strace is not None, "strace is installed (Debian package strace, part of make deps)"):
-        return
     if cdir is None:
         return
     n = 300
@@ -181,15 +177,10 @@ def test_registry_synced_before_outputs(t):
     # (4 x connections ahead), so names are claimed all through the run
     with C.serve(cdir) as srv, C.Workdir({"download.connections": 32, "download.per_host_start": 32}) as wd:
         urls = [srv.url("slowalias/%g/photos%%2Fhopper_128x128.jpg/n%03d.jpg" % (RTT, i)) for i in range(n)]
-        lst = wd.write_list(urls)
-        tr = os.path.join(wd.base, "strace.txt")
-        # LeakSanitizer cannot run under ptrace; every other test checks for leaks
-        env = dict(os.environ)
-        env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS"), "detect_leaks=0") if x)
-        t0 = time.monotonic()
-        rc, _, err = wd.run(lst, timeout=120, env=env, prefix=[strace, "-f", "-y", "-qq", "-s", "300", "-e",
-                                                               "trace=write,fdatasync,openat", "-o", tr])
-        wall = time.monotonic() - t0
+        r = wd.run_traced(t, wd.write_list(urls), "write,fdatasync,openat")
+        if r is None:
+            return
+        rc, err, tr, wall = r
         t.eq(rc, 0, "registry sync: exit status 0 (stderr %r; failed %r)" % (err[-300:], wd.failed()[:3]))
         t.eq(len(wd.thumbs()), 3 * n, "registry sync: three thumbnails per URL")
         with open(tr, encoding="utf-8", errors="replace") as f:
