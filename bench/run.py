@@ -132,6 +132,12 @@ def timed(cmd, env=None, cwd=None, check=True, stdout_path=None, joint=None):
         e.update(env)
     out = open(stdout_path or os.devnull, "w")
     err = tempfile.TemporaryFile("w+")
+    # What earlier runs wrote goes to disk now, not in the middle of this
+    # run: the kernel writes dirty pages back 30 s after they were written,
+    # and curl's or the original's 286 MB of downloads, flushed then, took
+    # CPU from whatever ran at that moment (resize only after a curl run:
+    # 2.44-2.87 s, 2.46-2.73 s with a sync between, bench/NOTES.md).
+    os.sync()
     t0 = time.monotonic()
     p = subprocess.Popen(full, env=e, cwd=cwd, stdout=out, stderr=err)
     peak = 0
@@ -393,9 +399,9 @@ class LatencyServer:
 
 def rotated(items, r):
     """items in round r's order: rotated by r, so no tool always runs first.
-    The first run of a round follows a different kind of job (or a 40 s
-    Python run) and was measured slower: with two thumbd variants end to
-    end, whichever ran first lost 4-10% (bench/NOTES.md)."""
+    The first run of a round follows a different kind of job and was
+    measured slower: with two thumbd variants end to end, whichever ran
+    first lost 4-10% (bench/NOTES.md)."""
     items = list(items)
     if not items:
         return items
@@ -477,21 +483,38 @@ def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, o
         def orig(out):
             return ([PY, os.path.join(HERE, "original_thumbnail_maker.py"), out, lst], None, 3 * total)
 
-        cases["original ThumbnailMakerService"] = (orig, orig_runs)
+        ORIG = "original ThumbnailMakerService"
+        cases[ORIG] = (orig, orig_runs)
         ms = {n: Measure() for n in cases}
-        for r in range(max(n for _, n in cases.values())):
-            order = rotated([(name, mk) for name, (mk, n) in cases.items() if r < n], r)
-            for name, mk in order:
-                out = fresh(os.path.join(tmp, "e2e"))
-                argv, env, expect = mk(out)
-                wall, rss = timed(argv, env, check=not name.startswith("thumbd"))
-                od = os.path.join(out, "outgoing")
-                got = count_outputs(od) if os.path.isdir(od) else 0
-                if got != expect:
-                    ms[name].note = "only %d of %d outputs" % (got, expect)
-                    log("WARNING %s: %d outputs, expected %d" % (name, got, expect))
-                ms[name].add(wall, rss)
-                log("%s run %d %-34s %6.2f s %7.1f MB" % (label, r + 1, name, wall, rss / 1024))
+
+        def one(name, mk, r):
+            out = fresh(os.path.join(tmp, "e2e"))
+            argv, env, expect = mk(out)
+            wall, rss = timed(argv, env, check=not name.startswith("thumbd"))
+            od = os.path.join(out, "outgoing")
+            got = count_outputs(od) if os.path.isdir(od) else 0
+            if got != expect:
+                ms[name].note = "only %d of %d outputs" % (got, expect)
+                log("WARNING %s: %d outputs, expected %d" % (name, got, expect))
+            if r is None:
+                log("%s warm-up %-34s %6.2f s (not counted)" % (label, name, wall))
+                return
+            ms[name].add(wall, rss)
+            log("%s run %d %-34s %6.2f s %7.1f MB" % (label, r + 1, name, wall, rss / 1024))
+
+        # The original's long runs (40-100 s) come first, in a block of their
+        # own, then one run that is not counted: on this virtual machine the
+        # run after such a job was 10-15% slower (bench/NOTES.md), and inside
+        # the rounds it fell on whichever tool followed it, skewing that
+        # round's ratio of thumbd to resize only.
+        for r in range(orig_runs):
+            one(ORIG, orig, r)
+        first = next(iter(thumbd_variants))[0]
+        one(first, cases[first][0], None)
+        rest = [(name, mk) for name, (mk, n) in cases.items() if name != ORIG]
+        for r in range(max(n for name, (_, n) in cases.items() if name != ORIG)):
+            for name, mk in rotated([(nm, mk) for nm, mk in rest if r < cases[nm][1]], r):
+                one(name, mk, r)
         return ms
     finally:
         srv.stop()
@@ -830,7 +853,9 @@ def main():
     doc = []
     doc.append("# thumbd benchmark results\n")
     doc.append("Written by `make bench` (bench/run.py); the method is BENCH.md's: the same job for every tool, "
-               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ..., each round in a rotated order), "
+               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ..., each round in a rotated order; "
+               "end to end, the original's long runs first in a block of their own, then one uncounted run; "
+               "a `sync` before every timed run), "
                "peak RSS from `/usr/bin/time`.\n" % RUNS)
     doc.append("- date: %s (%.0f s for all sections)" % (started, elapsed))
     doc.append("- machine: %d CPUs, %s, Linux %s; load average %s at start, %s at end "
