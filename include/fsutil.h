@@ -21,6 +21,10 @@ int fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 int fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                      char *err, size_t errlen);
 
+/* All of len bytes to fd, through short writes and EINTR.  0, or -1 with
+ * errno (EIO for a write that took nothing). */
+int fsu_write_all(int fd, const void *buf, size_t len);
+
 /* mkdir -p; 0 / -1. */
 int fsu_mkdirs(const char *path, char *err, size_t errlen);
 

@@ -92,6 +92,7 @@
 #include <unistd.h>
 
 #include "job.h"
+#include "fsutil.h"
 #include "log.h"
 #include "monotime.h"
 #include "spare.h"
@@ -584,27 +585,11 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	xfer_free(x);
 }
 
-/* Write len bytes to fd; 0, or -1 with errno. */
-static int
-write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* What on_body holds back goes to the file; 0, or -1 with write_errno. */
 static int
 xfer_flush(xfer *x)
 {
-	if (x->wlen > 0 && !x->write_errno && write_all(x->fd, x->wbuf, x->wlen) < 0)
+	if (x->wlen > 0 && !x->write_errno && fsu_write_all(x->fd, x->wbuf, x->wlen) < 0)
 		x->write_errno = errno;
 	x->wlen = 0;
 	free(x->wbuf);
@@ -626,7 +611,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	if (!x->wbuf && !(x->wbuf = malloc(FETCH_WRITE_BUFFER)))
 		goto direct;
 	if (x->wlen + len > FETCH_WRITE_BUFFER) {
-		if (write_all(x->fd, x->wbuf, x->wlen) < 0)
+		if (fsu_write_all(x->fd, x->wbuf, x->wlen) < 0)
 			goto fail;
 		x->wlen = 0;
 	}
@@ -636,7 +621,7 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		goto counted;
 	}
 direct:
-	if (write_all(x->fd, (const uint8_t *)data, len) < 0)
+	if (fsu_write_all(x->fd, data, len) < 0)
 		goto fail;
 counted:
 	x->bytes += len;

@@ -67,11 +67,30 @@ out:
 }
 
 int
+fsu_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
 fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                  char *err, size_t errlen)
 {
 	char tmp[4096], dst[4096];
-	const char *p = data;
 	int fd = -1, rc = -1;
 
 	if ((size_t)snprintf(dst, sizeof dst, "%s/%s", dir, name) >= sizeof dst
@@ -83,16 +102,9 @@ fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len
 		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		return -1;
 	}
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-			goto out;
-		}
-		p += n;
-		len -= (size_t)n;
+	if (fsu_write_all(fd, data, len) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto out;
 	}
 	if (close(fd) < 0) {
 		fd = -1;

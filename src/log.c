@@ -17,6 +17,7 @@
  * it keeps log_fd's number: it swaps the file behind it with dup2(2).
  */
 #include "log.h"
+#include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,20 +156,6 @@ log_close(void)
 	log_path[0] = '\0';
 }
 
-static void
-write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;     /* a log that cannot be written must not stop the work */
-		buf += n;
-		len -= (size_t)n;
-	}
-}
-
 /* Append src to buf at *off, turning tabs, newlines and other control bytes
  * into \t, \n, \xNN so a record stays one line with its field count intact. */
 static void
@@ -217,7 +204,8 @@ log_msg(log_level lvl, const char *fmt, ...)
 	/* messages carry URLs and server text: keep them on one line */
 	append_escaped(line, sizeof line - 1, &off, msg);
 	line[off++] = '\n';
-	write_all(log_fd >= 0 ? log_fd : STDERR_FILENO, line, off);
+	/* a log that cannot be written must not stop the work */
+	(void)fsu_write_all(log_fd >= 0 ? log_fd : STDERR_FILENO, line, off);
 }
 
 void
@@ -236,6 +224,6 @@ log_failure(const char *url, const char *reason)
 	append_escaped(rec, sizeof rec - 1, &off, reason);
 	rec[off++] = '\n';
 	if (fail_fd >= 0)
-		write_all(fail_fd, rec, off);
+		(void)fsu_write_all(fail_fd, rec, off);
 	log_msg(LOG_ERROR, "failed %s: %s", url, reason);
 }
