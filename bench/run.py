@@ -398,15 +398,29 @@ class LatencyServer:
 
 
 def rotated(items, r):
-    """items in round r's order: rotated by r, so no tool always runs first.
-    The first run of a round follows a different kind of job and was
-    measured slower: with two thumbd variants end to end, whichever ran
-    first lost 4-10% (bench/NOTES.md)."""
+    """items in round r's order: a row of a Williams design (a balanced Latin
+    square), so over the rounds each tool runs first about equally often and
+    follows each other tool about equally often.  Both matter here: the
+    first run of a round follows a different kind of job and was measured
+    slower (with two thumbd variants end to end, whichever ran first lost
+    4-10%), and an end-to-end run right after resize only lost 1.5-2%
+    against one right after another end-to-end run (bench/NOTES.md).  A
+    plain rotation kept every tool behind the same neighbour in every round."""
     items = list(items)
-    if not items:
+    n = len(items)
+    if n < 2:
         return items
-    k = r % len(items)
-    return items[k:] + items[:k]
+    base, lo, hi = [0], 1, n - 1
+    while len(base) < n:
+        base.append(lo)
+        lo += 1
+        if len(base) < n:
+            base.append(hi)
+            hi -= 1
+    row = [items[(b + r) % n] for b in base]
+    if n % 2 and (r // n) % 2:      # odd n: the mirror rows balance it
+        row.reverse()
+    return row
 
 
 def paired_ratio(m, bounds):
@@ -853,7 +867,7 @@ def main():
     doc = []
     doc.append("# thumbd benchmark results\n")
     doc.append("Written by `make bench` (bench/run.py); the method is BENCH.md's: the same job for every tool, "
-               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ..., each round in a rotated order; "
+               "side by side in one run, median of %d runs (interleaved: run 1 of every tool, then run 2, ..., each round in a balanced order (a Williams design); "
                "end to end, the original's long runs first in a block of their own, then one uncounted run; "
                "a `sync` before every timed run), "
                "peak RSS from `/usr/bin/time`.\n" % RUNS)
