@@ -523,7 +523,7 @@ def run_case(label, srcdir, names, total, delay, tmp, thumbd, thumbd_variants, o
         # round's ratio of thumbd to resize only.
         for r in range(orig_runs):
             one(ORIG, orig, r)
-        first = next(iter(thumbd_variants))[0]
+        first = thumbd_variants[0][0]
         one(first, cases[first][0], None)
         rest = [(name, mk) for name, (mk, n) in cases.items() if name != ORIG]
         for r in range(max(n for name, (_, n) in cases.items() if name != ORIG)):

@@ -585,8 +585,8 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	xfer_free(x);
 }
 
-/* What on_body holds back goes to the file; 0, or -1 with write_errno. */
-static int
+/* What on_body holds back goes to the file (a failure in write_errno). */
+static void
 xfer_flush(xfer *x)
 {
 	if (x->wlen > 0 && !x->write_errno && fsu_write_all(x->fd, x->wbuf, x->wlen) < 0)
@@ -594,7 +594,6 @@ xfer_flush(xfer *x)
 	x->wlen = 0;
 	free(x->wbuf);
 	x->wbuf = NULL;
-	return x->write_errno ? -1 : 0;
 }
 
 static size_t
@@ -608,22 +607,19 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 		x->too_large = 1;
 		return 0;
 	}
-	if (!x->wbuf && !(x->wbuf = malloc(FETCH_WRITE_BUFFER)))
-		goto direct;
+	if (!x->wbuf)
+		x->wbuf = malloc(FETCH_WRITE_BUFFER);   /* none: written as it comes */
 	if (x->wlen + len > FETCH_WRITE_BUFFER) {
 		if (fsu_write_all(x->fd, x->wbuf, x->wlen) < 0)
 			goto fail;
 		x->wlen = 0;
 	}
-	if (len <= FETCH_WRITE_BUFFER) {
+	if (x->wbuf && len <= FETCH_WRITE_BUFFER) {
 		memcpy(x->wbuf + x->wlen, data, len);
 		x->wlen += len;
-		goto counted;
-	}
-direct:
-	if (fsu_write_all(x->fd, data, len) < 0)
+	} else if (fsu_write_all(x->fd, data, len) < 0) {
 		goto fail;
-counted:
+	}
 	x->bytes += len;
 	STAT_ADD(x->f->st, bytes, (long long)len);
 	return len;

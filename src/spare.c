@@ -62,24 +62,6 @@ spares_new(const char *dir, int cap)
 }
 
 void
-spares_free(spares *s)
-{
-	char path[4200];
-
-	if (!s)
-		return;
-	for (int i = 0; i < s->nready; i++) {
-		slot_path(s, s->ready[i], path, sizeof path);
-		unlink(path);
-	}
-	pthread_mutex_destroy(&s->mu);
-	free(s->dir);
-	free(s->ready);
-	free(s->free);
-	free(s);
-}
-
-void
 spares_retire(spares *s)
 {
 	char path[4200];
@@ -101,6 +83,19 @@ spares_retire(spares *s)
 		slot_path(s, slot, path, sizeof path);
 		unlink(path);
 	}
+}
+
+void
+spares_free(spares *s)
+{
+	if (!s)
+		return;
+	spares_retire(s);       /* deletes the spare files still held */
+	pthread_mutex_destroy(&s->mu);
+	free(s->dir);
+	free(s->ready);
+	free(s->free);
+	free(s);
 }
 
 int
