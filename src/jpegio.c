@@ -51,6 +51,20 @@
  * disk, which ours never do; the whole array is what it would hold in
  * memory anyway, and resize.decode_memory already accounts for it.
  *
+ * DC-only arrays.  A component decoded from the DC-scans copy never has
+ * more than coefficient 0 of a block written (libjpeg refuses a DC scan
+ * with Se > 0 and an AC scan of more than one component before decoding
+ * it, and the copy holds no AC scan of such a component) or read (the 1x1
+ * IDCT; block smoothing is off).  Its array is therefore laid out 64 rows
+ * deep in the space of one: row r of a group of 64 starts 2 * (r % 64)
+ * bytes into the group's block row, so the coefficient 0s of the 64 rows
+ * sit side by side in each 128-byte block and nothing else is ever
+ * touched.  1.4 MB instead of 88 MB for a 5120x2880 4:4:4 photo: the
+ * largest block of the benchmark corpus, and faulting in and zeroing such
+ * arrays was a quarter of its CPU time (bench/NOTES.md).  Even a write to
+ * another coefficient could not leave the block (one block of padding at
+ * the end): at worst wrong pixels, never memory out of bounds.
+ *
  * Encoding writes into our own growable buffer rather than jpeg_mem_dest:
  * jpeg_mem_dest keeps its grown buffer private until term_destination, so
  * a failure mid-encode would leak it.
@@ -154,6 +168,9 @@ struct coefarr {
 	JDIMENSION nrows, blocksperrow, maxaccess;
 };
 
+/* Rows of a DC-only array that share one row's blocks (file comment). */
+#define DC_ROWS ((JDIMENSION)(sizeof(JBLOCK) / sizeof(JCOEF)))
+
 struct jdec {
 	struct jpeg_decompress_struct cinfo;    /* first, so a j_common_ptr can be cast back */
 	struct jerr je;
@@ -163,6 +180,7 @@ struct jdec {
 	int created;
 	JSAMPLE *row;                   /* scratch row for CMYK */
 	uint8_t *dc;                    /* the DC-scans copy being decoded, if any */
+	uint8_t dc_only[MAX_COMPONENTS];        /* by component index, with dc */
 	struct coefarr arr[MAX_COMPONENTS];     /* one per component at most */
 	int narr;
 };
@@ -212,6 +230,13 @@ static void jdec_realize(j_common_ptr cinfo)
 	d->realize(cinfo);      /* whatever libjpeg itself was asked for */
 	for (int i = 0; i < d->narr; i++) {
 		struct coefarr *a = &d->arr[i];
+		/* libjpeg asks for one array per component, in their order */
+		int dc_only = d->dc_only[i] && i < d->cinfo.num_components
+		              && a->nrows >= d->cinfo.comp_info[i].height_in_blocks
+		              && a->blocksperrow >= d->cinfo.comp_info[i].width_in_blocks;
+		JDIMENSION deep = dc_only ? (a->nrows + DC_ROWS - 1) / DC_ROWS : a->nrows;
+		size_t bytes;
+
 		if (a->mem)
 			continue;
 		if (a->blocksperrow == 0 || a->nrows == 0
@@ -219,10 +244,16 @@ static void jdec_realize(j_common_ptr cinfo)
 			ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 11);
 		a->rows = (JBLOCKARRAY)(*cinfo->mem->alloc_small)(cinfo, JPOOL_IMAGE,
 		                                                  a->nrows * sizeof(JBLOCKROW));
-		if (!(a->mem = bigmem_alloc((size_t)a->nrows * a->blocksperrow * sizeof(JBLOCK), 1)))
+		bytes = ((size_t)deep * a->blocksperrow + (dc_only ? 1 : 0)) * sizeof(JBLOCK);
+		if (!(a->mem = bigmem_alloc(bytes, 1)))
 			ERREXIT1(cinfo, JERR_OUT_OF_MEMORY, 11);
 		for (JDIMENSION r = 0; r < a->nrows; r++)
-			a->rows[r] = a->mem + (size_t)r * a->blocksperrow;
+			if (dc_only)
+				a->rows[r] = (JBLOCKROW)(void *)((uint8_t *)a->mem
+				             + (size_t)(r / DC_ROWS) * a->blocksperrow * sizeof(JBLOCK)
+				             + (size_t)(r % DC_ROWS) * sizeof(JCOEF));
+			else
+				a->rows[r] = a->mem + (size_t)r * a->blocksperrow;
 	}
 }
 
@@ -371,6 +402,9 @@ static int jdec_ac_droppable(j_decompress_ptr ci, uint8_t need_ac[256])
 		jpeg_component_info *c = &ci->comp_info[i];
 		if (c->component_id < 0 || c->component_id > 255)
 			return 0;
+		for (int j = 0; j < i; j++)     /* scans name components by id */
+			if (ci->comp_info[j].component_id == c->component_id)
+				return 0;
 		if (c->DCT_scaled_size == 1)
 			any = 1;
 		else
@@ -383,18 +417,23 @@ static int jdec_ac_droppable(j_decompress_ptr ci, uint8_t need_ac[256])
  * Bytes a decode will hold: the output image, and for a progressive (or
  * otherwise multi-scan) file every DCT coefficient of the full-size
  * picture, 128 bytes per 8x8 block per component, whatever the output
- * scale: a 5120x2880 progressive 4:4:4 photo needs 88 MB of them.
+ * scale (a 5120x2880 progressive 4:4:4 photo needs 88 MB of them), but a
+ * 64th of that for a DC-only component (see the file comment).
  */
-static uint64_t jdec_footprint(j_decompress_ptr ci, int channels)
+static uint64_t jdec_footprint(struct jdec *d, int channels)
 {
+	j_decompress_ptr ci = &d->cinfo;
 	uint64_t n;
 
 	jpeg_calc_output_dimensions(ci);
 	n = (uint64_t)ci->output_width * ci->output_height * (uint64_t)channels;
 	if (jpeg_has_multiple_scans(ci))
-		for (int i = 0; i < ci->num_components; i++)
-			n += (uint64_t)ci->comp_info[i].width_in_blocks
-			     * ci->comp_info[i].height_in_blocks * DCTSIZE2 * sizeof(JCOEF);
+		for (int i = 0; i < ci->num_components; i++) {
+			uint64_t rows = ci->comp_info[i].height_in_blocks;
+			if (d->dc_only[i])
+				rows = (rows + DC_ROWS - 1) / DC_ROWS;
+			n += (uint64_t)ci->comp_info[i].width_in_blocks * rows * sizeof(JBLOCK);
+		}
 	return n;
 }
 
@@ -473,9 +512,13 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 			ci->scale_num = 1;
 			ci->scale_denom = denom;
 			ci->do_block_smoothing = FALSE;
+			jpeg_calc_output_dimensions(ci);
+			for (int i = 0; i < ci->num_components && i < MAX_COMPONENTS; i++)
+				d->dc_only[i] = ci->comp_info[i].DCT_scaled_size == 1
+				                && !need_ac[ci->comp_info[i].component_id];
 		}
 	}
-	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(ci, channels)) != 0) {
+	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(d, channels)) != 0) {
 		snprintf(err, errlen, "deferred");
 		return -1;
 	}

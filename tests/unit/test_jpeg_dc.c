@@ -9,7 +9,10 @@
  *    at the same scale, bit for bit, for every sampling (with 4:2:0 the
  *    chroma AC scans stay: libjpeg scales chroma up with a 2x2 IDCT), gray,
  *    restart markers, corpus files;
- *  - a truncated progressive file still fails as "truncated JPEG".
+ *  - a truncated progressive file still fails as "truncated JPEG";
+ *  - a component decoded from DC scans alone is held in a 64th of its full
+ *    coefficient array (the decode's reserved footprint says so), its
+ *    pixels still the full decode's, for pictures of several row groups.
  * Pictures are made here with libjpeg itself (noise and edges, so the AC
  * scans carry real data), plus the progressive files of the shared corpus.
  */
@@ -51,15 +54,15 @@ quiet(j_common_ptr ci, int level)
 	(void)level;
 }
 
-/* A w x h picture (gray when comps == 1) as JPEG: h/v sampling of the
- * first component, progressive or not, restart interval in MCU rows. */
+/* A w x h picture of comps channels: noise and edges.  Not inlined into
+ * make_jpeg, whose setjmp would make gcc warn about these loops' counters. */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
 static uint8_t *
-make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart, unsigned long *len)
+make_pixels(int w, int h, int comps)
 {
-	struct jpeg_compress_struct ci;
-	struct fail e;
-	unsigned char *out = NULL;
-	uint8_t *px = malloc((size_t)w * (size_t)h * (size_t)comps), *volatile keep = px;
+	uint8_t *px = malloc((size_t)w * (size_t)h * (size_t)comps);
 
 	if (!px)
 		return NULL;
@@ -71,6 +74,21 @@ make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart,
 				px[((size_t)y * (size_t)w + (size_t)x) * (size_t)comps + (size_t)c] =
 					(uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 			}
+	return px;
+}
+
+/* A w x h picture (gray when comps == 1) as JPEG: h/v sampling of the
+ * first component, progressive or not, restart interval in MCU rows. */
+static uint8_t *
+make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart, unsigned long *len)
+{
+	struct jpeg_compress_struct ci;
+	struct fail e;
+	unsigned char *out = NULL;
+	uint8_t *px = make_pixels(w, h, comps), *volatile keep = px;
+
+	if (!px)
+		return NULL;
 	ci.err = jpeg_std_error(&e.pub);
 	e.pub.error_exit = fail_exit;
 	if (setjmp(e.jb)) {
@@ -291,6 +309,56 @@ test_synthetic(void)
 	}
 }
 
+static uint64_t reserved;
+
+static int
+note_reserve(void *arg, uint64_t bytes)
+{
+	(void)arg;
+	reserved = bytes;
+	return 0;
+}
+
+/* 1203x1100: 138 block rows, two full groups of 64 and a part. */
+static void
+test_dc_footprint(void)
+{
+	static const struct { int comps, hs, vs; const char *name; uint64_t lo, hi; } kinds[] = {
+		/* every component DC-only: 151x138 blocks each, 8.0 MB as full arrays */
+		{ 3, 1, 1, "4:4:4", 150000, 400000 },
+		{ 3, 2, 1, "4:2:2", 100000, 300000 },
+		{ 1, 1, 1, "gray", 30000, 150000 },
+		/* chroma keeps its AC (2x2 IDCT): 2 x 76x69 blocks, 1.34 MB in full;
+		 * the luma's 152x138 would add 2.7 MB */
+		{ 3, 2, 2, "4:2:0", 1340000, 1600000 },
+	};
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		unsigned long plen = 0;
+		uint8_t *prog = make_jpeg(1203, 1100, kinds[k].comps, kinds[k].hs, kinds[k].vs, 1, 0, &plen);
+		img_decode_opts o = { .min_width = 1, .reserve = note_reserve };
+		img a = { 0 }, b = { 0 };
+		img_meta m;
+		char err[IMG_ERRLEN] = "";
+
+		CHECK(prog != NULL);
+		if (!prog)
+			continue;
+		reserved = 0;
+		CHECK_INT(img_decode(prog, plen, &o, &a, &m, err, sizeof err), 0);
+		if (reserved < kinds[k].lo || reserved > kinds[k].hi)
+			fprintf(stderr, "%s: footprint %llu, expected %llu..%llu\n", kinds[k].name,
+			        (unsigned long long)reserved, (unsigned long long)kinds[k].lo,
+			        (unsigned long long)kinds[k].hi);
+		CHECK(reserved >= kinds[k].lo && reserved <= kinds[k].hi);
+		CHECK_INT(plain_decode(prog, plen, 8, &b), 0);
+		CHECK(same_pixels(&a, &b));
+		img_release(&a);
+		img_release(&b);
+		free(prog);
+	}
+}
+
 static void
 test_garbage(void)
 {
@@ -368,6 +436,7 @@ int
 main(void)
 {
 	test_synthetic();
+	test_dc_footprint();
 	test_garbage();
 	test_corpus();
 	return CHECK_DONE();
