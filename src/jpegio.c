@@ -402,9 +402,6 @@ static int jdec_ac_droppable(j_decompress_ptr ci, uint8_t need_ac[256])
 		jpeg_component_info *c = &ci->comp_info[i];
 		if (c->component_id < 0 || c->component_id > 255)
 			return 0;
-		for (int j = 0; j < i; j++)     /* scans name components by id */
-			if (ci->comp_info[j].component_id == c->component_id)
-				return 0;
 		if (c->DCT_scaled_size == 1)
 			any = 1;
 		else
@@ -513,6 +510,8 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 			ci->scale_denom = denom;
 			ci->do_block_smoothing = FALSE;
 			jpeg_calc_output_dimensions(ci);
+			/* not when another component of its id keeps AC scans:
+			 * libjpeg gives a scan to the first component of an id */
 			for (int i = 0; i < ci->num_components && i < MAX_COMPONENTS; i++)
 				d->dc_only[i] = ci->comp_info[i].DCT_scaled_size == 1
 				                && !need_ac[ci->comp_info[i].component_id];
