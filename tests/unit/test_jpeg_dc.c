@@ -12,7 +12,8 @@
  *  - a truncated progressive file still fails as "truncated JPEG";
  *  - a component decoded from DC scans alone is held in a 64th of its full
  *    coefficient array (the decode's reserved footprint says so), its
- *    pixels still the full decode's, for pictures of several row groups.
+ *    pixels still the full decode's, for pictures of several row groups,
+ *    Huffman and arithmetic coded.
  * Pictures are made here with libjpeg itself (noise and edges, so the AC
  * scans carry real data), plus the progressive files of the shared corpus.
  */
@@ -78,7 +79,8 @@ make_pixels(int w, int h, int comps)
 }
 
 /* A w x h picture (gray when comps == 1) as JPEG: h/v sampling of the
- * first component, progressive or not, restart interval in MCU rows. */
+ * first component, progressive or not (2: progressive with arithmetic
+ * coding), restart interval in MCU rows. */
 static uint8_t *
 make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart, unsigned long *len)
 {
@@ -108,6 +110,7 @@ make_jpeg(int w, int h, int comps, int hs, int vs, int progressive, int restart,
 	ci.comp_info[0].v_samp_factor = vs;
 	if (progressive)
 		jpeg_simple_progression(&ci);
+	ci.arith_code = progressive == 2;
 	ci.restart_in_rows = restart;
 	jpeg_start_compress(&ci, TRUE);
 	while (ci.next_scanline < ci.image_height) {
@@ -323,19 +326,22 @@ note_reserve(void *arg, uint64_t bytes)
 static void
 test_dc_footprint(void)
 {
-	static const struct { int comps, hs, vs; const char *name; uint64_t lo, hi; } kinds[] = {
+	static const struct { int comps, hs, vs, prog; const char *name; uint64_t lo, hi; } kinds[] = {
 		/* every component DC-only: 151x138 blocks each, 8.0 MB as full arrays */
-		{ 3, 1, 1, "4:4:4", 150000, 400000 },
-		{ 3, 2, 1, "4:2:2", 100000, 300000 },
-		{ 1, 1, 1, "gray", 30000, 150000 },
+		{ 3, 1, 1, 1, "4:4:4", 150000, 400000 },
+		{ 3, 2, 1, 1, "4:2:2", 100000, 300000 },
+		{ 1, 1, 1, 1, "gray", 30000, 150000 },
+		{ 3, 1, 1, 2, "4:4:4 arithmetic", 150000, 400000 },
 		/* chroma keeps its AC (2x2 IDCT): 2 x 76x69 blocks, 1.34 MB in full;
 		 * the luma's 152x138 would add 2.7 MB */
-		{ 3, 2, 2, "4:2:0", 1340000, 1600000 },
+		{ 3, 2, 2, 1, "4:2:0", 1340000, 1600000 },
+		{ 3, 2, 2, 2, "4:2:0 arithmetic", 1340000, 1600000 },
 	};
 
 	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
 		unsigned long plen = 0;
-		uint8_t *prog = make_jpeg(1203, 1100, kinds[k].comps, kinds[k].hs, kinds[k].vs, 1, 0, &plen);
+		uint8_t *prog = make_jpeg(1203, 1100, kinds[k].comps, kinds[k].hs, kinds[k].vs,
+		                          kinds[k].prog, 0, &plen);
 		img_decode_opts o = { .min_width = 1, .reserve = note_reserve };
 		img a = { 0 }, b = { 0 };
 		img_meta m;
