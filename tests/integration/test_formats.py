@@ -161,22 +161,29 @@ def test_decode_memory_budget(t):
         return
     prog = os.path.join(cdir, "edge", "jpeg_progressive_2268x1512.jpg")
     small = os.path.join(cdir, "photos", "hopper_128x128.jpg")
-    with C.Workdir({"resize.workers": 2, "resize.decode_memory": 1}) as wd:
-        files = []
-        for i in range(8):
-            for src, tag in ((prog, "p"), (small, "s")):
-                dst = os.path.join(wd.cwd, "%s%d.jpg" % (tag, i))
-                with open(src, "rb") as f, open(dst, "wb") as o:
-                    o.write(f.read())
-                files.append(dst)
-        rc, out, err = wd.run("--files", *files, timeout=120)
-        t.eq(rc, 0, "decode_memory=1: exit status 0 (stderr: %s; failed: %s)" % (err[-800:], wd.failed()))
-        t.eq(wd.failed(), [], "decode_memory=1: no failure")
-        expected = []
-        for f in files:
-            expected += C.thumb_names(stem(f), "JPEG")
-        t.eq(sorted(wd.thumbs()), sorted(expected), "decode_memory=1: every image has its 3 thumbnails")
-        log = "\n".join(wd.log_lines() or [])
-        # 8 progressive decodes on 2 workers overlap: at least one was put aside
-        t.check("more than resize.decode_memory leaves now" in log,
-                "decode_memory=1: a decode that did not fit was put aside (logged)")
+    # Two decodes overlap only while both workers get a core at once; with
+    # the rest of the suite running beside it (TSan) one run can go by
+    # without it, so up to three runs, each checked in full, must show it.
+    put_aside = False
+    for attempt in range(3):
+        with C.Workdir({"resize.workers": 2, "resize.decode_memory": 1}) as wd:
+            files = []
+            for i in range(8):
+                for src, tag in ((prog, "p"), (small, "s")):
+                    dst = os.path.join(wd.cwd, "%s%d.jpg" % (tag, i))
+                    with open(src, "rb") as f, open(dst, "wb") as o:
+                        o.write(f.read())
+                    files.append(dst)
+            rc, out, err = wd.run("--files", *files, timeout=120)
+            t.eq(rc, 0, "decode_memory=1: exit status 0 (stderr: %s; failed: %s)" % (err[-800:], wd.failed()))
+            t.eq(wd.failed(), [], "decode_memory=1: no failure")
+            expected = []
+            for f in files:
+                expected += C.thumb_names(stem(f), "JPEG")
+            t.eq(sorted(wd.thumbs()), sorted(expected), "decode_memory=1: every image has its 3 thumbnails")
+            log = "\n".join(wd.log_lines() or [])
+            # 8 progressive decodes on 2 workers overlap: at least one was put aside
+            if "more than resize.decode_memory leaves now" in log:
+                put_aside = True
+                break
+    t.check(put_aside, "decode_memory=1: a decode that did not fit was put aside (logged)")
