@@ -171,6 +171,12 @@ struct coefarr {
 /* Rows of a DC-only array that share one row's blocks (file comment). */
 #define DC_ROWS ((JDIMENSION)(sizeof(JBLOCK) / sizeof(JCOEF)))
 
+/* Block rows of memory that rows block rows of a component take. */
+static JDIMENSION coef_depth(JDIMENSION rows, int dc_only)
+{
+	return dc_only ? (rows + DC_ROWS - 1) / DC_ROWS : rows;
+}
+
 struct jdec {
 	struct jpeg_decompress_struct cinfo;    /* first, so a j_common_ptr can be cast back */
 	struct jerr je;
@@ -234,7 +240,7 @@ static void jdec_realize(j_common_ptr cinfo)
 		int dc_only = d->dc_only[i] && i < d->cinfo.num_components
 		              && a->nrows >= d->cinfo.comp_info[i].height_in_blocks
 		              && a->blocksperrow >= d->cinfo.comp_info[i].width_in_blocks;
-		JDIMENSION deep = dc_only ? (a->nrows + DC_ROWS - 1) / DC_ROWS : a->nrows;
+		JDIMENSION deep = coef_depth(a->nrows, dc_only);
 		size_t bytes;
 
 		if (a->mem)
@@ -425,12 +431,9 @@ static uint64_t jdec_footprint(struct jdec *d, int channels)
 	jpeg_calc_output_dimensions(ci);
 	n = (uint64_t)ci->output_width * ci->output_height * (uint64_t)channels;
 	if (jpeg_has_multiple_scans(ci))
-		for (int i = 0; i < ci->num_components; i++) {
-			uint64_t rows = ci->comp_info[i].height_in_blocks;
-			if (d->dc_only[i])
-				rows = (rows + DC_ROWS - 1) / DC_ROWS;
-			n += (uint64_t)ci->comp_info[i].width_in_blocks * rows * sizeof(JBLOCK);
-		}
+		for (int i = 0; i < ci->num_components; i++)
+			n += (uint64_t)ci->comp_info[i].width_in_blocks
+			     * coef_depth(ci->comp_info[i].height_in_blocks, d->dc_only[i]) * sizeof(JBLOCK);
 	return n;
 }
 
@@ -509,12 +512,12 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 			ci->scale_num = 1;
 			ci->scale_denom = denom;
 			ci->do_block_smoothing = FALSE;
-			jpeg_calc_output_dimensions(ci);
-			/* not when another component of its id keeps AC scans:
-			 * libjpeg gives a scan to the first component of an id */
+			/* need_ac marks every id with a component whose IDCT is
+			 * larger than 1x1, so a component is DC-only exactly when
+			 * its id is unmarked (libjpeg gives a scan naming an id to
+			 * the first component of that id) */
 			for (int i = 0; i < ci->num_components && i < MAX_COMPONENTS; i++)
-				d->dc_only[i] = ci->comp_info[i].DCT_scaled_size == 1
-				                && !need_ac[ci->comp_info[i].component_id];
+				d->dc_only[i] = !need_ac[ci->comp_info[i].component_id];
 		}
 	}
 	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(d, channels)) != 0) {

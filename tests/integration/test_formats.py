@@ -165,7 +165,7 @@ def test_decode_memory_budget(t):
     # the rest of the suite running beside it (TSan) one run can go by
     # without it, so up to three runs, each checked in full, must show it.
     put_aside = False
-    for attempt in range(3):
+    for _ in range(3):
         with C.Workdir({"resize.workers": 2, "resize.decode_memory": 1}) as wd:
             files = []
             for i in range(8):

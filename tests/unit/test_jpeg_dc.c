@@ -192,11 +192,22 @@ count_scans(const uint8_t *b, size_t len, int id, int *dc, int *ac, int *ac_id)
 		}
 }
 
-/* img_decode at 1/8 (min_width 1 on a wide picture) against the reference. */
+static uint64_t reserved;
+
+static int
+note_reserve(void *arg, uint64_t bytes)
+{
+	(void)arg;
+	reserved = bytes;
+	return 0;
+}
+
+/* img_decode at 1/8 (min_width 1 on a wide picture) against the reference;
+ * the bytes the decode reserved are left in reserved. */
 static void
 check_identical(const char *what, const uint8_t *buf, size_t len)
 {
-	img_decode_opts o = { .max_pixels = 0, .min_width = 1 };
+	img_decode_opts o = { .max_pixels = 0, .min_width = 1, .reserve = note_reserve };
 	img a = { 0 }, b = { 0 };
 	img_meta m;
 	char err[IMG_ERRLEN] = "";
@@ -312,16 +323,6 @@ test_synthetic(void)
 	}
 }
 
-static uint64_t reserved;
-
-static int
-note_reserve(void *arg, uint64_t bytes)
-{
-	(void)arg;
-	reserved = bytes;
-	return 0;
-}
-
 /* 1203x1100: 138 block rows, two full groups of 64 and a part. */
 static void
 test_dc_footprint(void)
@@ -342,25 +343,17 @@ test_dc_footprint(void)
 		unsigned long plen = 0;
 		uint8_t *prog = make_jpeg(1203, 1100, kinds[k].comps, kinds[k].hs, kinds[k].vs,
 		                          kinds[k].prog, 0, &plen);
-		img_decode_opts o = { .min_width = 1, .reserve = note_reserve };
-		img a = { 0 }, b = { 0 };
-		img_meta m;
-		char err[IMG_ERRLEN] = "";
 
 		CHECK(prog != NULL);
 		if (!prog)
 			continue;
 		reserved = 0;
-		CHECK_INT(img_decode(prog, plen, &o, &a, &m, err, sizeof err), 0);
+		check_identical(kinds[k].name, prog, plen);
 		if (reserved < kinds[k].lo || reserved > kinds[k].hi)
 			fprintf(stderr, "%s: footprint %llu, expected %llu..%llu\n", kinds[k].name,
 			        (unsigned long long)reserved, (unsigned long long)kinds[k].lo,
 			        (unsigned long long)kinds[k].hi);
 		CHECK(reserved >= kinds[k].lo && reserved <= kinds[k].hi);
-		CHECK_INT(plain_decode(prog, plen, 8, &b), 0);
-		CHECK(same_pixels(&a, &b));
-		img_release(&a);
-		img_release(&b);
 		free(prog);
 	}
 }
