@@ -39,8 +39,9 @@ typedef struct img {
 typedef struct img_decode_opts {
 	uint64_t max_pixels;    /* declared w*h above this is refused before any pixel buffer exists */
 	int min_width;          /* shrink-on-load floor: a decoder may return a smaller image (JPEG DCT
-	                           scaling, WebP scaled decode) as long as its *displayed* width (after
-	                           EXIF orientation) stays >= min_width; 0 = always full size */
+	                           scaling, WebP scaled decode, PNG box averages) as long as its
+	                           *displayed* width (after EXIF orientation) stays >= min_width;
+	                           0 = always full size */
 	/* Called at most once, after the header is read and before the big
 	 * buffers exist, with the bytes the decoder is about to hold; may block
 	 * (a memory budget shared by the workers).  Non-zero: give up, the

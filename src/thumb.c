@@ -1,8 +1,9 @@
 /*
  * thumb: decode once, resize per width, encode, write.
  *
- * The decoder may shrink on load (JPEG DCT scaling, WebP scaled decoding)
- * but always leaves at least three times the largest width, so the
+ * The decoder may shrink on load (JPEG DCT scaling, WebP scaled decoding,
+ * PNG averaged in boxes as its rows stream in) but always leaves at least
+ * three times the largest width, so the
  * Lanczos-3 pass still does the real filtering.  Three, not the usual two:
  * libjpeg's scaled IDCT works block by block and aliases fine texture, and
  * at 2x that showed (SSIM 0.978 against a full-size Lanczos on a sand-dune

@@ -483,9 +483,15 @@ static void test_limits_and_shrink(void)
 	CHECK_STR(err, "too large: 500x500 > max_pixels");
 	CHECK_INT(decode_file("edge/png_rgba_photo_500x500.png", 250000, 0, &im, &orient, err), 0);
 	img_release(&im);
-	/* PNG ignores min_width */
+	/* PNG shrinks by whole boxes: ceil(500 / 5) = 100 >= 100, 500 / 6 < 100 */
 	CHECK_INT(decode_file("edge/png_rgba_photo_500x500.png", 250000, 100, &im, &orient, err), 0);
-	CHECK_INT(im.w, 500);
+	CHECK_INT(im.w, 100);
+	CHECK_INT(im.h, 100);
+	CHECK_INT(im.channels, 4);
+	img_release(&im);
+	/* ... but Adam7 arrives in passes over the whole picture: full size */
+	CHECK_INT(decode_file("edge/png_adam7_interlaced.png", 250000, 8, &im, &orient, err), 0);
+	CHECK_INT(im.w, 32);
 	img_release(&im);
 
 	CHECK_INT(decode_file("photos/iphone_xs_orient6_4032x3024.jpg", 10000000u, 0, &im, &orient, err), -1);
@@ -990,6 +996,219 @@ out:
 	img_release(&src);
 }
 
+/* ---- PNG shrink on load: k x k box averages ---- */
+
+static uint64_t reserved_bytes;
+
+static int note_reserve(void *arg, uint64_t bytes)
+{
+	(void)arg;
+	reserved_bytes = bytes;
+	return 0;
+}
+
+/* The box average of full over the k x k block at (ox, oy), in integers:
+ * plain means rounded half up; with alpha, colour weighted by alpha (0
+ * where the block is all transparent) and alpha the plain mean. */
+static void box_ref(const img *full, int k, int ox, int oy, uint8_t *out)
+{
+	int ch = full->channels, alpha = ch == 2 || ch == 4;
+	uint64_t s[4] = { 0, 0, 0, 0 }, n = 0;
+
+	for (int y = oy * k; y < full->h && y < (oy + 1) * k; y++)
+		for (int x = ox * k; x < full->w && x < (ox + 1) * k; x++) {
+			const uint8_t *p = full->px + (size_t)y * full->stride + (size_t)x * (size_t)ch;
+			for (int c = 0; c < ch; c++)
+				s[c] += alpha && c < ch - 1 ? (uint64_t)p[c] * p[ch - 1] : p[c];
+			n++;
+		}
+	for (int c = 0; c < ch; c++) {
+		uint64_t d = alpha && c < ch - 1 ? s[ch - 1] : n;
+		out[c] = d ? (uint8_t)((s[c] + d / 2) / d) : 0;
+	}
+}
+
+/* Largest k with ceil(shown / k) >= m, by trying every k (up to 256). */
+static int box_k(int shown, int m)
+{
+	int k = 1;
+
+	for (int t = 2; t <= 256; t++)
+		if ((shown + t - 1) / t >= m)
+			k = t;
+	return k;
+}
+
+/* Random pixels (alpha from a few fixed levels, 0 and 255 among them, so
+ * transparent boxes happen), encoded as PNG, decoded at full size and with
+ * min_width m: the small decode must have ceil(w / k) x ceil(h / k) pixels,
+ * each equal to box_ref, and must reserve less than the full decode. */
+static int png_box_case(int w, int h, int ch, int m, int orient, unsigned *seed)
+{
+	static const uint8_t alphas[] = { 0, 0, 1, 37, 128, 254, 255, 255 };
+	img src = { 0 }, full = { 0 }, small = { 0 };
+	img_encode_opts eo = { 90, 90, 1 };
+	img_decode_opts o = { .max_pixels = 100000000, .reserve = note_reserve };
+	uint8_t *enc = NULL, *png = NULL, want[4];
+	size_t enclen = 0, pnglen;
+	uint64_t full_bytes;
+	char err[IMG_ERRLEN];
+	int bad = 1, k, o1, o2;
+
+	if (img_alloc(&src, w, h, ch) != 0)
+		goto out;
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w * ch; x++) {
+			*seed = *seed * 1103515245u + 12345u;
+			src.px[(size_t)y * src.stride + (size_t)x] = (uint8_t)(*seed >> 16);
+			if ((ch == 2 || ch == 4) && x % ch == ch - 1)
+				src.px[(size_t)y * src.stride + (size_t)x] = alphas[(*seed >> 24) & 7];
+		}
+	if (img_encode(&src, IMG_PNG, &eo, &enc, &enclen, err, sizeof err) != 0)
+		goto out;
+	png = orient != 1 ? png_with_exif(enc, enclen, enclen - 12, orient, &pnglen) : enc;
+	if (orient == 1)
+		pnglen = enclen;
+	if (png == NULL)
+		goto out;
+	reserved_bytes = 0;
+	if (decode_orient(png, pnglen, &o, &full, &o1, err, sizeof err) != 0)
+		goto out;
+	full_bytes = reserved_bytes;
+	o.min_width = m;
+	reserved_bytes = 0;
+	if (decode_orient(png, pnglen, &o, &small, &o2, err, sizeof err) != 0 || o1 != orient || o2 != orient)
+		goto out;
+	/* with an eXIf chunk the shorter side counts, whatever it says */
+	k = box_k(orient != 1 && h < w ? h : w, m);
+	if (small.w != (w + k - 1) / k || small.h != (h + k - 1) / k || small.channels != ch ||
+	    full.w != w || memcmp(full.px, src.px, (size_t)h * src.stride) != 0)
+		goto out;
+	if (reserved_bytes == 0 || full_bytes == 0 || (k > 2 && reserved_bytes >= full_bytes))
+		goto out;
+	/* no shrink: the pixels as stored, transparent ones' colour included */
+	if (k == 1 && memcmp(small.px, full.px, (size_t)h * full.stride) != 0)
+		goto out;
+	for (int y = 0; k > 1 && y < small.h; y++)
+		for (int x = 0; x < small.w; x++) {
+			box_ref(&full, k, x, y, want);
+			if (memcmp(want, small.px + (size_t)y * small.stride + (size_t)x * (size_t)ch, (size_t)ch) != 0)
+				goto out;
+		}
+	bad = 0;
+out:
+	if (bad)
+		fprintf(stderr, "png box case %dx%d ch %d min_width %d orientation %d failed\n", w, h, ch, m, orient);
+	if (png != enc)
+		free(png);
+	free(enc);
+	img_release(&src);
+	img_release(&full);
+	img_release(&small);
+	return bad;
+}
+
+static void test_png_box(void)
+{
+	unsigned seed = 7;
+	int bad = 0;
+
+	for (int ch = 1; ch <= 4; ch++) {
+		bad += png_box_case(37, 23, ch, 10, 1, &seed);      /* k 4: edge boxes 1 wide, 3 tall */
+		bad += png_box_case(37, 23, ch, 37, 1, &seed);      /* k 1: no shrink */
+		bad += png_box_case(64, 64, ch, 16, 1, &seed);      /* k 4, even */
+		bad += png_box_case(40, 9, ch, 11, 1, &seed);       /* k 3: 4 would give 10 < 11 */
+		bad += png_box_case(41, 9, ch, 21, 1, &seed);       /* k 2: ceil(41 / 2) = 21 */
+		bad += png_box_case(300, 7, ch, 2, 1, &seed);       /* k 256 (cap), 2 x 1 out */
+		bad += png_box_case(120, 50, ch, 20, 6, &seed);     /* eXIf: k from the shorter side, 2 */
+		bad += png_box_case(120, 50, ch, 20, 3, &seed);     /* ... rotated or not */
+		bad += png_box_case(50, 120, ch, 20, 6, &seed);     /* ... here the width, 2 */
+		bad += png_box_case(120, 50, ch, 20, 1, &seed);     /* no eXIf: the width, 6 */
+	}
+	CHECK_INT(bad, 0);
+	/* every sample 255 and alpha 255: a 255-sample k*k box must stay 255
+	 * (the reciprocal path must not round it down) */
+	{
+		img src = { 0 }, small = { 0 };
+		img_encode_opts eo = { 90, 90, 1 };
+		img_decode_opts o = { .max_pixels = 100000000, .min_width = 3 };
+		uint8_t *enc = NULL;
+		size_t enclen = 0, n255 = 0;
+		char err[IMG_ERRLEN];
+		int orient;
+
+		if (img_alloc(&src, 255, 255, 4) == 0) {
+			memset(src.px, 255, (size_t)255 * src.stride);
+			if (img_encode(&src, IMG_PNG, &eo, &enc, &enclen, err, sizeof err) == 0 &&
+			    decode_orient(enc, enclen, &o, &small, &orient, err, sizeof err) == 0)
+				for (size_t i = 0; i < (size_t)small.h * small.stride; i++)
+					n255 += small.px[i] == 255;
+		}
+		CHECK_INT(small.w, 3);
+		CHECK_INT(n255, 3 * 3 * 4);
+		free(enc);
+		img_release(&src);
+		img_release(&small);
+	}
+}
+
+/* What each decoder asks of the memory budget: at least its pixels, and
+ * for a shrunk decode well under what the full picture would take. */
+static uint64_t reserved_for(const char *rel, int min_width, img *im)
+{
+	img_decode_opts o = { .max_pixels = 100000000, .min_width = min_width, .reserve = note_reserve };
+	uint8_t *buf;
+	size_t len;
+	char err[IMG_ERRLEN];
+	int orient;
+
+	memset(im, 0, sizeof *im);
+	reserved_bytes = 0;
+	if ((buf = slurp(rel, &len)) == NULL)
+		return 0;
+	if (decode_orient(buf, len, &o, im, &orient, err, sizeof err) != 0) {
+		fprintf(stderr, "%s: %s\n", rel, err);
+		reserved_bytes = 0;
+	}
+	free(buf);
+	return reserved_bytes;
+}
+
+static void test_reserve(void)
+{
+	static const struct { const char *rel; int min_width, w, h; uint64_t full; } cases[] = {
+		{ "edge/png_rgba_photo_500x500.png", 0, 500, 500, 0 },
+		{ "edge/png_rgba_photo_500x500.png", 100, 100, 100, 500 * 500 * 4 },
+		{ "edge/png_adam7_interlaced.png", 8, 32, 32, 0 },
+		{ "photos/building_nikon_p7000_orient6_3648x2736.webp", 400, 912, 684, 3648u * 2736u * 3 },
+		{ "photos/tree_1024x772.webp", 0, 1024, 772, 0 },
+		{ "edge/webp_lossless_alpha.webp", 0, 0, 0, 0 },
+		{ "edge/webp_animated_10_frames.webp", 0, 370, 285, 0 },
+		{ "photos/cardinal_bird_1920x1080.jpg", 240, 240, 135, 1920u * 1080u * 3 },
+	};
+	img im;
+
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		uint64_t got = reserved_for(cases[i].rel, cases[i].min_width, &im);
+		uint64_t px = (uint64_t)im.w * (uint64_t)im.h * (uint64_t)im.channels;
+		int ok = im.px != NULL && got >= px && (cases[i].w == 0 || (im.w == cases[i].w && im.h == cases[i].h))
+		         && (cases[i].full == 0 || got < cases[i].full / 4);
+		if (!ok)
+			fprintf(stderr, "reserve %s min_width %d: %dx%d, %llu bytes\n", cases[i].rel,
+			        cases[i].min_width, im.w, im.h, (unsigned long long)got);
+		CHECK(ok);
+		img_release(&im);
+	}
+	/* a lossless WebP goes through a full-size ARGB buffer: counted */
+	reserved_for("edge/webp_lossless_alpha.webp", 0, &im);
+	CHECK(reserved_bytes >= (uint64_t)im.w * (uint64_t)im.h * 8);
+	img_release(&im);
+	/* an animation: four canvases */
+	reserved_for("edge/webp_animated_10_frames.webp", 0, &im);
+	CHECK(reserved_bytes >= 16u * 370u * 285u);
+	img_release(&im);
+}
+
 /* ---- hostile input: every prefix, random damage ---- */
 
 /* Contract on any input: success gives a sane image, failure gives no
@@ -1097,11 +1316,13 @@ int main(void)
 	test_padded_stride();
 	test_encode_errors();
 	test_png_exif();
+	test_png_box();
 	if (test_corpus_present()) {
 		test_table_complete();
 		test_corpus_dir("edge");
 		test_corpus_dir("broken");
 		test_limits_and_shrink();
+		test_reserve();
 		test_cmyk();
 		test_orient_corpus();
 		test_truncations();
