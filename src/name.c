@@ -5,8 +5,13 @@
  * "stem<TAB>url" line per claim.  It lives in thumbd's private working
  * directory, not in outgoing/, which may be published as it is.  In memory
  * it is one hash table, stem -> owner (see RUN_BIT below), about 20 bytes
- * per URL, and no strings are kept.  Only one thread (the fetcher, or the files
- * feeder) claims names, so there is no lock.
+ * per URL, and no strings are kept: the owner is where its line starts in
+ * the file, and "is this name key's?" is answered by reading that line
+ * back (pread, from the page cache), exactly.  A fingerprint of the URL
+ * would have saved the read but not the doubt: with 31 bits, a million
+ * URLs sharing a stem (img?id=N) had a 1 in 1000 chance that one of them
+ * passed for another and was skipped unseen.  Only one thread (the
+ * fetcher, or the files feeder) claims names, so there is no lock.
  *
  * Durability: a claim must reach the disk before any file of that name is
  * written, or after a power cut another URL could take the name and
@@ -31,24 +36,42 @@
 
 #define REGISTRY ".thumbd-names"
 
-/* An owner is a 31-bit fingerprint of the URL (two URLs with one stem
- * and one fingerprint: about 1 in 2^30) plus a bit for "claimed in this
- * run", so one table answers both "whose name is this" and "is this URL a
- * duplicate": 12 bytes a URL instead of two tables. */
+/* An owner is 1 + the offset of its registry line (31 bits: the file is
+ * capped at 2 GB, some 20 million names, and compacted long before) plus
+ * a bit for "claimed in this run", so one table answers both "whose name is
+ * this" and "is this URL a duplicate": 12 bytes a URL instead of two
+ * tables. */
 #define RUN_BIT 0x80000000u
-
-static uint32_t
-fingerprint(const char *url)
-{
-	return (uint32_t)(hash_str(url) >> 33) | 1;     /* 31 bits, never 0 */
-}
+#define REGISTRY_MAX ((off_t)RUN_BIT - 2)
 
 struct names {
-	hashset owners;         /* hash(stem) -> fingerprint(url) | RUN_BIT */
+	hashset owners;         /* hash(stem) -> (1 + line offset) | RUN_BIT */
 	int fd;                 /* registry, O_APPEND */
 	int dirty;              /* claims written since the last names_sync() */
+	off_t size;             /* where the next line goes */
 	char path[4096];
 };
+
+/* 1 when the registry line at owner (a hashset value) is "stem\tkey\n",
+ * 0 when it is another's, -1 when it cannot be read. */
+static int
+owned_by(const names *n, uint32_t owner, const char *stem, const char *key)
+{
+	size_t sl = strlen(stem), kl = strlen(key), want = sl + kl + 2;
+	char buf[512], *line = want <= sizeof buf ? buf : malloc(want);
+	ssize_t got;
+	int rc = -1;
+
+	if (!line)
+		return -1;
+	got = pread(n->fd, line, want, (off_t)((owner & ~RUN_BIT) - 1));
+	if (got >= 0)
+		rc = (size_t)got == want && memcmp(line, stem, sl) == 0 && line[sl] == '\t'
+		     && memcmp(line + sl + 1, key, kl) == 0 && line[want - 1] == '\n';
+	if (line != buf)
+		free(line);
+	return rc;
+}
 
 static int
 hexval(int c)
@@ -127,26 +150,32 @@ name_from_path(const char *path, char stem[NAME_STEM_MAX + 1], char ext[NAME_EXT
 	make_name(base, strlen(base), stem, ext);
 }
 
-/* Each registry line is "stem\turl"; a torn last line (crash mid-write) is skipped. */
+/* Each registry line is "stem\turl"; a torn last line (crash mid-write) is
+ * skipped.  0, -1 (out of memory), -2 (past REGISTRY_MAX). */
 static int
 load_registry(names *n, FILE *fp)
 {
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
+	off_t at = 0;
 	int rc = 0;
 
-	while ((len = getline(&line, &cap, fp)) > 0) {
+	for (; (len = getline(&line, &cap, fp)) > 0; at += len) {
 		char *tab = strchr(line, '\t');
 		if (line[len - 1] != '\n' || !tab)
 			continue;
-		line[len - 1] = 0;
+		if (at > REGISTRY_MAX) {
+			rc = -2;
+			break;
+		}
 		*tab = 0;
-		if (hashset_put(&n->owners, hash_str(line), fingerprint(tab + 1)) < 0) {
+		if (hashset_put(&n->owners, hash_str(line), (uint32_t)(at + 1)) < 0) {
 			rc = -1;
 			break;
 		}
 	}
+	n->size = at;
 	free(line);
 	return rc;
 }
@@ -172,8 +201,14 @@ names_open(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		goto fail;
 	}
-	if (load_registry(n, fp) < 0)
+	switch (load_registry(n, fp)) {
+	case -1:
 		goto oom;
+	case -2:
+		snprintf(err, errlen, "%s is over 2 GB: move it aside (thumbnails done keep their names "
+		         "only while it lists them)", path);
+		goto fail;
+	}
 	fclose(fp);
 	return n;
 oom:
@@ -201,12 +236,13 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
             char *err, size_t errlen)
 {
 	static const int hexlen[] = { 0, 8, 16, 64 };
-	uint32_t fp = fingerprint(key);
 	char hex[65] = "";
 
 	for (size_t i = 0; i < sizeof hexlen / sizeof hexlen[0]; i++) {
 		uint64_t sh;
 		uint32_t owner;
+		off_t end;
+		int w;
 		if (hexlen[i] && !hex[0])
 			sha256_hex(key, strlen(key), hex);      /* only when the plain name is taken */
 		if (hexlen[i])
@@ -214,19 +250,34 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
 		else
 			snprintf(out, NAME_MAX_OUT, "%s", base);
 		sh = hash_str(out);
-		owner = hashset_get(&n->owners, sh);
-		if (owner && (owner & ~RUN_BIT) != fp)
-			continue;               /* another URL's name */
-		if (owner & RUN_BIT)
-			return 1;               /* ours, already claimed in this run */
-		if (hashset_put(&n->owners, sh, fp | RUN_BIT) < 0)
-			goto oom;
-		if (owner)
+		if ((owner = hashset_get(&n->owners, sh))) {
+			switch (owned_by(n, owner, out, key)) {
+			case 0:
+				continue;       /* another URL's name */
+			case -1:
+				snprintf(err, errlen, "cannot read the name registry %s: %s", n->path,
+				         errno ? strerror(errno) : "short read");
+				return -1;
+			}
+			if (owner & RUN_BIT)
+				return 1;       /* ours, already claimed in this run */
+			if (hashset_put(&n->owners, sh, owner | RUN_BIT) < 0)
+				goto oom;
 			return 0;               /* ours from an earlier run */
-		if (dprintf(n->fd, "%s\t%s\n", out, key) < 0) {
+		}
+		if (n->size >= REGISTRY_MAX) {
+			snprintf(err, errlen, "the name registry %s is full (2 GB)", n->path);
+			return -1;
+		}
+		/* O_APPEND: the line lands at the end, wherever a torn write
+		 * left it, and the file offset then says where that was */
+		if ((w = dprintf(n->fd, "%s\t%s\n", out, key)) < 0 || (end = lseek(n->fd, 0, SEEK_CUR)) < w) {
 			snprintf(err, errlen, "cannot write the name registry: %s", strerror(errno));
 			return -1;
 		}
+		n->size = end;
+		if (hashset_put(&n->owners, sh, (uint32_t)(end - w + 1) | RUN_BIT) < 0)
+			goto oom;
 		n->dirty = 1;
 		return 0;
 	}
@@ -319,7 +370,7 @@ names_compact(names *n, long long min_bytes, int (*keep)(const char *stem, const
 	n->fd = nfd;
 	hashset_free(&n->owners);
 	fclose(in);
-	if (!(in = fopen(n->path, "r")) || load_registry(n, in) < 0) {
+	if (!(in = fopen(n->path, "r")) || load_registry(n, in) != 0) {
 		snprintf(err, errlen, "cannot reload %s", n->path);
 		goto out;
 	}

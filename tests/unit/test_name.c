@@ -118,11 +118,91 @@ test_registry(void)
 	CHECK_INT(system(cmd), 0);
 }
 
+/*
+ * Ownership is exact: many URLs sharing one stem each get their own name,
+ * in the run and in the next, and none passes for another.  The first two
+ * URLs had equal 31-bit fingerprints under the old registry (found by brute force), which took the
+ * second for a duplicate of the first and skipped it unseen.  A key that
+ * is a prefix of another's, and one with a torn line before it, too.
+ */
+static void
+test_registry_exact(void)
+{
+	enum { N = 3000 };
+	char dir[] = "/tmp/thumbd-test-name-XXXXXX", err[256], out[NAME_MAX_OUT], url[128], cmd[96], path[128];
+	static char first[N][NAME_MAX_OUT];
+	int bad = 0, pass;
+	names *n = NULL;
+	FILE *fp;
+
+	CHECK(mkdtemp(dir) != NULL);
+	for (pass = 0; pass < 2; pass++) {
+		if (!(n = names_open(dir, err, sizeof err)))
+			break;
+		for (int i = 0; i < N; i++) {
+			if (i == 0)
+				snprintf(url, sizeof url, "http://127.0.0.1:18081/img?id=0");
+			else if (i == 1)
+				snprintf(url, sizeof url, "http://127.0.0.1:18081/img?id=598131696");
+			else
+				snprintf(url, sizeof url, "http://127.0.0.1:18081/img?id=%d", i * 7919);
+			if (names_claim(n, url, "img", out, err, sizeof err) != 0)
+				bad++;
+			else if (pass == 0)
+				snprintf(first[i], sizeof first[i], "%s", out);
+			else if (strcmp(first[i], out) != 0)
+				bad++;
+		}
+		/* the same URLs again in this run: every one a duplicate */
+		for (int i = 2; i < N; i += 97) {
+			snprintf(url, sizeof url, "http://127.0.0.1:18081/img?id=%d", i * 7919);
+			bad += names_claim(n, url, "img", out, err, sizeof err) != 1;
+		}
+		names_close(n);
+		n = NULL;
+	}
+	CHECK_INT(pass, 2);
+	CHECK_INT(bad, 0);
+	for (int i = 1; i < N; i++)
+		bad += strcmp(first[i], first[0]) == 0 || strcmp(first[i], first[i - 1]) == 0;
+	CHECK_INT(bad, 0);
+	CHECK_STR(first[0], "img");
+
+	/* prefix keys, after a line torn by a crash */
+	snprintf(path, sizeof path, "%s/.thumbd-names", dir);
+	if ((fp = fopen(path, "a"))) {
+		fputs("torn\thttp://h/x", fp);
+		fclose(fp);
+	}
+	n = names_open(dir, err, sizeof err);
+	CHECK(n != NULL);
+	if (n) {
+		CHECK_INT(names_claim(n, "http://h/x", "x", out, err, sizeof err), 0);
+		CHECK_STR(out, "x");
+		CHECK_INT(names_claim(n, "http://h/x2", "x", out, err, sizeof err), 0);
+		CHECK(strcmp(out, "x") != 0);
+		CHECK_INT(names_claim(n, "http://h/x", "x", out, err, sizeof err), 1);
+		CHECK_INT(names_claim(n, "http://h/", "x", out, err, sizeof err), 0);
+		CHECK(strcmp(out, "x") != 0);
+		names_close(n);
+	}
+	n = names_open(dir, err, sizeof err);
+	CHECK(n != NULL);
+	if (n) {
+		CHECK_INT(names_claim(n, "http://h/x", "x", out, err, sizeof err), 0);
+		CHECK_STR(out, "x");
+		names_close(n);
+	}
+	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+	CHECK_INT(system(cmd), 0);
+}
+
 int
 main(void)
 {
 	test_stems();
 	test_sha256();
 	test_registry();
+	test_registry_exact();
 	return CHECK_DONE();
 }
