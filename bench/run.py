@@ -11,7 +11,7 @@ first).  Environment:
                        resize only end to end); the median is reported
     BENCH_SLOW_RUNS    runs of the original logic on the 2,000-URL case (default 1:
                        about 100 s each, and its time is set by latency, not noise)
-    BENCH_SECTIONS     comma list of resize,quality,workers,e2e,small,memory (default all)
+    BENCH_SECTIONS     comma list of resize,quality,png,workers,e2e,small,memory (default all)
     THUMBD_BENCH_CACHE cache outside the repo (default /var/tmp/thumbd-bench)
 
 Prints one markdown table (plus the targets) and writes it, with the machine,
@@ -54,7 +54,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SLOW_RUNS = int(os.environ.get("BENCH_SLOW_RUNS", "1"))
 SMOKE = os.environ.get("BENCH_SMOKE") == "1"     # tiny sizes, to test the harness itself
 SECTIONS = set((os.environ.get("BENCH_SECTIONS") or
-                "resize,quality,workers,e2e,small,memory").split(","))
+                "resize,quality,png,workers,e2e,small,memory").split(","))
 
 
 def log(msg):
@@ -252,8 +252,10 @@ def jpeg_width(path):
     raise ValueError("no SOF in %s" % path)
 
 
-def resize_tools(thumbd, files, png=False):
-    """{name: (how, make(outdir) -> (argv, env), expected outputs)}"""
+def resize_tools(thumbd, files, png=False, jpeg_in=True):
+    """{name: (how, make(outdir) -> (argv, env), expected outputs)}; png: every tool
+    writes its 200-px thumbnail as PNG (the quality pass); jpeg_in: the inputs are
+    JPEGs (the djpeg lower bound applies)."""
     n = len(files)
     ext = "png" if png else "jpg"
     widths = (200,) if png else SIZES
@@ -304,7 +306,7 @@ def resize_tools(thumbd, files, png=False):
     tools["Pillow (original method)"] = ("open + resize(LANCZOS) from full size, 1 process per image, 2 at a time",
                                          t_pil, n * len(widths))
 
-    if not png:
+    if not png and jpeg_in:
         def t_djpeg(out):
             jobs = ["djpeg -scale 1/%d -outfile /dev/null %s" % (djpeg_scale(jpeg_width(f)), shlex.quote(f))
                     for f in files]
@@ -314,29 +316,77 @@ def resize_tools(thumbd, files, png=False):
     return tools
 
 
-def bench_resize(thumbd, files, tmp, res):
-    tools = resize_tools(thumbd, files)
+def measure_tools(tools, tmp, label):
     ms = {t: Measure() for t in tools}
     for r in range(RUNS):
         for name, (how, make, expect) in rotated(tools.items(), r):
-            out = fresh(os.path.join(tmp, "resize", name.split()[0]))
+            out = fresh(os.path.join(tmp, label, name.split()[0]))
             argv, env = make(out)
             wall, rss = timed(argv, env)
             got = count_outputs(out)
             if got != expect:
                 raise RuntimeError("%s wrote %d files, expected %d" % (name, got, expect))
             ms[name].add(wall, rss)
-            log("resize run %d/%d %-26s %6.2f s %7.1f MB" % (r + 1, RUNS, name, wall, rss / 1024))
+            log("%s run %d/%d %-26s %6.2f s %7.1f MB" % (label, r + 1, RUNS, name, wall, rss / 1024))
     # the summed RSS of a process tree, in one more run per tool that is not
     # timed: sampling /proc every 50 ms from Python takes CPU from the tool
     for name, (how, make, expect) in tools.items():
-        out = fresh(os.path.join(tmp, "resize", name.split()[0]))
+        out = fresh(os.path.join(tmp, label, name.split()[0]))
         argv, env = make(out)
         joint = []
         timed(argv, env, joint=joint)
         ms[name].joint.append(joint[0])
-        log("resize memory %-26s %7.1f MB summed over its processes" % (name, joint[0] / 1024))
-    res["resize"] = {"tools": tools, "m": ms}
+        log("%s memory %-26s %7.1f MB summed over its processes" % (label, name, joint[0] / 1024))
+    return ms
+
+
+def bench_resize(thumbd, files, tmp, res):
+    tools = resize_tools(thumbd, files)
+    res["resize"] = {"tools": tools, "m": measure_tools(tools, tmp, "resize")}
+
+
+def make_png(cache, files):
+    """Every third corpus photo saved as an RGB PNG (zlib level 6, Pillow), cached
+    in CACHE/png1: photos as PNG are what catalogues get from screenshots and
+    exports, and the largest memory a PNG decoder can be asked for."""
+    d = os.path.join(cache, "png1")
+    if os.path.exists(os.path.join(d, ".complete")):
+        return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".png"))
+    fresh(d)
+    from PIL import Image
+    for f in files[::3]:
+        with Image.open(f) as im:
+            im.convert("RGB").save(os.path.join(d, stem(f) + ".png"), compress_level=6)
+    open(os.path.join(d, ".complete"), "w").close()
+    return make_png(cache, files)
+
+
+def bench_png(thumbd, pngs, tmp, res):
+    tools = resize_tools(thumbd, pngs, jpeg_in=False)
+    ms = measure_tools(tools, tmp, "png")
+    sys.dont_write_bytecode = True
+    sys.path.insert(0, HERE)
+    import quality
+    qt = {t: v for t, v in resize_tools(thumbd, pngs, png=True, jpeg_in=False).items()
+          if t in ("thumbd", "vipsthumbnail")}
+    dirs = {}
+    for name, (how, make, expect) in qt.items():
+        out = fresh(os.path.join(tmp, "pngq", name.split()[0]))
+        argv, env = make(out)
+        timed(argv, env)
+        if count_outputs(out) != expect:
+            raise RuntimeError("%s (png quality) wrote %d files, expected %d" % (name, count_outputs(out), expect))
+        dirs[name] = out
+    scores = quality.evaluate(pngs, dirs)
+    res["png"] = {"tools": tools, "m": ms, "n": len(pngs),
+                  "mp": sum(_pixels(f) for f in pngs) / 1e6, "mb": sum(os.path.getsize(f) for f in pngs) / 1e6,
+                  "summary": {t: quality.summary(sc) for t, sc in scores.items()}, "scores": scores}
+
+
+def _pixels(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        return im.size[0] * im.size[1]
 
 
 def bench_quality(thumbd, files, tmp, res):
@@ -699,6 +749,26 @@ def report(res, meta):
             w = min(worse, key=lambda x: x[1] - x[2])
             detail += "; worst %s: %.4f vs %.4f" % (w[0], w[1], w[2])
         targets.append(("200-px SSIM >= vipsthumbnail's on every image", not worse, detail))
+    if "png" in res:
+        P = res["png"]
+        base = P["m"]["thumbd"].median
+        for name, (how, _, _) in P["tools"].items():
+            m = P["m"][name]
+            sm = P["summary"].get(name)
+            rows.append(("1c. resize, %d PNG photos (%.0f MP, %.0f MB)" % (P["n"], P["mp"], P["mb"]), name, how,
+                         m.median, m.spread(), m.median / base,
+                         fmt_mb(m.joint_mb) + (" (largest process %s)" % fmt_mb(m.peak_mb) if name != "thumbd" else ""),
+                         "%.4f / %.4f" % (sm["ssim_mean"], sm["ssim_min"]) if sm else "",
+                         "%.1f / %.1f" % (sm["psnr_mean"], sm["psnr_min"]) if sm else ""))
+        sc = P["scores"]
+        worse = [s for s, v in sc["thumbd"].items()
+                 if v is not None and sc["vipsthumbnail"].get(s) and v[0] < sc["vipsthumbnail"][s][0]]
+        vm = P["m"]["vipsthumbnail"]
+        targets.append(("(no target) PNG photos: faster than vipsthumbnail, less memory, SSIM >= vips",
+                        vm.median >= base and P["m"]["thumbd"].joint_mb <= vm.joint_mb and not worse,
+                        "%.2fx vips's speed, peak RSS %.2f of vips's (%.0f vs %.0f MB), SSIM >= vips on %d of %d"
+                        % (vm.median / base, P["m"]["thumbd"].joint_mb / vm.joint_mb, P["m"]["thumbd"].joint_mb,
+                           vm.joint_mb, len(sc["thumbd"]) - len(worse), len(sc["thumbd"]))))
     if "workers" in res:
         W = res["workers"]
         base2 = W[2].median
@@ -813,6 +883,8 @@ def main():
             bench_resize(thumbd, files, tmp, res)
         if "quality" in SECTIONS:
             bench_quality(thumbd, files, tmp, res)
+        if "png" in SECTIONS:
+            bench_png(thumbd, make_png(cache, files), tmp, res)
         if "workers" in SECTIONS:
             bench_workers(thumbd, files, tmp, res)
         names = [os.path.basename(f) for f in files]
