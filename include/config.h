@@ -18,7 +18,7 @@
 
 typedef struct cfg {
 	char *file;             /* the config file read, as given */
-	char *incoming, *outgoing, *logs;
+	char *incoming, *outgoing, *logs;       /* NULL until cfg_load or cfg_finish */
 
 	int connections, per_host;
 	int per_host_start;     /* a host's first window; it opens up to per_host (fetch.c) */
@@ -53,15 +53,18 @@ typedef struct cfg {
 	long metrics_interval_ms;
 } cfg;
 
-/* Defaults only; NULL when out of memory. */
+/* Defaults only (the paths.* are filled in by cfg_load or cfg_finish); NULL
+ * when out of memory. */
 cfg *cfg_new(void);
 void cfg_free(cfg *c);
 
 /*
  * Read an INI file over the current values.  Every problem is reported, one
- * per line, as "file:line: message" into err; returns 0 when there was none,
- * -1 otherwise.  Relative paths in the file are resolved against the file's
- * directory.
+ * per line, as "file:line: message" into err ("file: message" when not even
+ * its first line can be read, e.g. a directory); returns 0 when there was
+ * none, -1 otherwise.  Relative paths
+ * in the file are resolved against the file's directory, and so are the
+ * defaults (../incoming, ../outgoing, ../logs) of paths.* not yet set.
  */
 int cfg_load(cfg *c, const char *path, char *err, size_t errlen);
 
@@ -69,7 +72,8 @@ int cfg_load(cfg *c, const char *path, char *err, size_t errlen);
  * current directory.  0 / -1 with the message in err. */
 int cfg_set(cfg *c, const char *assignment, char *err, size_t errlen);
 
-/* Resolve automatic values (workers).  0 / -1. */
+/* Resolve automatic values (workers; paths.* no file set, against the
+ * current directory).  0 / -1. */
 int cfg_finish(cfg *c, char *err, size_t errlen);
 
 /*

@@ -3,10 +3,22 @@
  *
  * One table describes every key (section, name, type, bounds, where it is
  * stored), so the INI handler, --set and the error messages cannot drift
- * apart.  inih does the lexing; we feed it through our own line reader so we
+ * apart; the known sections are the table's too.  inih does the lexing; we feed it through our own line reader so we
  * know the line number of every key (Debian's inih is built without
  * INI_HANDLER_LINENO) and can reject unknown [section] headers even when
- * they hold no keys.
+ * they hold no keys.  inih also takes a NULL from the reader for the end of
+ * the file, so the reader remembers a read error (a directory given as the
+ * file fails its first read with EISDIR) and cfg_load reports it: a config
+ * that could not be read whole is never taken for a shorter one.
+ *
+ * paths.* default to ../incoming, ../outgoing and ../logs, resolved against
+ * the config file's directory like a relative value written in it: the
+ * layout of the source tree (config/ beside incoming/, outgoing/, logs/),
+ * so leaving a key out of config/thumbd.ini changes nothing and a file
+ * without [paths] writes to the same place whatever the current directory.
+ * They stay NULL until the file's directory is known (cfg_load); a cfg that
+ * read no file gets them relative to the current directory (cfg_finish),
+ * like --set values.
  */
 #include "config.h"
 
@@ -69,8 +81,7 @@ static const key_def keys[] = {
 };
 #undef F
 #undef W
-
-static const char *const sections[] = { "paths", "download", "resize", "thumbnails", "image", "daemon" };
+#define NKEYS (sizeof keys / sizeof keys[0])
 
 cfg *
 cfg_new(void)
@@ -79,12 +90,10 @@ cfg_new(void)
 
 	if (!c)
 		return NULL;
-	c->incoming = strdup("incoming");
-	c->outgoing = strdup("outgoing");
-	c->logs = strdup("logs");
+	/* incoming, outgoing, logs: NULL until default_paths() */
 	c->user_agent = strdup("thumbd/" THUMBD_VERSION);
 	c->metrics = strdup("thumbd.prom");
-	if (!c->incoming || !c->outgoing || !c->logs || !c->user_agent || !c->metrics) {
+	if (!c->user_agent || !c->metrics) {
 		cfg_free(c);
 		return NULL;
 	}
@@ -146,19 +155,46 @@ cfg_free(cfg *c)
 static const key_def *
 find_key(const char *section, const char *name)
 {
-	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+	for (size_t i = 0; i < NKEYS; i++)
 		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
 			return &keys[i];
 	return NULL;
 }
 
+/* The sections are those of the key table: index of the first key of
+ * section s, or -1. */
+static int
+section_index(const char *s)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].section, s) == 0)
+			return (int)i;
+	return -1;
+}
+
 static int
 known_section(const char *s)
 {
-	for (size_t i = 0; i < sizeof sections / sizeof sections[0]; i++)
-		if (strcmp(sections[i], s) == 0)
-			return 1;
-	return 0;
+	return section_index(s) >= 0;
+}
+
+/* "paths, download, ...": every section, in the table's order, into buf. */
+static const char *
+section_list(char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = 0;
+	for (size_t i = 0; i < NKEYS && off < len; i++) {
+		int n;
+		if (section_index(keys[i].section) != (int)i)
+			continue;       /* not the section's first key */
+		n = snprintf(buf + off, len - off, "%s%s", off ? ", " : "", keys[i].section);
+		if (n < 0)
+			break;
+		off += (size_t)n;
+	}
+	return buf;
 }
 
 /* Integer with an optional K/M/G/T suffix (powers of 1024, "iB"/"B" allowed). */
@@ -240,6 +276,20 @@ resolve_path(const char *base_dir, const char *v)
 		return NULL;
 	snprintf(p, n, "%s/%s", base_dir, v);
 	return p;
+}
+
+/* The paths.* neither the file nor --set gave, against base_dir (NULL =
+ * the current directory).  0 / -1 when out of memory. */
+static int
+default_paths(cfg *c, const char *base_dir)
+{
+	if (!c->incoming && !(c->incoming = resolve_path(base_dir, "../incoming")))
+		return -1;
+	if (!c->outgoing && !(c->outgoing = resolve_path(base_dir, "../outgoing")))
+		return -1;
+	if (!c->logs && !(c->logs = resolve_path(base_dir, "../logs")))
+		return -1;
+	return 0;
 }
 
 /* Store value v for key k.  Returns NULL on success, else a static-ish
@@ -436,6 +486,7 @@ typedef struct load_ctx {
 	const char *path;
 	char *base_dir;
 	int line;
+	int read_errno;         /* the read that failed, 0 = none (inih saw EOF) */
 	int errors;
 	char *err;
 	size_t errlen, erroff;
@@ -453,8 +504,13 @@ add_error(load_ctx *x, const char *fmt, ...)
 	x->errors++;
 	if (x->erroff + 1 >= x->errlen)
 		return;
-	n = snprintf(x->err + x->erroff, x->errlen - x->erroff, "%s%s:%d: ",
-	             x->erroff ? "\n" : "", x->path, x->line);
+	/* line 0: about the file as a whole */
+	if (x->line)
+		n = snprintf(x->err + x->erroff, x->errlen - x->erroff, "%s%s:%d: ",
+		             x->erroff ? "\n" : "", x->path, x->line);
+	else
+		n = snprintf(x->err + x->erroff, x->errlen - x->erroff, "%s%s: ",
+		             x->erroff ? "\n" : "", x->path);
 	if (n > 0 && x->erroff + (size_t)n < x->errlen) {
 		x->erroff += (size_t)n;
 		va_start(ap, fmt);
@@ -476,8 +532,13 @@ read_line(char *buf, int size, void *stream)
 	load_ctx *x = stream;
 	char *s, *e;
 
-	if (!fgets(buf, size, x->fp))
+	if (!fgets(buf, size, x->fp)) {
+		/* NULL is the end of the file to inih; a read error is kept
+		 * for cfg_load to report */
+		if (ferror(x->fp))
+			x->read_errno = errno ? errno : EIO;
 		return NULL;
+	}
 	x->line++;
 	if (!strchr(buf, '\n') && !feof(x->fp)) {
 		int ch;
@@ -492,13 +553,14 @@ read_line(char *buf, int size, void *stream)
 	for (s = buf; *s == ' ' || *s == '\t'; s++)
 		;
 	if (*s == '[' && (e = strchr(s, ']'))) {
-		char name[64];
+		char name[64], known[128];
 		size_t len = (size_t)(e - s - 1);
 		if (len < sizeof name) {
 			memcpy(name, s + 1, len);
 			name[len] = 0;
 			if (!known_section(name))
-				add_error(x, "unknown section [%s] (known: paths, download, resize, thumbnails, image)", name);
+				add_error(x, "unknown section [%s] (known: %s)", name,
+				          section_list(known, sizeof known));
 		} else {
 			add_error(x, "unknown section (name too long)");
 		}
@@ -514,8 +576,14 @@ on_key(void *user, const char *section, const char *name, const char *value)
 	char msg[256];
 	const char *e;
 
+	if (!*section) {
+		char known[128];
+		add_error(x, "key \"%s\" before any [section] (known: %s)", name,
+		          section_list(known, sizeof known));
+		return 1;
+	}
 	if (!known_section(section))
-		return 1;       /* already reported by read_line */
+		return 1;       /* the [section] line was reported by read_line */
 	if (!(k = find_key(section, name))) {
 		add_error(x, "unknown key \"%s\" in [%s]", name, section);
 		return 1;
@@ -569,6 +637,16 @@ cfg_load(cfg *c, const char *path, char *err, size_t errlen)
 		add_error(&x, "syntax error (expected [section], key = value or a ; comment)");
 	else if (r < 0)
 		add_error(&x, "cannot parse (out of memory)");
+	if (x.read_errno) {
+		/* the line that could not be read; the file when none was */
+		if (x.line)
+			x.line++;
+		add_error(&x, "cannot read config file: %s", strerror(x.read_errno));
+	}
+	if (default_paths(c, x.base_dir) < 0) {
+		x.line = 0;
+		add_error(&x, "out of memory");
+	}
 	rc = x.errors ? -1 : 0;
 out:
 	if (x.fp)
@@ -628,6 +706,10 @@ same_dir(const char *a, const char *b)
 int
 cfg_finish(cfg *c, char *err, size_t errlen)
 {
+	if (default_paths(c, NULL) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	/* incoming/ is thumbd's scratch space, cleaned at start; outgoing/ is
 	 * the product; sharing one directory would mix the two */
 	if (same_dir(c->incoming, c->outgoing)) {

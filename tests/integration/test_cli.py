@@ -87,6 +87,11 @@ BAD_CONFIGS = [
     ("workers = -1", "[resize]\nworkers = -1\n", (6,), "workers"),
 ]
 
+# (name, whole file, acceptable line numbers, word stderr must contain)
+BAD_FILES = [
+    ("key before any section", "retries = 0\n" + HEAD, (1,), "retries"),
+]
+
 
 def test_config_errors(t):
     cdir = C.corpus(t)
@@ -94,8 +99,8 @@ def test_config_errors(t):
         return
     with C.serve(cdir) as srv, C.Workdir() as wd:
         lst = wd.write_list([srv.url(GOOD)])
-        for name, body, lines, word in BAD_CONFIGS:
-            wd.write_config(text=HEAD + body)
+        for name, text, lines, word in [(n, HEAD + b, l, w) for n, b, l, w in BAD_CONFIGS] + BAD_FILES:
+            wd.write_config(text=text)
             for mode in ("check", "run"):
                 args = ["--check-config"] if mode == "check" else [lst]
                 rc, out, err = wd.run(*args, timeout=20)
@@ -125,3 +130,57 @@ def test_exit_status(t):
             C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="others still completed")
             C.check_thumbs(t, wd, "iguana_100x68", "JPEG", 100, 68, what="others still completed")
             t.eq([u for _, u, _ in wd.failed()], [bad], "one URL failed: exactly its failed.tsv line")
+
+
+def _sections():
+    """The sections of config.c's key table, in its order."""
+    src = open(os.path.join(C.REPO, "src", "config.c")).read()
+    out = []
+    for sec in re.findall(r'\{ "(\w+)", "\w+", T_', src):
+        if sec not in out:
+            out.append(sec)
+    return out
+
+
+def test_unknown_section_lists_all(t):
+    secs = _sections()
+    t.check("daemon" in secs and len(secs) >= 6, "config.c's sections found (%r)" % secs)
+    with C.Workdir() as wd:
+        wd.write_config(text=HEAD + "[deamon]\nlog = file\n")
+        rc, out, err = wd.run("--check-config", timeout=20)
+        t.eq(rc, 2, "unknown section: exit status 2")
+        m = re.search(r"thumbd\.ini:5: unknown section \[deamon\] \(known: ([^)]*)\)", err)
+        t.check(m is not None, "unknown section: file:line and the known ones (%r)" % err[:300])
+        t.eq(m.group(1).split(", ") if m else None, secs, "unknown section: lists every section of the table")
+
+
+def test_config_not_a_file(t):
+    """-c DIR: an error naming DIR (exit 2), never a run on the defaults
+    that writes into the current directory."""
+    with C.Workdir() as wd:
+        for args in (["--check-config"], ["--files", os.path.join(wd.root, "none.jpg")]):
+            rc, out, err = C.run_thumbd(["-c", wd.etc] + args, timeout=20, cwd=wd.cwd)
+            what = "-c DIR %s" % args[0]
+            t.eq(rc, 2, "%s: exit status 2 (stderr %r)" % (what, err[:300]))
+            t.check("configuration OK" not in out, "%s: not 'configuration OK'" % what)
+            t.check(wd.etc + ": cannot read config file: Is a directory" in err,
+                    "%s: stderr names the directory and why (%r)" % (what, err[:300]))
+            t.eq(os.listdir(wd.cwd), [], "%s: nothing written in the current directory" % what)
+            t.eq(wd.outgoing_files() + wd.incoming_files() + os.listdir(wd.logs), [],
+                 "%s: nothing written beside the directory" % what)
+
+
+def test_default_paths(t):
+    """Without [paths], incoming/, outgoing/ and logs/ are ../incoming etc.
+    from the config file's directory (as the README and thumbd.ini(5) say),
+    whatever the current directory."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.Workdir() as wd:
+        wd.write_config(text="[resize]\nworkers = 2\n")
+        rc, out, err = wd.run("--files", os.path.join(cdir, GOOD), timeout=30)
+        t.eq(rc, 0, "config without [paths]: exit status 0 (stderr %r)" % err[-300:])
+        C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="config without [paths]")
+        t.check(os.path.exists(os.path.join(wd.logs, "thumbd.log")), "config without [paths]: logs/thumbd.log beside etc/")
+        t.eq(wd.base_strays(), [], "config without [paths]: nothing written elsewhere (cwd %s)" % wd.cwd)

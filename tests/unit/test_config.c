@@ -49,10 +49,40 @@ test_defaults(void)
 	CHECK_INT(c->host_delay_ms, 0);
 	CHECK_INT(c->host_max_failures, 10);
 	CHECK(c->ca_file == NULL);
+	CHECK_STR(c->user_agent, "thumbd/" THUMBD_VERSION);     /* what the docs say is sent */
+	CHECK(c->nwatch == 0 && c->watch == NULL);              /* daemon.watch: none */
 	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
 	CHECK(c->workers >= 1);
+	/* no file read: the paths' defaults against the current directory */
+	CHECK_STR(c->incoming, "../incoming");
+	CHECK_STR(c->outgoing, "../outgoing");
+	CHECK_STR(c->logs, "../logs");
 	cfg_free(c);
 	cfg_free(NULL);
+}
+
+/* paths.* left out of the file default to ../incoming etc. beside the file,
+ * resolved like a value written there, not against the current directory. */
+static void
+test_default_paths(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN], want[512];
+	const char *p = write_ini("nopaths.ini", "[paths]\noutgoing = out\n[download]\nretries = 1\n");
+
+	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
+	snprintf(want, sizeof want, "%s/../incoming", tmpdir);
+	CHECK_STR(c->incoming, want);
+	snprintf(want, sizeof want, "%s/out", tmpdir);
+	CHECK_STR(c->outgoing, want);
+	snprintf(want, sizeof want, "%s/../logs", tmpdir);
+	CHECK_STR(c->logs, want);
+	CHECK_INT(cfg_set(c, "paths.logs=here", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+	CHECK_STR(c->logs, "here");                     /* --set: the current directory */
+	snprintf(want, sizeof want, "%s/../incoming", tmpdir);
+	CHECK_STR(c->incoming, want);                   /* cfg_finish keeps the file's */
+	cfg_free(c);
 }
 
 static void
@@ -69,7 +99,7 @@ test_shipped_config(void)
 	CHECK_INT(c->per_host, 128);
 	CHECK_INT(c->per_host_start, 8);
 	CHECK(c->max_bytes == 50ULL << 20);
-	CHECK_STR(c->user_agent, "thumbd/0.1");
+	CHECK_STR(c->user_agent, "thumbd/" THUMBD_VERSION);
 	CHECK(strstr(c->outgoing, "/config/../outgoing") != NULL);
 	CHECK(c->outgoing[0] == '/');
 	cfg_free(c);
@@ -125,6 +155,31 @@ test_errors(void)
 	CHECK(strstr(err, "syntax.ini:2:") != NULL);
 	CHECK_INT(cfg_load(c, "/nonexistent/thumbd.ini", err, sizeof err), -1);
 	CHECK(strstr(err, "/nonexistent/thumbd.ini") != NULL);
+	cfg_free(c);
+
+	/* a directory opens, then its first read fails: an error, never an
+	 * empty file of defaults */
+	c = cfg_new();
+	CHECK_INT(cfg_load(c, tmpdir, err, sizeof err), -1);
+	CHECK(strstr(err, tmpdir) == err);
+	CHECK(strstr(err, ": cannot read config file: Is a directory") != NULL);
+	cfg_free(c);
+
+	/* a key before any [section] is reported, like an unknown one */
+	c = cfg_new();
+	p = write_ini("nosection.ini", "retries = 0\n[download]\nconnections = 8\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "nosection.ini:1: key \"retries\" before any [section]") != NULL);
+	CHECK_INT(c->retries, 3);
+	cfg_free(c);
+
+	/* the unknown-section message lists every section of the key table */
+	c = cfg_new();
+	p = write_ini("sections.ini", "[daemon]\nlog = file\n[deamon]\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "sections.ini:3: unknown section [deamon] "
+	              "(known: paths, download, resize, thumbnails, image, daemon)") != NULL);
+	CHECK_INT(c->log_target, CFG_LOG_FILE);         /* [daemon] is known */
 	cfg_free(c);
 }
 
@@ -221,6 +276,7 @@ main(void)
 		return 1;
 	}
 	test_defaults();
+	test_default_paths();
 	test_shipped_config();
 	test_values();
 	test_errors();
