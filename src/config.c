@@ -618,7 +618,7 @@ int
 cfg_load(cfg *c, const char *path, char *err, size_t errlen)
 {
 	load_ctx x = { .c = c, .path = path, .err = err, .errlen = errlen };
-	int rc = -1, r;
+	int rc = -1, r, last;
 
 	err[0] = 0;
 	if (!(x.fp = fopen(path, "r"))) {
@@ -633,14 +633,16 @@ cfg_load(cfg *c, const char *path, char *err, size_t errlen)
 	if (!(c->file = strdup(path)))
 		goto out;
 	r = ini_parse_stream(read_line, &x, on_key, &x);
-	if (r > 0)
+	last = x.line;
+	if (r > 0) {
+		x.line = r;     /* inih's first bad line, not the last one read */
 		add_error(&x, "syntax error (expected [section], key = value or a ; comment)");
-	else if (r < 0)
+	} else if (r < 0) {
 		add_error(&x, "cannot parse (out of memory)");
+	}
 	if (x.read_errno) {
 		/* the line that could not be read; the file when none was */
-		if (x.line)
-			x.line++;
+		x.line = last ? last + 1 : 0;
 		add_error(&x, "cannot read config file: %s", strerror(x.read_errno));
 	}
 	if (default_paths(c, x.base_dir) < 0) {

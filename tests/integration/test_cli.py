@@ -85,6 +85,7 @@ BAD_CONFIGS = [
     ("sizes = 32,abc", "[thumbnails]\nsizes = 32,abc\n", (6,), "sizes"),
     ("max_bytes = 12X", "[download]\nmax_bytes = 12X\n", (6,), "max_bytes"),
     ("workers = -1", "[resize]\nworkers = -1\n", (6,), "workers"),
+    ("a line without =", "[download]\nretries 1\nconnections = 8\n", (6,), "syntax error"),
 ]
 
 # (name, whole file, acceptable line numbers, word stderr must contain)
