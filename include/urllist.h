@@ -13,8 +13,9 @@
 
 typedef struct urllist urllist;
 
-/* Check that every path can be opened (so a typo fails before anything
- * starts); they are opened one after the other while reading.  NULL + err. */
+/* Check that every path can be opened and is not a directory (so a typo
+ * fails before anything starts); they are opened one after the other while
+ * reading.  NULL + err naming the path. */
 urllist *urllist_open(char *const *paths, int n, char *err, size_t errlen);
 void urllist_close(urllist *l);
 

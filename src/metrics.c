@@ -91,6 +91,7 @@ static const reason_rule rules[] = {
 	{ "no free name", 0, FAIL_LOCAL },
 	{ "internal error", 0, FAIL_LOCAL },
 	{ ": cannot open URL list", 1, FAIL_LOCAL },
+	{ ": cannot read URL list", 1, FAIL_LOCAL },
 	{ ": read error", 1, FAIL_LOCAL },
 	{ ": path too long", 1, FAIL_LOCAL },
 };

@@ -1,7 +1,10 @@
 /*
  * urllist: see include/urllist.h.  Lines are read with getc into a fixed
  * buffer rather than getline, so a hostile "list" with a gigabyte-long line
- * cannot make thumbd allocate a gigabyte.
+ * cannot make thumbd allocate a gigabyte.  A list is checked to be a file
+ * we can read (not a directory, which fopen accepts and only the first read
+ * refuses) when it is given, so that a wrong path is a usage error before
+ * any work starts, not a failure in the middle of the run.
  */
 #include "urllist.h"
 
@@ -10,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 struct urllist {
 	char *const *paths;
@@ -33,6 +37,27 @@ urllist_is_http(const char *s)
 	return *host && *host != '/' && *host != '?' && *host != '#';
 }
 
+/* Open one list ("-": stdin).  NULL + err naming the path. */
+static FILE *
+list_open(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	FILE *fp;
+
+	if (strcmp(path, "-") == 0)
+		return stdin;
+	if (!(fp = fopen(path, "r"))) {
+		snprintf(err, errlen, "%s: cannot open URL list: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(EISDIR));
+		fclose(fp);
+		return NULL;
+	}
+	return fp;
+}
+
 urllist *
 urllist_open(char *const *paths, int n, char *err, size_t errlen)
 {
@@ -42,10 +67,8 @@ urllist_open(char *const *paths, int n, char *err, size_t errlen)
 		FILE *fp;
 		if (strcmp(paths[i], "-") == 0)
 			continue;
-		if (!(fp = fopen(paths[i], "r"))) {
-			snprintf(err, errlen, "%s: cannot open URL list: %s", paths[i], strerror(errno));
+		if (!(fp = list_open(paths[i], err, errlen)))
 			return NULL;
-		}
 		fclose(fp);
 	}
 	if (!(l = calloc(1, sizeof *l))) {
@@ -69,7 +92,8 @@ urllist_close(urllist *l)
 }
 
 /* Read one physical line into buf.  Returns its length, -1 at end of file,
- * or -2 when it was longer than the buffer (the rest is skipped). */
+ * -2 when it was longer than the buffer (the rest is skipped), or -3 on a
+ * read error (errno says which; the part of the line read is dropped). */
 static long
 read_line(FILE *fp, char *buf, size_t cap)
 {
@@ -83,6 +107,8 @@ read_line(FILE *fp, char *buf, size_t cap)
 			too_long = 1;
 	}
 	buf[n] = 0;
+	if (c == EOF && ferror(fp))
+		return -3;
 	if (c == EOF && n == 0 && !too_long)
 		return -1;
 	return too_long ? -2 : (long)n;
@@ -124,23 +150,20 @@ urllist_next(urllist *l, const char **line, const char **reason)
 		if (!l->fp) {
 			if (++l->cur >= l->n)
 				return URLLIST_END;
-			if (strcmp(l->paths[l->cur], "-") == 0) {
-				l->fp = stdin;
-			} else if (!(l->fp = fopen(l->paths[l->cur], "r"))) {
-				snprintf(l->errbuf, sizeof l->errbuf, "%s: cannot open URL list: %s",
-				         l->paths[l->cur], strerror(errno));
+			if (!(l->fp = list_open(l->paths[l->cur], l->errbuf, sizeof l->errbuf))) {
 				*reason = l->errbuf;
 				return URLLIST_ERROR;
 			}
 		}
 		len = read_line(l->fp, l->buf, sizeof l->buf);
-		if (len == -1) {
-			int bad = ferror(l->fp);
+		if (len == -1 || len == -3) {
+			int e = errno;
 			if (l->fp != stdin)
 				fclose(l->fp);
 			l->fp = NULL;
-			if (bad) {
-				snprintf(l->errbuf, sizeof l->errbuf, "%s: read error", l->paths[l->cur]);
+			if (len == -3) {
+				snprintf(l->errbuf, sizeof l->errbuf, "%s: read error: %s", l->paths[l->cur],
+				         strerror(e));
 				*reason = l->errbuf;
 				return URLLIST_ERROR;
 			}

@@ -142,3 +142,22 @@ def test_files_mode_symlinks(t):
         for stem in ("first", "second"):
             C.check_thumbs(t, wd, stem, "JPEG", 128, 128, what="--files symlink %s" % stem)
         t.check(os.path.islink(a) and os.path.islink(b), "--files: the links themselves are untouched")
+
+
+def test_directory_as_list(t):
+    """A directory given as a list is a usage error, like a missing file:
+    named on stderr, exit 2, nothing started."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        l1 = wd.write_list([srv.url(A[0])], "one.txt")
+        somedir = os.path.join(wd.lists, "somedir")
+        os.makedirs(somedir)
+        rc, out, err = wd.run(l1, somedir)
+        t.eq(rc, 2, "directory as a list: exit status 2 (stdout %r)" % out[-300:])
+        t.check("%s: cannot read URL list: Is a directory" % somedir in err,
+                "directory as a list: stderr names it (%r)" % err[-300:])
+        t.eq(out, "", "directory as a list: no summary on stdout")
+        t.eq(srv.requests(), [], "directory as a list: nothing was started")
+        t.eq(wd.failed_lines(), [], "directory as a list: nothing in failed.tsv")

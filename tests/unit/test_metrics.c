@@ -76,6 +76,8 @@ static const struct {
 	{ "cannot start the transfer (libcurl)", FAIL_LOCAL },
 	{ "urls.txt: cannot open URL list: Permission denied", FAIL_LOCAL },
 	{ "urls.txt: read error", FAIL_LOCAL },
+	{ "urls.txt: read error: Input/output error", FAIL_LOCAL },
+	{ "lists: cannot read URL list: Is a directory", FAIL_LOCAL },
 	{ "bad arguments", FAIL_OTHER },
 	{ "Unsupported protocol", FAIL_OTHER },
 	{ "", FAIL_OTHER },

@@ -8,6 +8,7 @@
 #include "urllist.h"
 
 static char path1[] = "/tmp/thumbd-test-list1-XXXXXX", path2[] = "/tmp/thumbd-test-list2-XXXXXX";
+static char dir1[] = "/tmp/thumbd-test-listdir-XXXXXX";
 
 static void
 fill(char *tmpl, const char *text, size_t len)
@@ -76,6 +77,27 @@ main(void)
 	CHECK(urllist_open(paths, 3, err, sizeof err) == NULL);
 	CHECK(strstr(err, "/nonexistent/list.txt") != NULL);
 
+	/* a directory is refused up front, like a missing file, naming it */
+	CHECK(mkdtemp(dir1) != NULL);
+	paths[0] = path1;
+	paths[1] = dir1;
+	CHECK(urllist_open(paths, 2, err, sizeof err) == NULL);
+	CHECK(strstr(err, dir1) != NULL);
+	CHECK(strstr(err, "cannot read URL list: Is a directory") != NULL);
+
+	/* a read error says what the system said (reading /proc/self/mem at
+	 * offset 0 fails with EIO) */
+	paths[0] = "/proc/self/mem";
+	l = urllist_open(paths, 1, err, sizeof err);
+	CHECK(l != NULL);
+	if (l) {
+		const char *line = NULL, *reason = NULL;
+		CHECK_INT(urllist_next(l, &line, &reason), URLLIST_ERROR);
+		CHECK(reason && strstr(reason, "/proc/self/mem: read error: Input/output error") != NULL);
+		expect(l, URLLIST_END, NULL);
+		urllist_close(l);
+	}
+
 	CHECK_INT(urllist_is_http("http://h/x"), 1);
 	CHECK_INT(urllist_is_http("https://h"), 1);
 	CHECK_INT(urllist_is_http("file:///etc/passwd"), 0);
@@ -84,5 +106,6 @@ main(void)
 	urllist_close(NULL);
 	unlink(path1);
 	unlink(path2);
+	rmdir(dir1);
 	return CHECK_DONE();
 }
