@@ -2,7 +2,8 @@
  * urllist: URL list files read lazily, one line at a time, so a list of any
  * length costs the memory of one line.  One URL per line; blank lines and
  * lines starting with '#' are skipped; surrounding whitespace (and a CR
- * from CRLF files) is trimmed.  "-" is standard input.
+ * from CRLF files) is trimmed, and so is a UTF-8 byte order mark at the
+ * start of a file (Windows Notepad writes one).  "-" is standard input.
  */
 #ifndef THUMBD_URLLIST_H
 #define THUMBD_URLLIST_H
@@ -31,11 +32,12 @@ urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
 
 /* The rules of urllist_next for one physical line, for readers that get
  * their lines elsewhere (watch.c follows files with inotify).  buf holds the
- * line without its '\n', NUL-terminated; too_long says it was cut at
- * URLLIST_LINE_MAX bytes.  Trims buf in place.  URLLIST_URL or URLLIST_BAD
- * with *line (into buf) and, for BAD, *reason; URLLIST_END when the line
- * holds no entry (blank, or a comment). */
-urllist_kind urllist_line(char *buf, int too_long, const char **line, const char **reason);
+ * line without its '\n', NUL-terminated; first says it is the line at the
+ * start of its file (a UTF-8 byte order mark before it is skipped);
+ * too_long says it was cut at URLLIST_LINE_MAX bytes.  Trims buf in place.
+ * URLLIST_URL or URLLIST_BAD with *line (into buf) and, for BAD, *reason;
+ * URLLIST_END when the line holds no entry (blank, or a comment). */
+urllist_kind urllist_line(char *buf, int first, int too_long, const char **line, const char **reason);
 
 /* 1 when s starts with http:// or https:// (case-insensitive) and has a host. */
 int urllist_is_http(const char *s);

@@ -15,10 +15,15 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+/* What Windows Notepad and other editors put before the first line of a
+ * UTF-8 file. */
+#define UTF8_BOM "\xef\xbb\xbf"
+
 struct urllist {
 	char *const *paths;
 	int n, cur;
 	FILE *fp;
+	int first;              /* the next line read from fp is its first */
 	char errbuf[512];
 	char buf[URLLIST_LINE_MAX + 1];
 };
@@ -115,10 +120,12 @@ read_line(FILE *fp, char *buf, size_t cap)
 }
 
 urllist_kind
-urllist_line(char *buf, int too_long, const char **line, const char **reason)
+urllist_line(char *buf, int first, int too_long, const char **line, const char **reason)
 {
 	char *s, *e;
 
+	if (first && strncmp(buf, UTF8_BOM, sizeof UTF8_BOM - 1) == 0)
+		buf += sizeof UTF8_BOM - 1;
 	if (too_long) {
 		buf[80] = 0;            /* enough of it to recognise in failed.tsv */
 		*line = buf;
@@ -146,6 +153,7 @@ urllist_next(urllist *l, const char **line, const char **reason)
 	for (;;) {
 		urllist_kind k;
 		long len;
+		int first;
 
 		if (!l->fp) {
 			if (++l->cur >= l->n)
@@ -154,6 +162,7 @@ urllist_next(urllist *l, const char **line, const char **reason)
 				*reason = l->errbuf;
 				return URLLIST_ERROR;
 			}
+			l->first = 1;
 		}
 		len = read_line(l->fp, l->buf, sizeof l->buf);
 		if (len == -1 || len == -3) {
@@ -169,7 +178,9 @@ urllist_next(urllist *l, const char **line, const char **reason)
 			}
 			continue;
 		}
-		if ((k = urllist_line(l->buf, len == -2, line, reason)) != URLLIST_END)
+		first = l->first;
+		l->first = 0;
+		if ((k = urllist_line(l->buf, first, len == -2, line, reason)) != URLLIST_END)
 			return k;
 	}
 }

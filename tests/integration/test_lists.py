@@ -144,6 +144,27 @@ def test_files_mode_symlinks(t):
         t.check(os.path.islink(a) and os.path.islink(b), "--files: the links themselves are untouched")
 
 
+def test_bom_list(t):
+    """A list saved by Windows Notepad: a UTF-8 byte order mark before the
+    first line, CRLF line ends.  The mark is not part of the first URL."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        lst = os.path.join(wd.lists, "notepad.txt")
+        with open(lst, "wb") as f:
+            f.write(b"\xef\xbb\xbf" + (srv.url(A[0]) + "\r\n" + srv.url(B[0]) + "\r\n").encode())
+        rc, out, err = wd.run(lst)
+        t.eq(rc, 0, "BOM list: exit status 0 (stderr %r)" % err[-300:])
+        t.eq(wd.failed_lines(), [], "BOM list: nothing in failed.tsv")
+        _check(t, wd, [A, B], "BOM list")
+        # on stdin too: it is a list file like the others
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        rc, out, err = wd.run("-", stdin="\ufeff" + srv.url(P[0]) + "\n")
+        t.eq(rc, 0, "BOM list on stdin: exit status 0 (stderr %r)" % err[-300:])
+        _check(t, wd, [P], "BOM list on stdin")
+
+
 def test_directory_as_list(t):
     """A directory given as a list is a usage error, like a missing file:
     named on stderr, exit 2, nothing started."""

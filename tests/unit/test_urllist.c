@@ -8,6 +8,7 @@
 #include "urllist.h"
 
 static char path1[] = "/tmp/thumbd-test-list1-XXXXXX", path2[] = "/tmp/thumbd-test-list2-XXXXXX";
+static char path3[] = "/tmp/thumbd-test-list3-XXXXXX", path4[] = "/tmp/thumbd-test-list4-XXXXXX";
 static char dir1[] = "/tmp/thumbd-test-listdir-XXXXXX";
 
 static void
@@ -77,9 +78,36 @@ main(void)
 	CHECK(urllist_open(paths, 3, err, sizeof err) == NULL);
 	CHECK(strstr(err, "/nonexistent/list.txt") != NULL);
 
+	/* a UTF-8 byte order mark (Windows Notepad) is skipped at the start of
+	 * each file, with CRLF; anywhere else it is part of the line */
+	{
+		static const char bom1[] = "\xef\xbb\xbfhttp://a.example/bom.jpg\r\n\xef\xbb\xbfhttp://a.example/2.jpg\r\n",
+		                  bom2[] = "\xef\xbb\xbf# a comment after the mark\nhttps://b.example/3.jpg";
+		fill(path3, bom1, sizeof bom1 - 1);
+		fill(path4, bom2, sizeof bom2 - 1);
+	}
+	paths[0] = path3;
+	paths[1] = path4;
+	l = urllist_open(paths, 2, err, sizeof err);
+	CHECK(l != NULL);
+	if (l) {
+		expect(l, URLLIST_URL, "http://a.example/bom.jpg");
+		expect(l, URLLIST_BAD, "\xef\xbb\xbfhttp://a.example/2.jpg");
+		expect(l, URLLIST_URL, "https://b.example/3.jpg");
+		expect(l, URLLIST_END, NULL);
+		urllist_close(l);
+	}
+	{
+		char line[] = "\xef\xbb\xbf  http://c.example/4.jpg ", mid[] = "\xef\xbb\xbfhttp://c.example/5.jpg";
+		const char *got = NULL, *why = NULL;
+		CHECK_INT(urllist_line(line, 1, 0, &got, &why), URLLIST_URL);
+		CHECK_STR(got, "http://c.example/4.jpg");
+		CHECK_INT(urllist_line(mid, 0, 0, &got, &why), URLLIST_BAD);
+	}
+
 	/* a directory is refused up front, like a missing file, naming it */
 	CHECK(mkdtemp(dir1) != NULL);
-	paths[0] = path1;
+	paths[0] = path3;
 	paths[1] = dir1;
 	CHECK(urllist_open(paths, 2, err, sizeof err) == NULL);
 	CHECK(strstr(err, dir1) != NULL);
@@ -106,6 +134,8 @@ main(void)
 	urllist_close(NULL);
 	unlink(path1);
 	unlink(path2);
+	unlink(path3);
+	unlink(path4);
 	rmdir(dir1);
 	return CHECK_DONE();
 }
