@@ -33,6 +33,11 @@ void state_close(state *s);                     /* accepts NULL */
 /* c: the config in effect now (its sizes and format say what "done" is). */
 state_outcome state_lookup(const state *s, const cfg *c, const char *url, const char *stem);
 
+/* 1 when failed.tsv holds url's final outcome: the part of state_lookup
+ * for list lines that never become a URL to fetch (not http(s), not
+ * parseable, too long: url is then the text failed.tsv was given). */
+int state_failed_before(const state *s, const char *url);
+
 /* When the names registry has grown to min_bytes, release the names of
  * URLs that have neither a thumbnail in outgoing/ nor a failed.tsv line.
  * Returns the number released, or -1 with err. */

@@ -675,6 +675,23 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 	return len;
 }
 
+/* A list line that cannot be fetched (reason says why): recorded in
+ * failed.tsv, unless an earlier run recorded it already, so that, like a
+ * URL that failed, it has one line there and is "failed before" on every
+ * later run.  A line too long comes as the 80 bytes failed.tsv was given,
+ * so it is found there too. */
+static void
+fail_line(fetch *f, const char *line, const char *reason)
+{
+	if (state_failed_before(f->done, line)) {
+		log_msg(LOG_INFO, "failed before %s: see failed.tsv (--retry-failed to try again)", line);
+		STAT_ADD(f->st, failed_before, 1);
+		return;
+	}
+	log_failure(line, reason);
+	stats_fail(f->st, reason);
+}
+
 /* Build an xfer for a URL read from a list: parse it, name it, and skip it
  * when this or an earlier run already has its outcome. */
 static xfer *
@@ -693,8 +710,7 @@ xfer_new(fetch *f, const char *url)
 		uc = curl_url_get(f->urlh, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
 	if (uc != CURLUE_OK) {
 		snprintf(err, sizeof err, "invalid URL: %s", curl_url_strerror(uc));
-		log_failure(url, err);
-		stats_fail(f->st, err);
+		fail_line(f, url, err);
 		goto out;
 	}
 	name_from_url(url, stem, ext);
@@ -1207,8 +1223,7 @@ next_from_lists(fetch *f)
 			return NULL;
 		case WATCH_BAD:
 			STAT_ADD(f->st, urls, 1);
-			log_failure(line, reason);
-			stats_fail(f->st, reason);
+			fail_line(f, line, reason);
 			watch_done(f->w, t);
 			continue;
 		case WATCH_IMAGE:
@@ -1239,8 +1254,7 @@ next_from_lists(fetch *f)
 			continue;
 		case URLLIST_BAD:
 			STAT_ADD(f->st, urls, 1);
-			log_failure(line, reason);
-			stats_fail(f->st, reason);
+			fail_line(f, line, reason);
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);

@@ -179,12 +179,18 @@ out:
 	return ok;
 }
 
+int
+state_failed_before(const state *s, const char *url)
+{
+	return hashset_get(&s->failed, hash_str(url)) != 0;
+}
+
 state_outcome
 state_lookup(const state *s, const cfg *c, const char *url, const char *stem)
 {
 	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
 
-	if (hashset_get(&s->failed, hash_str(url)))
+	if (state_failed_before(s, url))
 		return STATE_FAILED;
 	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
 		int all = 1;

@@ -744,3 +744,52 @@ def _drain(t, wd, cp, srv, d1, d2, nt, queue, follow, src):
     if d2.alive(t, "drain: after the restart's work"):
         d2.stop(t, "drain: second run")
     t.eq(_leftovers(wd), [], "drain: finally no .tmp/.part files, incoming/ holds only .thumbd-* files")
+
+
+def test_daemon_list_lines(t):
+    """Lists the daemon reads follow the batch rules: a UTF-8 byte order
+    mark at the start of a list dropped in a watched directory, or of a
+    followed file, is skipped; a bad line is recorded in failed.tsv once and
+    is failed before when a later list (after a restart) has it again."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        cp = Corpus(cdir, srv)
+        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
+        try:
+            _list_lines(t, wd, cp, d1, d2, queue, follow, src)
+        finally:
+            d1.kill()
+            d2.kill()
+
+
+def _list_lines(t, wd, cp, d1, d2, queue, follow, src):
+    if not d1.start(t, "list lines"):
+        return
+    a, b = cp.alias("photos/hopper_128x128.jpg", "bom1"), cp.alias("photos/iguana_100x68.jpg", "bom2")
+    bad = "ftp://127.0.0.1/bad.jpg"
+    with open(follow, "wb") as f:
+        f.write(b"\xef\xbb\xbf" + (a.url + "\r\n").encode())
+    _drop_list(src, queue, "bom.urls", ["\ufeff" + b.url, bad])
+    listed = os.path.join(queue, "done", "bom.urls")
+    t.check(_wait(lambda: a.done(wd) and b.done(wd) and os.path.isfile(listed), 10, d1.proc),
+            "list lines: the first URLs of a followed file and a list with a BOM are done")
+    a.check(t, wd, "list lines: followed file with a BOM:")
+    b.check(t, wd, "list lines: directory list with a BOM:")
+    t.eq([(u, r) for _, u, r in wd.failed()], [(bad, "%s:2: not an http(s) URL" % os.path.join(queue, "bom.urls"))],
+         "list lines: failed.tsv holds the bad line only, once")
+    if not d1.stop(t, "list lines: first run"):
+        return
+    if not d2.start(t, "list lines: restart"):
+        return
+    _drop_list(src, queue, "again.urls", [bad])
+    t.check(_wait(lambda: os.path.isfile(os.path.join(queue, "done", "again.urls")), 10, d2.proc),
+            "list lines: a second list with the bad line is finished")
+    t.eq([u for _, u, _ in wd.failed()], [bad], "list lines: the bad line failed before, not recorded again")
+    t.check(any("failed before " + bad in l for l in wd.log_lines() or []),
+            "list lines: the log says it failed before")
+    if d2.alive(t, "list lines: after the second list"):
+        d2.stop(t, "list lines: second run")

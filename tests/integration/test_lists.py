@@ -165,6 +165,38 @@ def test_bom_list(t):
         _check(t, wd, [P], "BOM list on stdin")
 
 
+def test_bad_lines_recorded_once(t):
+    """Lines that are not http(s) URLs, that libcurl cannot parse, or that are
+    too long get one failed.tsv line; later runs count them as failed before
+    (and exit 1, like any URL that failed before), until --retry-failed."""
+    with C.Workdir() as wd:
+        port = C.free_port()
+        long_line = "http://127.0.0.1:%d/" % port + "a" * 9000
+        lines = ["ftp://127.0.0.1/x.jpg",
+                 "http://127.0.0.1:%d/sp ace.jpg" % port,
+                 "http://127.0.0.1:99999/x.jpg",
+                 long_line]
+        lst = wd.write_list(lines)
+        rc, out, err = wd.run(lst)
+        t.eq(rc, 1, "bad lines, first run: exit status 1")
+        C.stdout_summary(t, out, "bad lines, first run", urls=4, done=0, failed=4)
+        first = wd.failed()
+        reasons = sorted(r.split(":")[0] for _, _, r in first)
+        t.eq(reasons, ["invalid URL", "invalid URL", "line too long", "not an http(s) URL"],
+             "bad lines, first run: one failed.tsv line each (%r)" % first)
+        for i in (2, 3):
+            rc, out, err = wd.run(lst)
+            t.eq(rc, 1, "bad lines, run %d: exit status 1 (they failed before)" % i)
+            C.stdout_summary(t, out, "bad lines, run %d" % i, urls=4, done=0, failed=0)
+            t.eq(C.summary_notes(out.strip()).get("failed before"), 4,
+                 "bad lines, run %d: all four counted as failed before (%r)" % (i, out))
+            t.eq(wd.failed(), first, "bad lines, run %d: failed.tsv unchanged" % i)
+        rc, out, err = wd.run("--retry-failed", lst)
+        t.eq(rc, 1, "bad lines, --retry-failed: exit status 1")
+        t.eq(len(wd.failed()), 8, "bad lines, --retry-failed: recorded again, once each")
+        C.check_failed_format(t, wd, "bad lines")
+
+
 def test_directory_as_list(t):
     """A directory given as a list is a usage error, like a missing file:
     named on stderr, exit 2, nothing started."""

@@ -129,6 +129,7 @@ main(void)
 	put("logs", "failed.tsv",
 	    "2026-01-01T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
 	    "2026-01-01T00:00:00Z\thttp://h/disk.jpg\tcannot write /x/in/disk.jpg.part: No space left on device\n"
+	    "2026-01-01T00:00:00Z\tftp://h/x.jpg\tnot an http(s) URL\n"
 	    "a torn line without tabs\n");
 
 	reg = names_open(c->incoming, err, sizeof err);
@@ -143,6 +144,11 @@ main(void)
 	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
 	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);     /* local: retried */
 	CHECK_INT(state_lookup(s, c, "http://h/new.jpg", "new"), STATE_NEW);
+	/* list lines that never became a URL: only failed.tsv counts */
+	CHECK_INT(state_failed_before(s, "ftp://h/x.jpg"), 1);
+	CHECK_INT(state_failed_before(s, "http://h/404.jpg"), 1);
+	CHECK_INT(state_failed_before(s, "http://h/disk.jpg"), 0);
+	CHECK_INT(state_failed_before(s, "http://h/done.jpg"), 0);
 	/* leftovers of the killed run are gone, other programs' files stay */
 	CHECK_INT(exists("in", ".thumbd.half.jpg.part"), 0);
 	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
