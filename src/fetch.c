@@ -64,6 +64,14 @@
  * If-Range so a changed file is never stitched onto an old beginning.
  * Downloads are dot-files so that in incoming/, the hand-off folder of the
  * daemon, every visible file is an image some other program put there.
+ * A 206 is taken only as the answer to such a Range: one to a request
+ * without it is a part of the file, refused at its first byte.
+ *
+ * Stalls.  low_speed_limit/low_speed_time is checked here (check_stalls),
+ * not by curl: curl's check counts the wait for the first byte too, and
+ * that wait is download.timeout's.  Junk where a status line belongs, on a
+ * connection kept alive from an earlier transfer, is taken for what that
+ * transfer left behind: the request goes again on a new connection.
  *
  * Daemon mode (a watch instead of lists).  The loop never runs dry: it
  * waits on the inotify descriptor together with curl's sockets.  Each entry
@@ -152,8 +160,17 @@ typedef struct xfer {
 	uint64_t bytes;         /* in the .part file */
 	uint64_t resume_from;   /* this attempt asked for bytes from here */
 	int too_large, write_errno;
+	int status;             /* status code of the last status line (each response has one) */
+	int unasked_206;        /* a 206 to a request without Range: its body was refused */
+	int answered;           /* a response has begun: the low-speed check applies */
+	int stalled;            /* cut by check_stalls */
+	int fresh;              /* next attempt on a new connection (junk on a reused one) */
+	uint64_t rx;            /* bytes received this attempt, headers and body */
+	uint64_t ls_rx;         /* ... when the low-speed window began */
+	long long ls_at;        /* ms: when it began */
 	int can_resume;         /* last response: Accept-Ranges: bytes, no Content-Encoding */
 	char validator[128];    /* ETag or Last-Modified of the first response, for If-Range */
+	char crange[80];        /* Content-Range of the last response, for messages */
 	struct timespec started;
 	char name[NAME_MAX_OUT];
 	long long claim;        /* f->claims when its name was claimed */
@@ -190,6 +207,7 @@ struct fetch {
 	atomic_long beats;      /* loop iterations, for the watchdog */
 	atomic_long w_sources, w_outstanding; /* watch_counts, published for main */
 	long long last_save;    /* ms, last watch_save */
+	long long last_stall_check; /* ms, last check_stalls */
 	pthread_mutex_t ended_mu;
 	uint64_t *ended;        /* tickets of jobs the workers finished */
 	size_t nended, capended;
@@ -602,6 +620,13 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 	xfer *x = arg;
 	size_t len = size * nmemb;
 
+	x->rx += len;
+	/* 206 is the answer to a Range; without one it is a part, however
+	 * complete it may look, and is never written as the whole body */
+	if (x->status == 206 && x->resume_from == 0) {
+		x->unasked_206 = 1;
+		return 0;
+	}
 	/* counted on decoded bytes, whatever Content-Length said */
 	if (x->bytes + len > x->f->c->max_bytes) {
 		x->too_large = 1;
@@ -656,11 +681,23 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 	xfer *x = arg;
 	size_t len = size * nmemb;
 	char v[128];
+	const char *sp;
 
+	x->rx += len;
 	if (len >= 5 && strncmp(line, "HTTP/", 5) == 0) {
 		x->can_resume = 0;
 		if (x->resume_from == 0)
 			x->validator[0] = 0;
+		x->crange[0] = 0;
+		sp = memchr(line, ' ', len);
+		x->status = sp ? (int)strtol(sp + 1, NULL, 10) : 0;
+		if (!x->answered) {     /* the low-speed window starts here (check_stalls) */
+			x->answered = 1;
+			x->ls_at = mono_ms();
+			x->ls_rx = x->rx;
+		}
+	} else if (header_value(line, len, "Content-Range", x->crange, sizeof x->crange)) {
+		/* kept for the message of an unasked 206 */
 	} else if (header_value(line, len, "Accept-Ranges", v, sizeof v)) {
 		x->can_resume = strcasecmp(v, "bytes") == 0 ? 1 : 0;
 	} else if (header_value(line, len, "Content-Encoding", v, sizeof v)) {
@@ -787,8 +824,10 @@ xfer_start(fetch *f, xfer *x)
 		snprintf(reason, sizeof reason, "cannot create a transfer (libcurl)");
 		goto fail;
 	}
-	x->too_large = x->write_errno = 0;
-	x->errbuf[0] = 0;
+	x->too_large = x->write_errno = x->status = x->unasked_206 = 0;
+	x->answered = x->stalled = 0;
+	x->rx = 0;
+	x->crange[0] = x->errbuf[0] = 0;
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, x);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -803,8 +842,11 @@ xfer_start(fetch *f, xfer *x)
 	curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)c->max_redirects);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, c->connect_timeout);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT, c->timeout);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, c->low_speed_limit);
-	curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, c->low_speed_time);
+	/* no CURLOPT_LOW_SPEED_*: curl's check also runs while the server
+	 * thinks, before the first byte; low_speed_* is for the body, so
+	 * check_stalls does it from the first byte of the response on */
+	if (x->fresh)
+		curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
 	curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_bytes);
 	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(e, CURLOPT_USERAGENT, c->user_agent);
@@ -868,14 +910,41 @@ running_remove(fetch *f, xfer *x)
 
 typedef enum { OUTCOME_OK, OUTCOME_TRANSIENT, OUTCOME_PERMANENT } outcome;
 
+/* The server's bytes did not start with a status line (curl: "Received
+ * HTTP/0.9 when not allowed").  curl gives that error the code it gives a
+ * refused protocol, so only its message tells the two apart. */
+static int
+not_http(const xfer *x, CURLcode rc)
+{
+	return rc == CURLE_UNSUPPORTED_PROTOCOL && strstr(x->errbuf, "HTTP/0.9") != NULL;
+}
+
+/* curl 7.88 keeps a header line in a buffer capped at 100 KB
+ * (CURL_MAX_HTTP_HEADER) and reports a longer one as CURLE_OUT_OF_MEMORY,
+ * "Out of memory": a remote's doing, not this machine's.  Told from a real
+ * allocation failure by when it happened: after the answer began, before
+ * any of its body. */
+static int
+headers_too_large(const xfer *x, CURLcode rc)
+{
+	curl_off_t first = 0;
+
+	return rc == CURLE_OUT_OF_MEMORY && x->bytes == x->resume_from
+	       && curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) == CURLE_OK
+	       && first > 0;
+}
+
 static outcome
 classify(const xfer *x, CURLcode rc, long code)
 {
 	if (x->too_large || x->write_errno)
 		return OUTCOME_PERMANENT;       /* a retry would hit the same limit or disk */
+	if (x->unasked_206)
+		return OUTCOME_PERMANENT;       /* the server's answer to this request */
 	switch (rc) {
 	case CURLE_OK:
-		if (code >= 200 && code < 300 && x->bytes > 0)
+		/* a 206 without a body never reached on_body */
+		if (code >= 200 && code < 300 && x->bytes > 0 && !(code == 206 && x->resume_from == 0))
 			return OUTCOME_OK;
 		return OUTCOME_PERMANENT;
 	case CURLE_HTTP_RETURNED_ERROR:
@@ -922,13 +991,12 @@ static void
 describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen)
 {
 	const cfg *c = x->f->c;
-	double pretransfer = 0, total = 0;
+	double pretransfer = 0;
 	curl_off_t clen = -1;
 
 	/* pretransfer, not connect time: on a reused connection the connect
 	 * time is 0 although the request was sent */
 	curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME, &pretransfer);
-	curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME, &total);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
 	if (x->too_large) {
 		snprintf(out, outlen, "too large: more than %llu bytes (max_bytes)",
@@ -937,6 +1005,15 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	}
 	if (x->write_errno) {
 		snprintf(out, outlen, "cannot write %s: %s", x->part, strerror(x->write_errno));
+		return;
+	}
+	if (x->unasked_206 || (rc == CURLE_OK && code == 206 && x->resume_from == 0)) {
+		snprintf(out, outlen, "HTTP 206 Partial Content to a request without Range%s%s%s",
+		         x->crange[0] ? " (Content-Range: " : "", x->crange, x->crange[0] ? ")" : "");
+		return;
+	}
+	if (headers_too_large(x, rc)) {
+		snprintf(out, outlen, "response headers too large (a line over 100 KB)");
 		return;
 	}
 	switch (rc) {
@@ -954,20 +1031,31 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		         (long long)(clen + (curl_off_t)x->resume_from), (unsigned long long)c->max_bytes);
 		return;
 	case CURLE_OPERATION_TIMEDOUT:
-		if (pretransfer <= 0)
-			snprintf(out, outlen, "connect timeout after %ld s", c->connect_timeout);
-		else if (total + 0.5 >= (double)c->timeout)
-			snprintf(out, outlen, "timeout after %ld s", c->timeout);
-		else
+		if (x->stalled)
 			snprintf(out, outlen, "stalled: under %ld bytes/s for %ld s",
 			         c->low_speed_limit, c->low_speed_time);
+		else if (pretransfer <= 0)
+			snprintf(out, outlen, "connect timeout after %ld s", c->connect_timeout);
+		else if (!x->answered)
+			snprintf(out, outlen, "no response in %ld s", c->timeout);
+		else
+			snprintf(out, outlen, "timeout after %ld s", c->timeout);
 		return;
 	case CURLE_TOO_MANY_REDIRECTS:
 		snprintf(out, outlen, "too many redirects (max_redirects %d)", c->max_redirects);
 		return;
-	case CURLE_UNSUPPORTED_PROTOCOL:
-		snprintf(out, outlen, "redirect to a non-http(s) URL refused");
+	case CURLE_UNSUPPORTED_PROTOCOL: {
+		long redirects = 0;
+		curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+		if (not_http(x, rc))
+			snprintf(out, outlen, "not an HTTP response (no status line)");
+		else if (redirects > 0)     /* curl refuses the scheme once it follows the Location */
+			snprintf(out, outlen, "redirect to a non-http(s) URL refused");
+		else
+			snprintf(out, outlen, "unsupported protocol: %s",
+			         x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc));
 		return;
+	}
 	case CURLE_COULDNT_RESOLVE_HOST:
 		snprintf(out, outlen, "cannot resolve host %s", x->host->name);
 		return;
@@ -979,8 +1067,13 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		return;
 	}
 	case CURLE_PARTIAL_FILE:
-		snprintf(out, outlen, "truncated body: got %llu of %lld bytes",
-		         (unsigned long long)x->bytes, (long long)(clen + (curl_off_t)x->resume_from));
+		/* no Content-Length (chunked): there is no "of" to tell */
+		if (clen < 0)
+			snprintf(out, outlen, "truncated body: connection closed after %llu bytes",
+			         (unsigned long long)x->bytes);
+		else
+			snprintf(out, outlen, "truncated body: got %llu of %lld bytes",
+			         (unsigned long long)x->bytes, (long long)(clen + (curl_off_t)x->resume_from));
 		return;
 	case CURLE_RECV_ERROR:
 	case CURLE_GOT_NOTHING:
@@ -1068,6 +1161,23 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		x->can_resume = 0;
 		x->attempts--;
 		goto again;
+	}
+	if (not_http(x, rc) && !x->fresh) {
+		long conns = 1;
+		curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &conns);
+		if (conns == 0) {
+			/* junk on a kept-alive connection is most likely what an
+			 * earlier answer left behind (more body than it announced,
+			 * sent late, after curl had pooled the connection), not
+			 * this URL's answer.  curl closes a connection that read
+			 * junk; the retry, uncounted like curl's own on a reused
+			 * connection that died, takes a new one */
+			log_msg(LOG_INFO, "%s: not an HTTP response on a reused connection, "
+			        "trying a new connection", x->url);
+			x->fresh = 1;
+			x->attempts--;
+			goto again;
+		}
 	}
 	oc = classify(x, rc, code);
 	/* a burst of "busy" answers to one window is one event: only its first
@@ -1167,6 +1277,44 @@ again:
 }
 
 /* --- the loop ----------------------------------------------------------- */
+
+/* How often check_stalls looks, in ms: a stall is cut at most about this
+ * much after low_speed_time. */
+#define STALL_CHECK_MS 500
+
+/* low_speed_limit / low_speed_time, from the first byte of the response
+ * on: a transfer that got fewer than limit x time bytes in a window of
+ * time seconds is cut; the window moves on each time it got them.  Not
+ * curl's CURLOPT_LOW_SPEED_*, which also counts the wait for the first
+ * byte: a server that takes 25 s to make an image would fail as
+ * "stalled" under the default 20 s although timeout is 60 (aria2, too,
+ * checks its lowest speed on the body only).  The wait for the answer is
+ * the timeout's alone.  One pass over the transfers in flight, every
+ * STALL_CHECK_MS: curl's own check woke the loop every second per
+ * transfer. */
+static void
+check_stalls(fetch *f)
+{
+	long long now = mono_ms(), window = f->c->low_speed_time * 1000;
+	uint64_t quota = (uint64_t)f->c->low_speed_limit * (uint64_t)f->c->low_speed_time;
+	xfer *x, *next;
+
+	if (now - f->last_stall_check < STALL_CHECK_MS)
+		return;
+	f->last_stall_check = now;
+	for (x = f->running; x; x = next) {
+		next = x->next;         /* xfer_done takes x out of the list */
+		if (!x->answered)
+			continue;
+		if (x->rx - x->ls_rx >= quota) {
+			x->ls_at = now;
+			x->ls_rx = x->rx;
+		} else if (now - x->ls_at >= window) {
+			x->stalled = 1;
+			xfer_done(f, x, CURLE_OPERATION_TIMEDOUT);
+		}
+	}
+}
 
 /* An image another program put into incoming/ (daemon): straight to the
  * queue, named after its file like --files does.  0, or -1 when it could
@@ -1464,6 +1612,8 @@ fetch_run(fetch *f)
 		 * (the watch, a worker, a signal or the watchdog wake it) */
 		if (wait < 0 || wait > (f->w ? 60000 : 1000))
 			wait = f->w ? 60000 : 1000;
+		if (f->in_flight > 0 && wait > STALL_CHECK_MS)
+			wait = STALL_CHECK_MS;      /* check_stalls */
 		if (loop_wait(f, wait) < 0) {
 			log_msg(LOG_ERROR, "libcurl multi loop failed");
 			rc = -1;
@@ -1477,6 +1627,9 @@ fetch_run(fetch *f)
 			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
 			xfer_done(f, x, m->data.result);
 		}
+		/* after the finished ones are out: a body that just completed
+		 * is never cut as a stall */
+		check_stalls(f);
 	}
 	names_sync(f->reg);
 	log_msg(LOG_INFO, "downloaded %ld images in %.2f seconds", f->done_ok, mono_since(&f->t0));

@@ -43,11 +43,15 @@ static const reason_rule rules[] = {
 	/* fetch.c describe_failure(); " (after N attempts)" may follow */
 	{ "HTTP ", 0, FAIL_HTTP },
 	{ "too many redirects", 0, FAIL_HTTP },
+	/* answers that break HTTP itself: the remote's, and not retried */
+	{ "not an HTTP response", 0, FAIL_HTTP },
+	{ "response headers too large", 0, FAIL_HTTP },
 	{ "empty body (HTTP", 0, FAIL_NOT_IMAGE },      /* 2xx with nothing in it */
 	{ "cannot resolve host", 0, FAIL_NETWORK },
 	{ "cannot connect to", 0, FAIL_NETWORK },
 	{ "connect timeout", 0, FAIL_NETWORK },
 	{ "timeout after", 0, FAIL_NETWORK },
+	{ "no response in", 0, FAIL_NETWORK },
 	{ "stalled:", 0, FAIL_NETWORK },
 	{ "truncated body", 0, FAIL_NETWORK },
 	{ "connection closed", 0, FAIL_NETWORK },

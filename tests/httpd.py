@@ -69,6 +69,15 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
     /head/N/PATH                  the first N bytes of the file as a whole 200 response (honest length)
     /html/NAME, /json/NAME        an HTML page / a JSON document (text/html, application/json), any NAME
     /noctype/PATH                 the file without a Content-Type header
+    /junk/NAME                    no status line: "<html>oops</html>", then close (HTTP/0.9 style)
+    /trailjunk/PATH               the file, then 0.05 s later junk bytes on the kept-alive
+                                  connection (more body than announced, sent late)
+    /chunkedshort/PATH            chunked, half the file, then close without the last chunk
+    /bigheader/SIZE/PATH          the file with an X-Big header of SIZE bytes (K/M suffix)
+    /trickle/RATE/PATH            full Content-Length, then the body at RATE bytes/s (tenths of it
+                                  every 0.1 s)
+    /partial/N/PATH               206 with the first N bytes and their Content-Range, whatever
+                                  the request asked (a Range or none)
 
 Every request is recorded (srv.log(): method, target, monotonic and wall time,
 headers, connection), so tests can count retries, measure their spacing and
@@ -675,6 +684,76 @@ def _route_noctype(h, rest):
     h.send_bytes(data, None)
 
 
+def _route_junk(h, rest):
+    h.write_quietly(b"<html>oops</html>")
+    h.hang_up()
+
+
+def _route_trailjunk(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    h.send_bytes(data, content_type(full))
+    h.wfile.flush()
+    time.sleep(0.05)
+    h.write_quietly(b"<html>oops</html>")
+
+
+def _route_chunkedshort(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), extra_headers=[("Transfer-Encoding", "chunked")], close=True)
+    if h.command != "HEAD":
+        half = data[:len(data) // 2]
+        for i in range(0, len(half), 8192):
+            chunk = half[i:i + 8192]
+            h.write_quietly(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    h.hang_up()
+
+
+def _route_bigheader(h, rest):
+    seg, _, path = rest.partition("/")
+    try:
+        size = _size(seg)
+    except ValueError:
+        return h.send_text(400, "bad size %r\n" % seg)
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    h.send_bytes(data, content_type(full), extra_headers=[("X-Big", "a" * size)])
+
+
+def _route_partial(h, rest):
+    n, path = _int_and_rest(h, rest, "byte count")
+    if n is None:
+        return
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    part = data[:n]
+    h.send_bytes(part, content_type(full), 206,
+                 [("Content-Range", "bytes 0-%d/%d" % (len(part) - 1, len(data)))])
+
+
+def _route_trickle(h, rest):
+    rate, path = _int_and_rest(h, rest, "rate")
+    if rate is None:
+        return
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), len(data), close=True)
+    if h.command == "HEAD":
+        return
+    step = max(1, rate // 10)
+    for i in range(0, len(data), step):
+        if h.server.stopping or not h.write_quietly(data[i:i + step]):
+            return
+        time.sleep(0.1)
+    h.hang_up()
+
+
 def route(h, raw):
     for prefix, fn in ROUTES:
         if raw.startswith(prefix):
@@ -751,6 +830,12 @@ ROUTES = [
     ("/html/", _route_html),
     ("/json/", _route_json),
     ("/noctype/", _route_noctype),
+    ("/junk/", _route_junk),
+    ("/trailjunk/", _route_trailjunk),
+    ("/chunkedshort/", _route_chunkedshort),
+    ("/bigheader/", _route_bigheader),
+    ("/partial/", _route_partial),
+    ("/trickle/", _route_trickle),
 ]
 
 

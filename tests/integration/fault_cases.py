@@ -97,6 +97,9 @@ BATCHES = {
     "slotfree": dict(FAST, **{"download.retry_delay": "1", "download.per_host": "1"}),
     # retries = 0: one attempt, even for transient failures
     "noretry": dict(FAST, **{"download.retries": "0"}),
+    # one connection: the second URL must go out on the connection the first one left junk on
+    "keepalive": dict(FAST, **{"download.connections": "1", "download.per_host": "1",
+                               "download.retries": "0"}),
     # statuses that never recover, on a host of their own: among the main
     # batch's cases their retries waited for window slots and went out
     # together (first waits 0.42-0.54 s, backoff 0.1-0.3 s), hiding the jitter
@@ -143,6 +146,10 @@ CASES = [
          gaps=BACKOFF3),
     dict(id="reset_once", route="reset/1/{file}", file=F, thumbs=JF, requests=2, gaps=BACKOFF3[:1]),
     dict(id="drop_always", route="drop/{name}", reason_re=r".+" + AFTER4, requests=(4, 24)),
+    # no Content-Length, so nothing to say "of": how much came before the close
+    dict(id="chunked_short", route="chunkedshort/{file}", file=F,
+         reason="truncated body: connection closed after {half} bytes (after 4 attempts)", requests=4,
+         gaps=BACKOFF3),
     dict(id="refused", url="http://127.0.0.1:{refused}/{name}",
          reason_re=r"cannot connect to 127\.0\.0\.1 port \d+: Connection refused" + AFTER4, within=6),
     # A name the resolver refuses on its own (a 64-byte label is over DNS's 63),
@@ -170,6 +177,18 @@ CASES = [
     dict(id="no_length", route="nolength/{file}", file=F, thumbs=JF, requests=1),
     dict(id="empty_body", route="empty/{name}", reason_re=r".+", requests=1),
     dict(id="random_bytes", route="{file}", file="broken/random_bytes.jpg", reason_re=r".+", requests=1),
+    # -- answers that break HTTP: the remote's fault, never retried -------------------
+    # no status line at all (HTTP/0.9 style); no redirect happened.  2 requests when it
+    # went out on a kept-alive connection first (junk there is tried again on a new one)
+    dict(id="not_http", route="junk/{name}", reason="not an HTTP response (no status line)",
+         requests=(1, 2)),
+    # a 200 KB header line: over curl's 100 KB, which curl reports as "Out of memory"
+    dict(id="big_header", route="bigheader/200K/{file}",
+         reason="response headers too large (a line over 100 KB)", requests=1),
+    # 206 to a request without Range: a part, not the body (resume_* show a 206 to a Range is fine)
+    dict(id="unasked_206", route="partial/1000/{file}", file=F,
+         reason="HTTP 206 Partial Content to a request without Range (Content-Range: bytes 0-999/{len})",
+         requests=1),
     dict(id="truncated_jpeg", route="{file}", file="broken/truncated_half.jpg", reason="truncated JPEG",
          requests=1),
     dict(id="gif", route="{file}", file="edge/unsupported_animated.gif", reason="unsupported format: GIF",
@@ -207,9 +226,14 @@ CASES = [
     dict(id="stall_mid_body", batch="stall", route="stallbody/60/{file}", file=P,
          reason="stalled: under 1024 bytes/s for 2 s (after 2 attempts)", requests=2, within=12),
     dict(id="stall_batch_ok", batch="stall", route="{file}", thumbs=JH, requests=1, within=5),
+    # low_speed_* is for the body: 4 s to the first byte is the timeout's business (20 s)
+    dict(id="slow_first_byte", batch="stall", route="slowhead/4/{file}", thumbs=JH, requests=1, within=8),
 
     # -- timeouts (batch "timeout": timeout 3, connect_timeout 2, retries 1) ----------
     dict(id="no_answer", batch="timeout", route="slowhead/60/{file}",
+         reason="no response in 3 s (after 2 attempts)", requests=2, within=12),
+    # a body too slow for the whole of timeout, yet over low_speed_limit (1024 B/s)
+    dict(id="body_too_slow", batch="timeout", route="trickle/2048/{file}", file=F,
          reason="timeout after 3 s (after 2 attempts)", requests=2, within=12),
     dict(id="connect_never", batch="timeout", url="http://{blackhole}/{name}",
          reason="connect timeout after 2 s (after 2 attempts)", within=12),
@@ -244,4 +268,11 @@ CASES = [
     dict(id="noretry_503", batch="noretry", route="flaky/99/503/{file}",
          reason_re=r"HTTP 503( \(after 1 attempts?\))?", requests=1),
     dict(id="noretry_ok", batch="noretry", route="{file}", thumbs=JH, requests=1),
+
+    # -- junk left on a kept-alive connection (batch "keepalive": 1 connection, no retries) --
+    # the first answer is whole, then junk follows on its connection; the next URL,
+    # sent on that connection, must not get the junk as its answer: it is asked again
+    # on a new connection, uncounted (retries = 0 here)
+    dict(id="leaves_junk", batch="keepalive", route="trailjunk/{file}", thumbs=JH, requests=1),
+    dict(id="after_junk", batch="keepalive", route="{file}", file=I, thumbs=JI, requests=(1, 2)),
 ]

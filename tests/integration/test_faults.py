@@ -222,6 +222,30 @@ def test_fault_table(t):
             shutil.rmtree(r["www"], ignore_errors=True)
 
 
+# -- classes of answers that break HTTP ---------------------------------------------
+
+def test_bad_answers_class(t):
+    """No status line, a 200 KB header line, a 206 nobody asked for: the
+    remote's doing, so class http in the summary (they were "invalid",
+    "other" -- curl's "Out of memory" -- and "decode"), and each tried once."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir(FC.FAST) as wd:
+        urls = [srv.url("junk/x.jpg"), srv.url("bigheader/200K/" + FC.H), srv.url("partial/1000/" + FC.F)]
+        rc, out, err = wd.run_urls(urls)
+        t.eq(rc, 1, "bad answers: exit status 1")
+        notes = [l for l in err.splitlines() if "failed: " in l]
+        t.check(len(notes) == 1 and re.search(r"failed: http 3[;,]?( |$)", notes[0]) is not None,
+                "bad answers: the summary counts all three as http (%r)" % notes)
+        t.eq(len(wd.failed_lines()), 3, "bad answers: one failed.tsv line each")
+        per = {}
+        for m, p in srv.requests():
+            per[p] = per.get(p, 0) + 1
+        t.check(all(n <= 2 for n in per.values()), "bad answers: not retried (requests %r)" % per)
+        t.eq(K.leftovers(wd), [], "bad answers: nothing partial left (the 206 part is not kept)")
+
+
 # -- the circuit breaker -----------------------------------------------------------
 
 def test_circuit_breaker(t):

@@ -284,8 +284,9 @@ def test_stalls_and_drops(t):
     cdir = C.corpus(t)
     if cdir is None:
         return
+    # retries 1: the URL with no answer takes the whole timeout per attempt
     cfg = {"download.low_speed_limit": "1024", "download.low_speed_time": "2",
-           "download.timeout": "6", "download.connect_timeout": "3"}
+           "download.timeout": "6", "download.connect_timeout": "3", "download.retries": "1"}
     with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
         drop = srv.url("drop/" + HOPPER[0])
         stall = srv.url("stallbody/60/" + FRANGI[0])
