@@ -171,6 +171,7 @@ typedef struct xfer {
 	int can_resume;         /* last response: Accept-Ranges: bytes, no Content-Encoding */
 	char validator[128];    /* ETag or Last-Modified of the first response, for If-Range */
 	char crange[80];        /* Content-Range of the last response, for messages */
+	long long hdr_clen;     /* its Content-Length, -1 without: curl's is gone after FILESIZE_EXCEEDED */
 	struct timespec started;
 	char name[NAME_MAX_OUT];
 	long long claim;        /* f->claims when its name was claimed */
@@ -272,6 +273,26 @@ epoll_add(int epfd, int fd)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* libcurl honours the proxy variables as curl(1) does (http_proxy in lower
+ * case only, https_proxy, all_proxy, no_proxy, either case for the last
+ * three): say in the log which are set, since every request goes there. */
+static void
+log_proxies(void)
+{
+	static const char *const vars[] = {
+		"http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY",
+	};
+	char line[1024] = "";
+	size_t off = 0;
+	const char *v;
+
+	for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+		if ((v = getenv(vars[i])) && *v && off < sizeof line)
+			off += (size_t)snprintf(line + off, sizeof line - off, " %s=%s", vars[i], v);
+	if (off)
+		log_msg(LOG_INFO, "proxy settings from the environment:%s", line);
+}
+
 fetch *
 fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done, jobq *q,
           stats *st, char *err, size_t errlen)
@@ -318,6 +339,7 @@ fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done,
 	curl_multi_setopt(f->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
 	/* keep a connection per slot alive for reuse between transfers */
 	curl_multi_setopt(f->multi, CURLMOPT_MAXCONNECTS, (long)c->connections);
+	log_proxies();
 	return f;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -689,6 +711,7 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 		if (x->resume_from == 0)
 			x->validator[0] = 0;
 		x->crange[0] = 0;
+		x->hdr_clen = -1;
 		sp = memchr(line, ' ', len);
 		x->status = sp ? (int)strtol(sp + 1, NULL, 10) : 0;
 		if (!x->answered) {     /* the low-speed window starts here (check_stalls) */
@@ -698,6 +721,10 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 		}
 	} else if (header_value(line, len, "Content-Range", x->crange, sizeof x->crange)) {
 		/* kept for the message of an unasked 206 */
+	} else if (header_value(line, len, "Content-Length", v, sizeof v)) {
+		char *end;
+		long long n = strtoll(v, &end, 10);
+		x->hdr_clen = end != v && *end == 0 && n >= 0 ? n : -1;
 	} else if (header_value(line, len, "Accept-Ranges", v, sizeof v)) {
 		x->can_resume = strcasecmp(v, "bytes") == 0 ? 1 : 0;
 	} else if (header_value(line, len, "Content-Encoding", v, sizeof v)) {
@@ -826,6 +853,7 @@ xfer_start(fetch *f, xfer *x)
 	}
 	x->too_large = x->write_errno = x->status = x->unasked_206 = 0;
 	x->answered = x->stalled = 0;
+	x->hdr_clen = -1;
 	x->rx = 0;
 	x->crange[0] = x->errbuf[0] = 0;
 	curl_easy_setopt(e, CURLOPT_URL, x->url);
@@ -910,6 +938,27 @@ running_remove(fetch *f, xfer *x)
 
 typedef enum { OUTCOME_OK, OUTCOME_TRANSIENT, OUTCOME_PERMANENT } outcome;
 
+/* libcurl takes a proxy from the environment (http_proxy, https_proxy,
+ * all_proxy, no_proxy) and, when it cannot reach it, says so only in its
+ * message, which names the proxy's host and port: "Failed to connect to
+ * H port P ...".  A host or port there other than the URL's is the proxy's. */
+static int
+via_proxy(const xfer *x)
+{
+	const char *name = x->host->name;
+	char shown[256];
+	size_t n = strlen(name);
+	long port;
+
+	if (sscanf(x->errbuf, "Failed to connect to %255s port %ld", shown, &port) != 2)
+		return 0;
+	if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {      /* IPv6 literal: curl prints it bare */
+		name++;
+		n -= 2;
+	}
+	return port != x->port || strlen(shown) != n || strncasecmp(shown, name, n) != 0;
+}
+
 /* The server's bytes did not start with a status line (curl: "Received
  * HTTP/0.9 when not allowed").  curl gives that error the code it gives a
  * refused protocol, so only its message tells the two apart. */
@@ -993,6 +1042,7 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	const cfg *c = x->f->c;
 	double pretransfer = 0;
 	curl_off_t clen = -1;
+	long connect_code = 0;
 
 	/* pretransfer, not connect time: on a reused connection the connect
 	 * time is 0 although the request was sent */
@@ -1016,6 +1066,11 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		snprintf(out, outlen, "response headers too large (a line over 100 KB)");
 		return;
 	}
+	if (rc != CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
+	    && connect_code >= 300) {
+		snprintf(out, outlen, "the proxy answered HTTP %ld to CONNECT", connect_code);
+		return;
+	}
 	switch (rc) {
 	case CURLE_OK:
 		if (code < 200 || code >= 300)
@@ -1027,8 +1082,15 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		snprintf(out, outlen, "HTTP %ld", code);
 		return;
 	case CURLE_FILESIZE_EXCEEDED:
-		snprintf(out, outlen, "too large: Content-Length %lld > max_bytes %llu",
-		         (long long)(clen + (curl_off_t)x->resume_from), (unsigned long long)c->max_bytes);
+		/* curl reports the length as -1 once it refused it: the header's */
+		if (clen < 0)
+			clen = x->hdr_clen;
+		if (clen < 0)
+			snprintf(out, outlen, "too large: more than %llu bytes (max_bytes)",
+			         (unsigned long long)c->max_bytes);
+		else
+			snprintf(out, outlen, "too large: Content-Length %lld > max_bytes %llu",
+			         (long long)(clen + (curl_off_t)x->resume_from), (unsigned long long)c->max_bytes);
 		return;
 	case CURLE_OPERATION_TIMEDOUT:
 		if (x->stalled)
@@ -1062,8 +1124,11 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	case CURLE_COULDNT_CONNECT: {
 		long oserr = 0;
 		curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-		snprintf(out, outlen, "cannot connect to %s port %ld: %s", x->host->name, x->port,
-		         oserr ? strerror((int)oserr) : x->errbuf);
+		if (via_proxy(x))
+			snprintf(out, outlen, "cannot connect to the proxy: %s", x->errbuf);
+		else
+			snprintf(out, outlen, "cannot connect to %s port %ld: %s", x->host->name, x->port,
+			         oserr ? strerror((int)oserr) : x->errbuf);
 		return;
 	}
 	case CURLE_PARTIAL_FILE:

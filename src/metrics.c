@@ -48,7 +48,8 @@ static const reason_rule rules[] = {
 	{ "response headers too large", 0, FAIL_HTTP },
 	{ "empty body (HTTP", 0, FAIL_NOT_IMAGE },      /* 2xx with nothing in it */
 	{ "cannot resolve host", 0, FAIL_NETWORK },
-	{ "cannot connect to", 0, FAIL_NETWORK },
+	{ "cannot connect to", 0, FAIL_NETWORK },     /* "... to the proxy" too */
+	{ "the proxy answered", 0, FAIL_NETWORK },
 	{ "connect timeout", 0, FAIL_NETWORK },
 	{ "timeout after", 0, FAIL_NETWORK },
 	{ "no response in", 0, FAIL_NETWORK },

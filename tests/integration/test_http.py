@@ -127,10 +127,12 @@ def test_max_bytes(t):
         chunked_big = srv.url("chunked/" + BIG[0])
         rc, out, err = wd.run_urls([big, small, chunked_big])
         t.eq(rc, 1, "max_bytes=100K: exit status 1")
+        # the length the server declared, not curl's -1 after it refused it
         r = _one_failure(t, wd, big, "400 KB body > max_bytes=100K")
-        t.check(r.startswith("too large"), "400 KB body > max_bytes: reason starts 'too large' (%r)" % r)
+        t.eq(r, "too large: Content-Length %d > max_bytes 102400" % os.path.getsize(os.path.join(cdir, BIG[0])),
+             "400 KB body > max_bytes: reason gives the Content-Length")
         r = _one_failure(t, wd, chunked_big, "400 KB chunked body (no Content-Length) > max_bytes")
-        t.check(r.startswith("too large"), "chunked 400 KB > max_bytes: reason starts 'too large' (%r)" % r)
+        t.eq(r, "too large: more than 102400 bytes (max_bytes)", "chunked 400 KB > max_bytes: reason")
         _ok(t, wd, HOPPER, small, "small image under max_bytes")
         _no_thumbs(t, wd, BIG[1], "too large body")
         t.eq(wd.incoming_files(), [], "max_bytes: incoming/ empty")
@@ -301,3 +303,78 @@ def test_stalls_and_drops(t):
             t.check(r.strip() != "", "%s: a reason is given (%r)" % (what, r))
         _ok(t, wd, WEBP, good, "good URL next to stalls")
         t.eq(wd.incoming_files(), [], "stalls and drops: incoming/ empty")
+
+
+def _refusing_proxy():
+    """A proxy on 127.0.0.1 that answers 403 to everything (CONNECT too);
+    -> (port, stop)."""
+    import socket
+    import threading
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    ls.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                continue
+            try:
+                c.settimeout(2)
+                c.recv(65536)
+                c.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            c.close()
+        ls.close()
+    th = threading.Thread(target=loop, daemon=True)
+    th.start()
+    return ls.getsockname()[1], lambda: (stop.set(), th.join())
+
+
+def test_proxy_failures(t):
+    """Proxies come from the environment as with curl(1); when one fails, the
+    reason says it was the proxy, not the origin, and the log names the
+    variables in use."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = C.free_port()
+    pport, stop = _refusing_proxy()
+    try:
+        with C.serve(cdir) as srv, C.Workdir({"download.retries": "0"}) as wd:
+            url = srv.url(HOPPER[0])
+            env = dict(os.environ, http_proxy="http://127.0.0.1:%d" % dead)
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
+            rc, out, err = wd.run(wd.write_list([url]), env=env)
+            t.eq(rc, 1, "dead proxy: exit status 1")
+            r = _one_failure(t, wd, url, "dead proxy")
+            t.check(r.startswith("cannot connect to the proxy: ") and ("port %d" % dead) in r,
+                    "dead proxy: the reason names the proxy and its port (%r)" % r)
+            t.eq([p for m, p in srv.requests()], [], "dead proxy: the origin saw no request")
+            t.check(any("proxy settings from the environment: http_proxy=http://127.0.0.1:%d" % dead in l
+                        for l in wd.log_lines()), "dead proxy: the log names http_proxy")
+        with C.Workdir({"download.retries": "0"}) as wd:
+            url = "https://127.0.0.1:%d/x.jpg" % C.free_port()
+            env = dict(os.environ, https_proxy="http://127.0.0.1:%d" % pport)
+            env.pop("no_proxy", None)
+            env.pop("NO_PROXY", None)
+            rc, out, err = wd.run(wd.write_list([url]), env=env)
+            t.eq(rc, 1, "proxy refusing CONNECT: exit status 1")
+            t.eq(_one_failure(t, wd, url, "proxy refusing CONNECT"), "the proxy answered HTTP 403 to CONNECT",
+                 "proxy refusing CONNECT: reason")
+        # no proxy variable: a connection refused names the origin, as before
+        with C.Workdir({"download.retries": "0"}) as wd:
+            port = C.free_port()
+            url = "http://127.0.0.1:%d/x.jpg" % port
+            env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
+            rc, out, err = wd.run(wd.write_list([url]), env=env)
+            t.eq(_one_failure(t, wd, url, "no proxy"), "cannot connect to 127.0.0.1 port %d: Connection refused" % port,
+                 "no proxy: the origin's host and port")
+    finally:
+        stop()

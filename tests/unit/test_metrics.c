@@ -31,6 +31,8 @@ static const struct {
 	{ "response headers too large (a line over 100 KB)", FAIL_HTTP },
 	{ "cannot resolve host aaaa.invalid", FAIL_NETWORK },
 	{ "cannot connect to 127.0.0.1 port 9: Connection refused (after 4 attempts)", FAIL_NETWORK },
+	{ "cannot connect to the proxy: Failed to connect to 127.0.0.1 port 18099 after 0 ms: Couldn't connect to server", FAIL_NETWORK },
+	{ "the proxy answered HTTP 403 to CONNECT (after 4 attempts)", FAIL_NETWORK },
 	{ "connect timeout after 2 s (after 2 attempts)", FAIL_NETWORK },
 	{ "timeout after 3 s (after 2 attempts)", FAIL_NETWORK },
 	{ "no response in 3 s (after 2 attempts)", FAIL_NETWORK },
