@@ -32,7 +32,7 @@ typedef struct cfg {
 	long retry_delay_ms;    /* backoff base */
 	long max_retry_wait_ms; /* cap on backoff and Retry-After */
 	long host_delay_ms;     /* spacing of request starts per host */
-	int host_max_failures;  /* consecutive failed attempts that pause a host; 0 = never */
+	int host_max_failures;  /* consecutive failures that pause a host (fetch.c); 0 = never */
 
 	int workers;            /* 0 in the file = online CPUs; resolved by cfg_finish */
 	uint64_t decode_memory; /* bytes all workers' decoders may hold at once; 0 = no limit */

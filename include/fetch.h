@@ -1,7 +1,7 @@
 /*
  * fetch: the network side.  One thread runs a libcurl multi loop that reads
  * the URL lists lazily, keeps up to download.connections transfers in flight
- * (at most download.per_host per host name), streams each body into
+ * (at most download.per_host per host name and port), streams each body into
  * incoming/<name>.part, renames it to incoming/<name> once complete and
  * hands a job to the resize workers through the jobq.  Transient failures
  * are retried with backoff; every URL read ends in the queue, as a

@@ -45,7 +45,8 @@ long state_compact_names(const state *s, const cfg *c, names *reg, long long min
                          size_t errlen);
 
 /* 0 for a failure that says nothing final about the URL (this machine's
- * write errors, an interrupted transfer): the next run tries it again. */
+ * write errors, an interrupted transfer, a paused host): the next run
+ * tries it again. */
 int state_reason_is_final(const char *reason);
 
 #endif

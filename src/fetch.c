@@ -34,9 +34,28 @@
  *
  * Politeness.  libcurl's CURLMOPT_MAX_HOST_CONNECTIONS counts connections,
  * not requests (HTTP/2 multiplexes many requests on one), so the per-host
- * cap is kept here by counting requests per host name.  A host whose last
- * host_max_failures attempts all failed is paused for the rest of the run:
- * its URLs fail at once instead of hammering it.
+ * cap is kept here by counting requests per host.  A host here is a name
+ * and a port, one server, as in curl's own connection limits: its window,
+ * its Retry-After and its pause describe that server's queue, its answers
+ * and whether it is up, and a dead service on one port says nothing about
+ * another on the same machine (keyed by name alone, one refused port
+ * paused a healthy one).  Only host_delay, the user's spacing of requests
+ * to a site, counts every port of a name.
+ *
+ * Pause.  A host that answers nothing (refused or dropped connections,
+ * timeouts before a status line, a name that does not resolve) to
+ * host_max_failures attempts in a row, or whose last host_max_failures
+ * URLs each failed all their attempts, is paused instead of hammered: its
+ * URLs fail at once, with a reason state.c takes as not final, so the next
+ * run does them.  A transient answer that will be retried counts neither
+ * way: a burst of 429s or 503s is a host that is up and asks for time,
+ * which Retry-After, the backoff and the window give it (counted, 60 URLs
+ * answered 429 once each paused the host after ten and failed all 60).
+ * An answer that ends a URL, a success or a 404, shows the host up and
+ * clears the count.  A pause lasts max_retry_wait (at least a second);
+ * then one request at a time probes the host: a success lifts the pause,
+ * a counted failure starts another cool-down.  So the daemon gets over an
+ * outage by itself, and a reload (SIGHUP) lifts every pause at once.
  *
  * Per-host window.  A far server with many small files needs many requests
  * in flight (2,000 URLs at 200 ms each, 8 at a time, is 50 s), but a fixed
@@ -128,8 +147,9 @@ typedef struct host {
 	struct host *next;
 	int active;             /* requests in flight */
 	int waiting;            /* pending transfers for this host */
-	int fails;              /* consecutive failed attempts */
-	int paused;             /* circuit open after this many failures: no more requests this run */
+	int fails;              /* consecutive failures that count towards a pause (see the top) */
+	int paused;             /* 0, or the fails that paused it (for messages) */
+	long long resume_at;    /* ms: while paused, the cool-down ends; then one request probes */
 	int window;             /* requests it may have in flight now (see the top), <= per_host */
 	int credit;             /* answers towards the next +1 once halved */
 	long long starts;       /* requests started so far */
@@ -139,6 +159,7 @@ typedef struct host {
 	long long not_before;   /* ms: no request starts before (Retry-After) */
 	long long last_start;   /* ms: for host_delay */
 	char last_reason[160];
+	long port;              /* with name, what a host is: one server (see the top) */
 	char name[];
 } host;
 
@@ -492,17 +513,18 @@ xfer_end_ticket(fetch *f, xfer *x)
 /* --- hosts ------------------------------------------------------------- */
 
 static host *
-host_get(fetch *f, const char *name)
+host_get(fetch *f, const char *name, long port)
 {
 	host *h;
 	size_t len = strlen(name);
 
 	for (h = f->hosts; h; h = h->next)
-		if (strcmp(h->name, name) == 0)
+		if (h->port == port && strcmp(h->name, name) == 0)
 			return h;
 	if (!(h = calloc(1, sizeof *h + len + 1)))
 		return NULL;
 	memcpy(h->name, name, len + 1);
+	h->port = port;
 	h->window = f->c->per_host_start;
 	h->next = f->hosts;
 	f->hosts = h;
@@ -510,11 +532,66 @@ host_get(fetch *f, const char *name)
 }
 
 /* Requests h may have in flight now.  per_host is checked here, not only
- * when the window grows, so a reloaded config takes effect at once. */
+ * when the window grows, so a reloaded config takes effect at once.  A
+ * paused host past its cool-down gets one: the probe (see the top). */
 static int
 host_limit(const fetch *f, const host *h)
 {
+	if (h->paused)
+		return 1;
 	return h->window < f->c->per_host ? h->window : f->c->per_host;
+}
+
+/* Paused and still cooling down: its URLs fail at once. */
+static int
+host_cooling(const host *h)
+{
+	return h->paused && mono_ms() < h->resume_at;
+}
+
+/* The latest request start to any port of h's name, for host_delay. */
+static long long
+site_last_start(const fetch *f, const host *h)
+{
+	long long t = h->last_start;
+
+	for (const host *o = f->hosts; o; o = o->next)
+		if (o != h && o->last_start > t && strcmp(o->name, h->name) == 0)
+			t = o->last_start;
+	return t;
+}
+
+/* A failure that counts towards a pause (see the top): reason is why. */
+static void
+host_failed(fetch *f, host *h, const char *reason)
+{
+	long long cool = f->c->max_retry_wait_ms > 1000 ? f->c->max_retry_wait_ms : 1000;
+
+	h->fails++;
+	snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
+	/* requests in flight when it was paused end during the cool-down:
+	 * they say nothing new */
+	if (!f->c->host_max_failures || h->fails < f->c->host_max_failures || host_cooling(h))
+		return;
+	if (!h->paused) {
+		h->paused = h->fails;
+		log_msg(LOG_WARNING, "host %s:%ld paused for %lld s after %d consecutive failures (last: %s)",
+		        h->name, h->port, cool / 1000, h->fails, reason);
+	} else {
+		log_msg(LOG_INFO, "host %s:%ld still failing, paused for another %lld s (last: %s)",
+		        h->name, h->port, cool / 1000, reason);
+	}
+	h->resume_at = mono_ms() + cool;
+}
+
+/* The host answered for good (a success, a 404): it is up. */
+static void
+host_up(host *h)
+{
+	if (h->paused)
+		log_msg(LOG_INFO, "host %s:%ld answers again: pause lifted", h->name, h->port);
+	h->fails = h->paused = 0;
+	h->resume_at = 0;
 }
 
 /* An answer came back (not an overload sign): open the window when the
@@ -572,6 +649,18 @@ host_overloaded(fetch *f, host *h, const xfer *x)
 		        h->name, h->window, was);
 	}
 	return 0;
+}
+
+/* Lift every pause (a reload). */
+static void
+hosts_resume(fetch *f)
+{
+	for (host *h = f->hosts; h; h = h->next)
+		if (h->paused) {
+			log_msg(LOG_INFO, "host %s:%ld: pause lifted by the reload", h->name, h->port);
+			h->fails = h->paused = 0;
+			h->resume_at = 0;
+		}
 }
 
 /* Forget a host that holds no state worth keeping, so the list stays about
@@ -811,7 +900,7 @@ xfer_new(fetch *f, const char *url)
 	x->url = strdup(url);
 	x->final = malloc(plen);
 	x->part = malloc(plen);
-	if (!x->url || !x->final || !x->part || !(x->host = host_get(f, hostname)))
+	if (!x->url || !x->final || !x->part || !(x->host = host_get(f, hostname, x->port)))
 		goto oom;
 	snprintf(x->final, plen, "%s/" NAME_OWN_PREFIX "%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
 	snprintf(x->part, plen, "%s.part", x->final);
@@ -1194,6 +1283,19 @@ backoff_ms(fetch *f, int n)
 	return (long long)d;
 }
 
+/* x cannot go on because its host is paused.  Not its outcome: the reason
+ * is one state.c takes as not final, so the next run tries it again, and
+ * metrics.c counts it in the class of what paused the host. */
+static void
+fail_paused(fetch *f, xfer *x)
+{
+	char reason[REASON_LEN];
+
+	snprintf(reason, sizeof reason, "host %s:%ld paused after %d consecutive failures (last: %s)",
+	         x->host->name, x->host->port, x->host->paused, x->host->last_reason);
+	xfer_fail(f, x, reason);
+}
+
 /* A transfer ended: hand the file to the workers, retry it, or record why not. */
 static void
 xfer_done(fetch *f, xfer *x, CURLcode rc)
@@ -1253,7 +1355,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	else if (code > 0)
 		host_answered(f, h, x->easy);
 	if (oc == OUTCOME_OK) {
-		h->fails = 0;
+		host_up(h);
 		if (rename(x->part, x->final) < 0) {
 			snprintf(reason, sizeof reason, "cannot rename %s: %s", x->part, strerror(errno));
 			goto fail;
@@ -1299,10 +1401,12 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	describe_failure(x, rc, code, reason, sizeof reason);
 	if (oc == OUTCOME_TRANSIENT) {
 		long long now = mono_ms();
-		if (!absorbed)
-			h->fails++;
-		if (!h->paused)
-			snprintf(h->last_reason, sizeof h->last_reason, "%.*s", (int)sizeof h->last_reason - 1, reason);
+		int last = x->attempts > f->c->retries;
+		/* no status line: the host may be down, each attempt counts; an
+		 * answer counts only once retries could not get past it (see
+		 * the top: a storm of busy answers is not a dead host) */
+		if (code == 0 || (last && !absorbed))
+			host_failed(f, h, reason);
 		if (retry_after > 0) {
 			long long wait = (long long)retry_after * 1000;
 			if (wait > f->c->max_retry_wait_ms)
@@ -1312,20 +1416,22 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 			log_msg(LOG_INFO, "%s: Retry-After %lld s, holding host %s for %lld ms", x->url,
 			        (long long)retry_after, h->name, wait);
 		}
-		if (f->c->host_max_failures && h->fails >= f->c->host_max_failures && !h->paused) {
-			h->paused = h->fails;
-			log_msg(LOG_WARNING, "host %s paused after %d consecutive failures (last: %s)",
-			        h->name, h->fails, reason);
+		if (!last && host_cooling(h)) {
+			/* it had retries left: not an outcome of its own */
+			fail_paused(f, x);
+			return;
 		}
-		if (x->attempts <= f->c->retries && !h->paused && !atomic_load(&f->stop)) {
+		if (!last && !atomic_load(&f->stop)) {
 			x->not_before = now + backoff_ms(f, x->attempts);
 			log_msg(LOG_INFO, "retry %d of %d for %s in %lld ms: %s", x->attempts,
 			        f->c->retries, x->url, x->not_before - now, reason);
 			STAT_ADD(f->st, retries, 1);
 			goto again;
 		}
-	} else if (rc != CURLE_COULDNT_RESOLVE_HOST && !x->write_errno) {
-		h->fails = 0;           /* the host answered; it is the URL that is bad */
+	} else if (rc == CURLE_COULDNT_RESOLVE_HOST) {
+		host_failed(f, h, reason);      /* no such host, maybe for now */
+	} else if (!x->write_errno) {
+		host_up(h);             /* the host answered; it is the URL that is bad */
 	}
 fail:
 	if (x->attempts > 1) {
@@ -1478,31 +1584,24 @@ next_from_lists(fetch *f)
 	}
 }
 
-/* When may x start?  -1: never (its host is paused); else a time in ms,
- * which may be in the past. */
+/* When may x start?  -1: not now, its host is paused and cooling down;
+ * else a time in ms, which may be in the past. */
 static long long
 start_time(const fetch *f, const xfer *x)
 {
 	const host *h = x->host;
 	long long t = x->not_before;
 
-	if (h->paused)
+	long long last;
+
+	if (host_cooling(h))
 		return -1;
 	if (h->not_before > t)
 		t = h->not_before;
-	if (f->c->host_delay_ms && h->last_start && h->last_start + f->c->host_delay_ms > t)
-		t = h->last_start + f->c->host_delay_ms;
+	last = f->c->host_delay_ms ? site_last_start(f, h) : 0;
+	if (last && last + f->c->host_delay_ms > t)
+		t = last + f->c->host_delay_ms;
 	return t;
-}
-
-static void
-fail_paused(fetch *f, xfer *x)
-{
-	char reason[REASON_LEN];
-
-	snprintf(reason, sizeof reason, "host %s paused after %d consecutive failures (last: %s)",
-	         x->host->name, x->host->paused, x->host->last_reason);
-	xfer_fail(f, x, reason);
 }
 
 /* URLs read from the lists per turn of the loop while anything is in
@@ -1638,6 +1737,7 @@ loop_wait(fetch *f, long long wait)
 int
 fetch_run(fetch *f)
 {
+	const cfg *prev_c = NULL;
 	int rc = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &f->t0);
@@ -1653,6 +1753,13 @@ fetch_run(fetch *f)
 			f->c = atomic_load(&f->next_c);
 			atomic_store(&f->hazard, f->c);
 		} while (atomic_load(&f->next_c) != f->c);
+		if (f->c != prev_c) {
+			/* a reload (SIGHUP) is the operator's word that things
+			 * changed: paused hosts are tried again at once */
+			if (prev_c)
+				hosts_resume(f);
+			prev_c = f->c;
+		}
 		if (atomic_load(&f->stop)) {
 			abandon_all(f);
 			break;

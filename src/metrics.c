@@ -115,8 +115,18 @@ static const char *const class_names[FAIL_NCLASS] = {
 fail_class
 metrics_reason_class(const char *reason)
 {
+	const char *last;
+
 	if (!reason)
 		return FAIL_OTHER;
+	/* fetch.c: "host H:P paused after N consecutive failures (last: R)"
+	 * is in the class of what paused the host, R; a host stops being
+	 * tried for want of answers, so network when R has none */
+	if (strncmp(reason, "host ", 5) == 0 && strstr(reason, " paused after ")
+	    && (last = strstr(reason, "(last: "))) {
+		fail_class c = metrics_reason_class(last + 7);
+		return c == FAIL_OTHER ? FAIL_NETWORK : c;
+	}
 	for (size_t i = 0; i < sizeof rules / sizeof rules[0]; i++) {
 		const reason_rule *r = &rules[i];
 		if (r->anywhere ? strstr(reason, r->text) != NULL

@@ -33,6 +33,9 @@ state_reason_is_final(const char *reason)
 	for (size_t i = 0; i < sizeof local / sizeof local[0]; i++)
 		if (strncmp(reason, local[i], strlen(local[i])) == 0)
 			return 0;
+	/* fetch.c: the URL was not tried (enough), its host was paused */
+	if (strncmp(reason, "host ", 5) == 0 && strstr(reason, " paused after ") != NULL)
+		return 0;
 	return 1;
 }
 

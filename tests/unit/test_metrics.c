@@ -85,6 +85,14 @@ static const struct {
 	{ "urls.txt: read error", FAIL_LOCAL },
 	{ "urls.txt: read error: Input/output error", FAIL_LOCAL },
 	{ "lists: cannot read URL list: Is a directory", FAIL_LOCAL },
+	/* a paused host: the class of what paused it, network when that has none */
+	{ "host 127.0.0.1:18098 paused after 10 consecutive failures "
+	  "(last: cannot connect to 127.0.0.1 port 18098: Connection refused)", FAIL_NETWORK },
+	{ "host nx.invalid:80 paused after 10 consecutive failures (last: cannot resolve host nx.invalid)",
+	  FAIL_NETWORK },
+	{ "host [::1]:8080 paused after 5 consecutive failures (last: HTTP 503 (after 4 attempts))", FAIL_HTTP },
+	{ "host h:80 paused after 5 consecutive failures (last: Unsupported protocol)", FAIL_NETWORK },
+	{ "host h:80 paused after 5 consecutive failures (last: )", FAIL_NETWORK },
 	{ "bad arguments", FAIL_OTHER },
 	{ "Unsupported protocol", FAIL_OTHER },
 	{ "", FAIL_OTHER },

@@ -87,6 +87,9 @@ main(void)
 	CHECK_INT(state_reason_is_final("cannot write /x/incoming/a.part: No space left on device"), 0);
 	CHECK_INT(state_reason_is_final("cannot create /x/outgoing/.a_32.jpg.tmp: Read-only file system"), 0);
 	CHECK_INT(state_reason_is_final("interrupted before the download finished"), 0);
+	/* the URL was not tried for itself: its host was paused */
+	CHECK_INT(state_reason_is_final("host 127.0.0.1:8080 paused after 10 consecutive failures "
+	                                "(last: HTTP 429)"), 0);
 
 	if (!c || !mkdtemp(dir))
 		return 1;

@@ -1,0 +1,156 @@
+"""The host pause (download.host_max_failures): what trips it, what it keys
+on, what it leaves behind, and how it ends.
+
+- a storm of busy answers (429, 503) that retries get past is not a dead
+  host: no pause, every URL ends as thumbnails;
+- a pause is per host and port: a dead service beside a healthy one on the
+  same address pauses only itself;
+- URLs failed because their host was paused are not final: the summary
+  counts them in the class of what paused the host, and the next run does
+  them;
+- in the daemon a pause ends by itself after a cool-down (max_retry_wait)
+  and a probe, and at once on SIGHUP."""
+
+import re
+import signal
+import time
+
+import common as C
+import httpd
+from test_daemon import Daemon, Notify, _append, _layout, _daemon_config, _wait
+
+IMG = "photos/rocket_640x427.jpg"
+
+
+def _paused_re(port, last):
+    return re.compile(r"host 127\.0\.0\.1:%d paused after \d+ consecutive failures \(last: %s\)"
+                      % (port, last))
+
+
+def test_busy_storm_does_not_pause(t):
+    """Each URL answered once with 503 (no Retry-After), or once with 429 and
+    Retry-After: 1: every URL succeeds on its first retry and the host is
+    never paused, whatever host_max_failures is."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.retry_delay": "0.05"}) as wd:
+        urls = [srv.url("flaky/1/503/%s?t=%d" % (IMG, i)) for i in range(40)]
+        rc, out, err = wd.run_urls(urls, timeout=60)
+        f = wd.failed()
+        t.check(f == [], "503 storm: no URL fails (the default host_max_failures is 10): %d did, e.g. %r"
+                % (len(f), f[-1:]))
+        t.eq(rc, 0, "503 storm: exit status 0 (%s)" % err.strip()[-300:])
+        t.check("paused" not in "\n".join(wd.log_lines() or []), "503 storm: the host is not paused")
+    # one request at a time, so each 429 comes after the host's hold: every
+    # one of them is a new failure in a row, not one burst
+    cfg = {"download.per_host_start": "1", "download.per_host": "1", "download.host_max_failures": "2",
+           "download.retry_delay": "0.05"}
+    with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
+        urls = [srv.url("retryafter/1/429/1/%s?t=%d" % (IMG, i)) for i in range(4)]
+        rc, out, err = wd.run_urls(urls, timeout=60)
+        t.eq(wd.failed(), [], "429 + Retry-After storm: no URL fails (host_max_failures 2)")
+        t.eq(rc, 0, "429 + Retry-After storm: exit status 0")
+        t.check("paused" not in "\n".join(wd.log_lines() or []),
+                "429 + Retry-After storm: the host is not paused")
+
+
+def test_pause_per_port_not_final(t):
+    """A dead service (connection refused) on 127.0.0.1:DEAD is paused after
+    host_max_failures attempts; a healthy one on 127.0.0.1:other is not.  The
+    dead one's URLs fail with the pause, counted as network, not final: once
+    the service is up, the next run does them."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = C.free_port()
+    cfg = {"download.host_max_failures": "5", "download.retries": "3", "download.retry_delay": "0.5"}
+    with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
+        bad = ["http://127.0.0.1:%d/%s?n=%d" % (dead, IMG, i) for i in range(20)]
+        good = [srv.url(IMG + "?n=%d" % i) for i in range(5)]
+        t0 = time.monotonic()
+        rc, out, err = wd.run_urls(bad + good, timeout=60)
+        took = time.monotonic() - t0
+        t.eq(rc, 1, "dead port: exit status 1")
+        t.eq([u for u in good if wd.failures_for(u)], [],
+             "dead port: the healthy service on the same address is not paused (%r)"
+             % [wd.failures_for(u) for u in good][:1])
+        paused = _paused_re(dead, r"cannot connect to 127\.0\.0\.1 port %d: Connection refused" % dead)
+        reasons = [wd.failures_for(u) for u in bad]
+        t.eq([u for u, rs in zip(bad, reasons) if len(rs) != 1 or not paused.fullmatch(rs[0])], [],
+             "dead port: each of its URLs has one failed.tsv line, the pause (e.g. %r)" % reasons[-1:])
+        t.check(took < 10, "dead port: its URLs fail at once, not after every retry (%.1f s)" % took)
+        notes = [l for l in err.splitlines() if "failed: " in l]
+        t.check(len(notes) == 1 and re.search(r"failed: network 20[;,]?( |$)", notes[0]) is not None,
+                "dead port: the summary counts the paused URLs as network (%r)" % notes)
+        # the service comes up: the paused URLs were not final
+        up = httpd.start(cdir, dead)
+        try:
+            rc, out, err = wd.run_urls(bad + good, timeout=60)
+            t.eq(rc, 0, "dead port, now up: the next run does the paused URLs (%s)" % err.strip()[-300:])
+            t.check("failed before" not in "\n".join(wd.log_lines() or []),
+                    "dead port, now up: no paused URL is skipped as failed before")
+            t.eq(len([1 for m, p in up.requests() if p.startswith("/" + IMG)]), 20,
+                 "dead port, now up: each paused URL is fetched once")
+        finally:
+            up.stop()
+
+
+def _daemon_pause(t, what, cfg_extra, lift):
+    """A daemon follows a file; URLs for a dead port pause it; the service
+    comes up; lift() ends the pause; URLs appended after that are done."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = C.free_port()
+    nt = Notify()
+    d = None
+    up = None
+    try:
+        with C.Workdir() as wd:
+            queue, follow, src = _layout(wd)
+            extra = {"download.host_max_failures": "3", "download.retries": "3",
+                     "download.retry_delay": "0.2"}
+            extra.update(cfg_extra)
+            wd.write_config(_daemon_config(queue, follow, extra))
+            d = Daemon(wd, nt)
+            if not d.start(t, what):
+                return
+            bad = ["http://127.0.0.1:%d/%s?n=%d" % (dead, IMG, i) for i in range(6)]
+            _append(follow, *bad)
+            got = _wait(lambda: len(wd.failed()) >= len(bad), 10, d.proc)
+            t.check(got, "%s: the dead port's URLs fail (%r)" % (what, wd.failed()[-2:]))
+            t.check(any(re.search(r"host 127\.0\.0\.1:%d paused" % dead, l) for l in wd.log_lines() or []),
+                    "%s: the dead port is paused" % what)
+            up = httpd.start(cdir, dead)
+            lift(d, wd)
+            later = ["http://127.0.0.1:%d/%s?later=%d" % (dead, IMG, i) for i in range(3)]
+            _append(follow, *later)
+            done = _wait(lambda: len(wd.thumbs()) >= 3 * len(later), 10, d.proc)
+            t.check(done, "%s: URLs for the host after the pause end as thumbnails (failed %r)"
+                    % (what, [r for _, u, r in wd.failed() if u in later]))
+            t.eq([u for u in later if wd.failures_for(u)], [], "%s: none of them fails" % what)
+            d.stop(t, what)
+    finally:
+        if d is not None:
+            d.kill()
+        if up is not None:
+            up.stop()
+        nt.close()
+
+
+def test_daemon_pause_ends_after_cooldown(t):
+    """The pause lasts max_retry_wait, then a probe finds the host up again."""
+    def lift(d, wd):
+        time.sleep(1.3)              # max_retry_wait 1: the cool-down is over
+    _daemon_pause(t, "daemon cool-down", {"download.max_retry_wait": "1"}, lift)
+
+
+def test_daemon_pause_lifted_by_sighup(t):
+    """A reload lifts every pause at once, however long the cool-down."""
+    def lift(d, wd):
+        n = len(wd.log_lines() or [])
+        d.signal(signal.SIGHUP)
+        t.check(_wait(lambda: any("reloaded" in l for l in (wd.log_lines() or [])[n:]), 5, d.proc),
+                "daemon SIGHUP: the config is reloaded")
+    _daemon_pause(t, "daemon SIGHUP", {"download.max_retry_wait": "60"}, lift)
