@@ -25,7 +25,7 @@ typedef struct fetch fetch;
 /* Borrowed pointers must outlive the fetch.  Either lists (a one-shot run:
  * fetch_run returns when they are done) or w (the daemon: it runs until
  * fetch_stop).  NULL + err on failure. */
-fetch *fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done, jobq *q,
+fetch *fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, state *done, jobq *q,
                  stats *st, char *err, size_t errlen);
 void fetch_free(fetch *f);                      /* accepts NULL */
 

@@ -12,7 +12,9 @@
  * A process-wide singleton like syslog(3): every thread logs, nobody passes
  * a handle around.  Lines are formatted on the caller's stack and written
  * with one write(2) to an O_APPEND descriptor, so lines from different
- * threads never interleave and no lock is needed.
+ * threads never interleave and the run log needs no lock; failed.tsv
+ * records take one (failures are rare) so a record cut short by a full
+ * disk can be taken back.
  */
 #ifndef THUMBD_LOG_H
 #define THUMBD_LOG_H
@@ -44,7 +46,16 @@ void log_msg(log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* One line in failed.tsv and an ERROR line in the log.  Tabs and control
- * characters in url and reason are escaped so each record stays one line. */
-void log_failure(const char *url, const char *reason);
+ * characters in url and reason are escaped so each record stays one line.
+ * The line is written whole or not at all (a part written before a full
+ * disk is cut off again).  0, or -1 when it could not be written: the
+ * failure is then not recorded, so the caller must not count the URL as
+ * ended where that matters (the daemon keeps its watch entry, which comes
+ * again at the next start).  The first of a run of such failures is
+ * reported in the log and on stderr, once until a record is written again. */
+int log_failure(const char *url, const char *reason);
+
+/* Failures since log_open*() that log_failure() could not record. */
+long log_failures_lost(void);
 
 #endif

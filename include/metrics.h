@@ -49,4 +49,8 @@ int metrics_write(const char *path, const stats *st, const metrics_gauges *g, ch
  * non-zero parts; "" when there is nothing but zeros. */
 void metrics_summary(const stats *st, char *buf, size_t len);
 
+/* A byte count for a person: "1 byte", "640 bytes", "12.3 KB" (under 0.1
+ * MB, where "0.0 MB" would hide them), "4.5 MB"; K and M are 1000 and 10^6. */
+void metrics_bytes(long long bytes, char *buf, size_t len);
+
 #endif

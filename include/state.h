@@ -3,7 +3,8 @@
  * again does only what is left.  There is no separate journal file: the
  * thumbnails are the record of success (written temp + rename, and checked
  * whole before they count), logs/failed.tsv is the record of failure
- * (one line per URL, one write(2) each), and the names registry keeps
+ * (one line per URL, one write(2) each; the lines of URLs a run did again
+ * are removed at its end), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
  * leftovers a killed run may have left (.tmp files in outgoing/, and the
  * .thumbd.* files in incoming/: .part files, downloads no worker got to,
@@ -26,17 +27,30 @@ typedef enum {
 	STATE_FAILED,           /* failed.tsv holds its final outcome */
 } state_outcome;
 
-/* retry_failed: forget the failures read from failed.tsv.  NULL + err. */
+/* retry_failed: do the URLs failed.tsv has final outcomes for again
+ * instead of skipping them.  NULL + err. */
 state *state_open(const cfg *c, int retry_failed, char *err, size_t errlen);
 void state_close(state *s);                     /* accepts NULL */
 
-/* c: the config in effect now (its sizes and format say what "done" is). */
-state_outcome state_lookup(const state *s, const cfg *c, const char *url, const char *stem);
+/* c: the config in effect now (its sizes and format say what "done" is).
+ * A URL with a line in failed.tsv that is not skipped now (a local
+ * failure, or --retry-failed) is noted for state_prune_failures().  One
+ * thread only. */
+state_outcome state_lookup(state *s, const cfg *c, const char *url, const char *stem);
 
 /* 1 when failed.tsv holds url's final outcome: the part of state_lookup
  * for list lines that never become a URL to fetch (not http(s), not
  * parseable, too long: url is then the text failed.tsv was given). */
-int state_failed_before(const state *s, const char *url);
+int state_failed_before(state *s, const char *url);
+
+/* At the end of a run, when nothing logs failures any more: rewrite
+ * failed.tsv (temp file, fsync, rename) without the lines that were there
+ * at state_open() of the URLs looked up again since, so each URL keeps one
+ * line, its latest outcome: the line this run wrote, or none when it
+ * succeeded.  Lines this run wrote stay.  Returns the number of lines
+ * removed (0 without a rewrite when there is nothing to remove), or -1
+ * with err (failed.tsv is then unchanged). */
+long state_prune_failures(state *s, char *err, size_t errlen);
 
 /* When the names registry has grown to min_bytes, release the names of
  * URLs that have neither a thumbnail in outgoing/ nor a failed.tsv line.

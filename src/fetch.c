@@ -99,7 +99,8 @@
  * when a worker is done with it.  Workers cannot call into the watch (it is
  * this thread's), so they leave tickets in a small locked array and wake
  * the loop; an abandoned transfer's ticket never goes back, so its line is
- * read again after a restart.
+ * read again after a restart.  Nor does the ticket of a failure that
+ * failed.tsv could not take (a full disk): not recorded is not ended.
  */
 #include "fetch.h"
 
@@ -205,7 +206,7 @@ struct fetch {
 	const cfg *c;
 	urllist *lists;
 	names *reg;
-	const state *done;
+	state *done;
 	jobq *q;
 	stats *st;
 	CURLM *multi;
@@ -315,7 +316,7 @@ log_proxies(void)
 }
 
 fetch *
-fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, const state *done, jobq *q,
+fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, state *done, jobq *q,
           stats *st, char *err, size_t errlen)
 {
 	fetch *f = calloc(1, sizeof *f);
@@ -707,7 +708,8 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 {
 	if (x->part)
 		unlink(x->part);
-	log_failure(x->url, reason);
+	if (log_failure(x->url, reason) < 0)
+		x->has_ticket = 0;      /* not recorded: its entry comes again at the next start */
 	stats_fail(f->st, reason);
 	xfer_end_ticket(f, x);
 	host_forget_if_idle(f, x->host);
@@ -832,23 +834,27 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
  * failed.tsv, unless an earlier run recorded it already, so that, like a
  * URL that failed, it has one line there and is "failed before" on every
  * later run.  A line too long comes as the 80 bytes failed.tsv was given,
- * so it is found there too. */
-static void
+ * so it is found there too.  -1 when the failure could not be recorded. */
+static int
 fail_line(fetch *f, const char *line, const char *reason)
 {
+	int rc;
+
 	if (state_failed_before(f->done, line)) {
 		log_msg(LOG_INFO, "failed before %s: see failed.tsv (--retry-failed to try again)", line);
 		STAT_ADD(f->st, failed_before, 1);
-		return;
+		return 0;
 	}
-	log_failure(line, reason);
+	rc = log_failure(line, reason);
 	stats_fail(f->st, reason);
+	return rc;
 }
 
 /* Build an xfer for a URL read from a list: parse it, name it, and skip it
- * when this or an earlier run already has its outcome. */
+ * when this or an earlier run already has its outcome.  NULL when skipped
+ * or failed; *lost = 1 when that failure could not be recorded. */
 static xfer *
-xfer_new(fetch *f, const char *url)
+xfer_new(fetch *f, const char *url, int *lost)
 {
 	xfer *x = NULL;
 	char *hostname = NULL, *port = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
@@ -863,7 +869,7 @@ xfer_new(fetch *f, const char *url)
 		uc = curl_url_get(f->urlh, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
 	if (uc != CURLUE_OK) {
 		snprintf(err, sizeof err, "invalid URL: %s", curl_url_strerror(uc));
-		fail_line(f, url, err);
+		*lost = fail_line(f, url, err) < 0;
 		goto out;
 	}
 	name_from_url(url, stem, ext);
@@ -879,7 +885,7 @@ xfer_new(fetch *f, const char *url)
 		goto drop;
 	}
 	if (r < 0) {
-		log_failure(url, err);
+		*lost = log_failure(url, err) < 0;
 		stats_fail(f->st, err);
 		goto drop;
 	}
@@ -906,7 +912,7 @@ xfer_new(fetch *f, const char *url)
 	snprintf(x->part, plen, "%s.part", x->final);
 	goto out;
 oom:
-	log_failure(url, "out of memory");
+	*lost = log_failure(url, "out of memory") < 0;
 	stats_fail(f->st, "out of memory");
 drop:
 	xfer_free(x);
@@ -1489,7 +1495,8 @@ check_stalls(fetch *f)
 
 /* An image another program put into incoming/ (daemon): straight to the
  * queue, named after its file like --files does.  0, or -1 when it could
- * not be queued (recorded, ticket ended). */
+ * not be queued (recorded, ticket ended; when it cannot be recorded, the
+ * file and its ticket stay for the next start). */
 static void
 handoff(fetch *f, const char *path, watch_ticket t)
 {
@@ -1519,8 +1526,10 @@ handoff(fetch *f, const char *path, watch_ticket t)
 		snprintf(err, sizeof err, "out of memory");
 	}
 	job_free(j);
-	log_failure(path, err);
+	rc = log_failure(path, err);
 	stats_fail(f->st, err);
+	if (rc < 0)
+		return;         /* not recorded: the image stays for the next start */
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_msg(LOG_WARNING, "cannot delete %s: %s", path, strerror(errno));
 	watch_done(f->w, t);
@@ -1535,6 +1544,7 @@ next_from_lists(fetch *f)
 	const char *line, *reason;
 	watch_ticket t;
 	xfer *x;
+	int lost = 0;
 
 	while (f->w) {
 		switch (watch_next(f->w, &line, &reason, &t)) {
@@ -1542,8 +1552,8 @@ next_from_lists(fetch *f)
 			return NULL;
 		case WATCH_BAD:
 			STAT_ADD(f->st, urls, 1);
-			fail_line(f, line, reason);
-			watch_done(f->w, t);
+			if (fail_line(f, line, reason) == 0)
+				watch_done(f->w, t);    /* else not recorded: comes again at the next start */
 			continue;
 		case WATCH_IMAGE:
 			handoff(f, line, t);
@@ -1553,12 +1563,14 @@ next_from_lists(fetch *f)
 			continue;
 		case WATCH_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line))) {
+			if ((x = xfer_new(f, line, &lost))) {
 				x->ticket = ticket_pack(t);
 				x->has_ticket = 1;
 				return x;
 			}
-			watch_done(f->w, t);       /* skipped or failed at once */
+			if (!lost)
+				watch_done(f->w, t);    /* skipped or failed at once */
+			lost = 0;
 			continue;
 		}
 	}
@@ -1577,7 +1589,7 @@ next_from_lists(fetch *f)
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line)))
+			if ((x = xfer_new(f, line, &lost)))
 				return x;
 			continue;
 		}

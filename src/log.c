@@ -15,12 +15,25 @@
  * and log_close(), which main calls before it starts threads and after it
  * has joined them.  While threads run, the only change is log_reopen(), and
  * it keeps log_fd's number: it swaps the file behind it with dup2(2).
+ *
+ * failed.tsv records are written under fail_mu: failures are rare (no hot
+ * path), and a record must be whole or absent even when the disk is full.
+ * A write that fails part way (ENOSPC, EFBIG) is cut off again with
+ * ftruncate(2) to the size before it, which is only safe while no other
+ * thread appends.  When even that fails, or the file ended in a torn record
+ * when it was opened (a power cut), the next record starts with "\t\n":
+ * the torn line then ends in an empty field, which no whole record has, so
+ * readers (state.c) ignore it instead of taking its fields for a URL's.
+ * A failure that cannot be recorded is counted (log_failures_lost) and
+ * reported once per episode, in the log and on stderr: thumbd.log is
+ * likely on the same full disk.
  */
 #include "log.h"
 #include "fsutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,6 +48,11 @@ static int log_fd = -1;         /* thumbd.log; -1 with LOG_TO_STDERR or when clo
 static int fail_fd = -1;
 static int journal;             /* LOG_TO_STDERR: "<N>[thread, LEVEL] message" on fd 2 */
 static char log_path[4096];     /* what log_reopen() opens again */
+static char fail_path[4096];    /* failed.tsv, for messages */
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+static int fail_torn;           /* the file may end in a torn record: start the next with "\t\n" */
+static int fail_down;           /* the last record could not be written (an episode is on) */
+static long fail_lost;          /* records not written since log_open */
 static _Thread_local char thread_name[24] = "main";
 
 static const char *const level_names[] = { "DEBUG", "INFO", "WARNING", "ERROR" };
@@ -66,6 +84,22 @@ open_append(const char *dir, const char *file, char *path, size_t cap,
 	return fd;
 }
 
+/* 1 when the regular file at path does not end with '\n' (a record cut short). */
+static int
+ends_torn(const char *path)
+{
+	struct stat sb;
+	char last;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), torn;
+
+	if (fd < 0)
+		return 0;
+	torn = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0
+	       && pread(fd, &last, 1, sb.st_size - 1) == 1 && last != '\n';
+	close(fd);
+	return torn;
+}
+
 int
 log_open_target(const char *dir, log_target t, char *err, size_t errlen)
 {
@@ -92,6 +126,8 @@ log_open_target(const char *dir, log_target t, char *err, size_t errlen)
 	journal = t == LOG_TO_STDERR;
 	if (lfd >= 0)
 		memcpy(log_path, lpath, strlen(lpath) + 1);
+	memcpy(fail_path, fpath, strlen(fpath) + 1);
+	fail_torn = ends_torn(fpath);
 	return 0;
 fail:
 	if (lfd >= 0)
@@ -153,7 +189,9 @@ log_close(void)
 		close(fail_fd);
 	log_fd = fail_fd = -1;
 	journal = 0;
-	log_path[0] = '\0';
+	log_path[0] = fail_path[0] = '\0';
+	fail_torn = fail_down = 0;
+	fail_lost = 0;
 }
 
 /* Append src to buf at *off, turning tabs, newlines and other control bytes
@@ -208,22 +246,90 @@ log_msg(log_level lvl, const char *fmt, ...)
 	(void)fsu_write_all(log_fd >= 0 ? log_fd : STDERR_FILENO, line, off);
 }
 
-void
+/* The record in rec (len bytes, with 2 bytes of room before it) appended
+ * whole, or not at all as far as readers can tell.  Under fail_mu.  0 / -1
+ * with errno. */
+static int
+fail_append(char *rec, size_t len)
+{
+	off_t start;
+	int e;
+
+	if (fail_fd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (fail_torn) {
+		rec -= 2;
+		len += 2;
+		rec[0] = '\t';
+		rec[1] = '\n';
+	}
+	start = lseek(fail_fd, 0, SEEK_END);
+	if (fsu_write_all(fail_fd, rec, len) == 0) {
+		fail_torn = 0;
+		return 0;
+	}
+	e = errno;
+	/* take back what did get written; shrinking needs no free space */
+	if (start < 0 || ftruncate(fail_fd, start) < 0)
+		fail_torn = 1;
+	errno = e;
+	return -1;
+}
+
+int
 log_failure(const char *url, const char *reason)
 {
-	char rec[LINE_MAX_BYTES];
+	char buf[LINE_MAX_BYTES + 2], *rec = buf + 2;   /* room for "\t\n" */
 	struct timeval tv;
 	struct tm tm;
 	size_t off;
+	long lost = 0;
+	int rc, e = 0, began = 0;
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	off = strftime(rec, sizeof rec, "%Y-%m-%dT%H:%M:%SZ\t", &tm);
-	append_escaped(rec, sizeof rec - 2, &off, url);
+	off = strftime(rec, LINE_MAX_BYTES, "%Y-%m-%dT%H:%M:%SZ\t", &tm);
+	append_escaped(rec, LINE_MAX_BYTES - 2, &off, url);
 	rec[off++] = '\t';
-	append_escaped(rec, sizeof rec - 1, &off, reason);
+	append_escaped(rec, LINE_MAX_BYTES - 1, &off, reason);
 	rec[off++] = '\n';
-	if (fail_fd >= 0)
-		(void)fsu_write_all(fail_fd, rec, off);
+	pthread_mutex_lock(&fail_mu);
+	rc = fail_append(rec, off);
+	if (rc < 0) {
+		e = errno;
+		fail_lost++;
+		began = !fail_down;
+		fail_down = 1;
+	} else if (fail_down) {
+		fail_down = 0;
+		lost = fail_lost;
+	}
+	pthread_mutex_unlock(&fail_mu);
 	log_msg(LOG_ERROR, "failed %s: %s", url, reason);
+	if (began && fail_path[0]) {
+#define LOST_MSG "cannot write %s: %s; failures are not recorded there until it can be " \
+	"written again (those URLs are not \"failed before\": a later run tries them again)"
+		log_msg(LOG_ERROR, LOST_MSG, fail_path, strerror(e));
+		/* thumbd.log is most likely on the same full disk */
+		if (log_fd >= 0)
+			fprintf(stderr, "thumbd: " LOST_MSG "\n", fail_path, strerror(e));
+#undef LOST_MSG
+	} else if (lost) {
+		log_msg(LOG_WARNING, "%s can be written again; %ld failure%s since the start could not "
+		        "be recorded there", fail_path, lost, lost == 1 ? "" : "s");
+	}
+	return rc;
+}
+
+long
+log_failures_lost(void)
+{
+	long n;
+
+	pthread_mutex_lock(&fail_mu);
+	n = fail_lost;
+	pthread_mutex_unlock(&fail_mu);
+	return n;
 }

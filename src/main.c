@@ -440,6 +440,7 @@ main(int argc, char **argv)
 	workers *w = NULL;
 	pthread_t producer;
 	int producer_started = 0, interrupted = 0, in_file, lock_fd = -1;
+	long lost;
 	double t0;
 	struct sigaction sa;
 
@@ -695,6 +696,14 @@ drain:
 		        (long)STAT_GET(&r.st, abandoned));
 		status = r.producer_rc ? EXIT_PARTIAL : 0;
 	}
+	/* one line per URL in failed.tsv: what this run did again loses its old line */
+	if (r.done && state_prune_failures(r.done, err, sizeof err) < 0)
+		log_msg(LOG_WARNING, "%s (a URL done again may have two lines there)", err);
+	lost = log_failures_lost();
+	if (lost)
+		log_msg(LOG_ERROR, "%ld failure%s could not be recorded in %s/failed.tsv: %s", lost,
+		        lost == 1 ? "" : "s", r.c->logs, daemon ? "their entries come again at the next start"
+		        : "the next run tries those URLs again");
 	if (status == EXIT_PARTIAL && r.q) {
 		long failed = (long)STAT_GET(&r.st, failed);
 		if (isatty(STDERR_FILENO))
@@ -702,12 +711,16 @@ drain:
 		long before = (long)STAT_GET(&r.st, failed_before);
 		char notes[160];
 		summary_notes(&r.st, notes, sizeof notes);
-		char mb[32] = "";
-		if (!files_mode)
-			snprintf(mb, sizeof mb, ", %.1f MB", (double)STAT_GET(&r.st, bytes) / 1e6);
-		printf("thumbd: %ld %s%s: %ld done, %ld failed; %ld thumbnails%s in %.1f s%s\n",
-		       (long)STAT_GET(&r.st, urls), files_mode ? "files" : "URLs", notes,
-		       (long)STAT_GET(&r.st, images), failed, (long)STAT_GET(&r.st, thumbnails),
+		char mb[40] = "";
+		if (!files_mode) {
+			mb[0] = ',';
+			mb[1] = ' ';
+			metrics_bytes((long long)STAT_GET(&r.st, bytes), mb + 2, sizeof mb - 2);
+		}
+		long urls = (long)STAT_GET(&r.st, urls), thumbs = (long)STAT_GET(&r.st, thumbnails);
+		printf("thumbd: %ld %s%s%s: %ld done, %ld failed; %ld thumbnail%s%s in %.1f s%s\n",
+		       urls, files_mode ? "file" : "URL", urls == 1 ? "" : "s", notes,
+		       (long)STAT_GET(&r.st, images), failed, thumbs, thumbs == 1 ? "" : "s",
 		       mb, mono_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
 		/* the detail on stderr: stdout is one summary line (thumbd(1),
 		 * and the integration tests hold it to that) */
@@ -715,10 +728,14 @@ drain:
 		metrics_summary(&r.st, more, sizeof more);
 		if (more[0])
 			fprintf(stderr, "thumbd: %s\n", more);
+		if (lost)
+			fprintf(stderr, "thumbd: %ld failure%s could not be recorded in %s/failed.tsv (see "
+			        "the log); the next run tries those URLs again\n", lost, lost == 1 ? "" : "s",
+			        r.c->logs);
 		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
 		if (more[0])
 			log_msg(LOG_INFO, "%s", more);
-		status = failed || before || interrupted || r.producer_rc ? EXIT_PARTIAL : 0;
+		status = failed || before || interrupted || r.producer_rc || lost ? EXIT_PARTIAL : 0;
 	}
 out:
 	fetch_free(r.f);

@@ -345,6 +345,17 @@ put_quantiles(outbuf *o, const hist_snap *s)
 }
 
 void
+metrics_bytes(long long bytes, char *buf, size_t len)
+{
+	if (bytes < 1000)
+		snprintf(buf, len, "%lld byte%s", bytes, bytes == 1 ? "" : "s");
+	else if (bytes < 99950)         /* 99,950 would read "100.0 KB" */
+		snprintf(buf, len, "%.1f KB", (double)bytes / 1e3);
+	else
+		snprintf(buf, len, "%.1f MB", (double)bytes / 1e6);
+}
+
+void
 metrics_summary(const stats *st, char *buf, size_t len)
 {
 	outbuf o = { buf, 0, len, 0 };
@@ -361,8 +372,11 @@ metrics_summary(const stats *st, char *buf, size_t len)
 		put(&o, "retries %ld", retries);
 	if (halved)
 		put(&o, "%shost windows halved %ld", o.len ? ", " : "", halved);
-	if (bytes)
-		put(&o, "%s%.1f MB downloaded", o.len ? ", " : "", (double)bytes / 1e6);
+	if (bytes) {
+		char b[32];
+		metrics_bytes(bytes, b, sizeof b);
+		put(&o, "%s%s downloaded", o.len ? ", " : "", b);
+	}
 	for (int c = 0; c < FAIL_NCLASS; c++)
 		failed += (long)STAT_GET(st, failed_by[c]);
 	if (failed) {

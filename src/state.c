@@ -3,11 +3,19 @@
  * 8-byte hash per failed URL; done-ness costs a few stat(2) calls per URL,
  * made only for URLs that are read, so neither grows with history that the
  * current lists do not touch.
+ *
+ * failed.tsv lines are read by parse_record() only: a line counts when it
+ * ends with '\n' and holds exactly a time, a URL and a non-empty reason.
+ * log.c cuts a record that could not be written whole; what a power cut or
+ * an older thumbd left torn does not count (log.c ends such a line with
+ * "\t\n", an empty fourth field), and a torn piece run together with the
+ * next record gives that record's fields, never its own.
  */
 #include "state.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +26,19 @@
 #include "hashset.h"
 #include "log.h"
 
+/* values in state.failed, or-ed */
+enum {
+	F_LINE = 1,             /* a line in failed.tsv when the run began */
+	F_FINAL = 2,            /* ... with a final reason: "failed before" */
+	F_AGAIN = 4,            /* done again by this run: that line goes (state_prune_failures) */
+};
+
 struct state {
-	hashset failed;         /* hash(url) with a final line in failed.tsv */
+	hashset failed;         /* hash(url) -> F_* for every URL failed.tsv names */
+	int retry_failed;
+	long again;             /* URLs marked F_AGAIN */
+	off_t loaded;           /* bytes of failed.tsv when the run began */
+	char path[4096];        /* failed.tsv */
 };
 
 int
@@ -39,10 +58,55 @@ state_reason_is_final(const char *reason)
 	return 1;
 }
 
+/* 1 when c[0..19] is a time as log_failure writes it: YYYY-MM-DDTHH:MM:SSZ. */
 static int
-load_failures(state *s, const char *path)
+is_record_time(const char *c)
 {
-	FILE *fp = fopen(path, "r");
+	static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
+
+	for (int i = 0; shape[i]; i++)
+		if (shape[i] == 'd' ? c[i] < '0' || c[i] > '9' : c[i] != shape[i])
+			return 0;
+	return 1;
+}
+
+/*
+ * One line of failed.tsv (len bytes with its '\n', NUL-terminated; changed
+ * in place): 0 with *url and *reason pointing into it, or -1 when it is not
+ * a whole record.  A whole record is "<time>\t<url>\t<reason>\n" with no
+ * tab inside a field (log_failure escapes them).  An older thumbd could run
+ * a torn record together with the next ("<torn part><time>\t<url>\t<reason>"):
+ * the last three fields are then the next record's, its time at the very
+ * end of the first of them, so that record is taken and the torn part is not.
+ */
+static int
+parse_record(char *line, size_t len, char **url, char **reason)
+{
+	char *tab[2] = { NULL, NULL }, *t;
+
+	if (len == 0 || line[len - 1] != '\n')
+		return -1;              /* cut short at the end of the file */
+	line[--len] = 0;
+	/* the last two tabs: they end the time and the URL */
+	for (size_t i = len; i-- > 0 && !tab[0];)
+		if (line[i] == '\t')
+			tab[tab[1] ? 0 : 1] = line + i;
+	if (!tab[0] || tab[1] == tab[0] + 1 || !tab[1][1])
+		return -1;              /* fewer than three fields, or an empty URL or reason */
+	t = tab[0];
+	if (t - line < 20 || !is_record_time(t - 20))
+		return -1;
+	*tab[0] = *tab[1] = 0;
+	*url = tab[0] + 1;
+	*reason = tab[1] + 1;
+	return 0;
+}
+
+static int
+load_failures(state *s)
+{
+	FILE *fp = fopen(s->path, "r");
+	struct stat sb;
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
@@ -50,15 +114,20 @@ load_failures(state *s, const char *path)
 
 	if (!fp)
 		return errno == ENOENT ? 0 : -1;
+	/* a device (/dev/null, to keep no record) holds no records */
+	if (fstat(fileno(fp), &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		fclose(fp);
+		return 0;
+	}
 	while ((len = getline(&line, &cap, fp)) > 0) {
 		char *url, *reason;
-		if (line[len - 1] == '\n')
-			line[--len] = 0;
-		if (!(url = strchr(line, '\t')) || !(reason = strchr(url + 1, '\t')))
+		uint64_t h;
+		s->loaded += len;
+		if (parse_record(line, (size_t)len, &url, &reason) < 0)
 			continue;
-		*reason++ = 0;
-		url++;
-		if (state_reason_is_final(reason) && hashset_put(&s->failed, hash_str(url), 1) < 0) {
+		h = hash_str(url);
+		if (hashset_put(&s->failed, h, hashset_get(&s->failed, h) | F_LINE
+		                | (state_reason_is_final(reason) ? F_FINAL : 0)) < 0) {
 			rc = -1;
 			break;
 		}
@@ -114,15 +183,15 @@ state *
 state_open(const cfg *c, int retry_failed, char *err, size_t errlen)
 {
 	state *s = calloc(1, sizeof *s);
-	char path[4096];
 
 	if (!s) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	snprintf(path, sizeof path, "%s/failed.tsv", c->logs);
-	if (!retry_failed && load_failures(s, path) < 0) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+	s->retry_failed = retry_failed;
+	snprintf(s->path, sizeof s->path, "%s/failed.tsv", c->logs);
+	if (load_failures(s) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", s->path, strerror(errno));
 		state_close(s);
 		return NULL;
 	}
@@ -182,18 +251,36 @@ out:
 	return ok;
 }
 
-int
-state_failed_before(const state *s, const char *url)
+/* url was looked up: 1 when failed.tsv has its final outcome and this run
+ * skips it.  Otherwise an old line of it is marked to go, as the URL is
+ * done again now (its thumbnails, or its new line, are the outcome). */
+static int
+skip_failed(state *s, const char *url)
 {
-	return hashset_get(&s->failed, hash_str(url)) != 0;
+	uint64_t h = hash_str(url);
+	uint32_t v = hashset_get(&s->failed, h);
+
+	if (!v || (v & F_AGAIN))
+		return 0;
+	if ((v & F_FINAL) && !s->retry_failed)
+		return 1;
+	if (hashset_put(&s->failed, h, v | F_AGAIN) == 0)
+		s->again++;     /* out of memory: the old line stays, which is harmless */
+	return 0;
+}
+
+int
+state_failed_before(state *s, const char *url)
+{
+	return skip_failed(s, url);
 }
 
 state_outcome
-state_lookup(const state *s, const cfg *c, const char *url, const char *stem)
+state_lookup(state *s, const cfg *c, const char *url, const char *stem)
 {
 	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
 
-	if (state_failed_before(s, url))
+	if (skip_failed(s, url))
 		return STATE_FAILED;
 	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
 		int all = 1;
@@ -205,6 +292,81 @@ state_lookup(const state *s, const cfg *c, const char *url, const char *stem)
 			return STATE_DONE;
 	}
 	return STATE_NEW;
+}
+
+long
+state_prune_failures(state *s, char *err, size_t errlen)
+{
+	char real[PATH_MAX], tmp[PATH_MAX + 16], *line = NULL, *slash;
+	FILE *in = NULL, *out = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	off_t at = 0;
+	long dropped = 0;
+	int fd;
+
+	if (!s || !s->again || !s->loaded)
+		return 0;       /* no line was there to remove */
+	/* a symlinked failed.tsv stays a symlink: the file it names is replaced */
+	if (!realpath(s->path, real) || !(in = fopen(real, "r"))) {
+		snprintf(err, errlen, "cannot read %s: %s", s->path, strerror(errno));
+		return -1;
+	}
+	slash = strrchr(real, '/');
+	snprintf(tmp, sizeof tmp, "%.*s/.failed.tsv.tmp", (int)(slash - real), real);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0
+	    || !(out = fdopen(fd, "w"))) {
+		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		goto fail;
+	}
+	while ((len = getline(&line, &cap, in)) > 0) {
+		char *copy = NULL, *url, *reason;
+		int drop = 0;
+		/* lines written by this run (at or past s->loaded) are its outcomes */
+		if (at < s->loaded && (copy = strndup(line, (size_t)len))
+		    && parse_record(copy, (size_t)len, &url, &reason) == 0)
+			drop = (hashset_get(&s->failed, hash_str(url)) & F_AGAIN) != 0;
+		free(copy);
+		at += len;
+		if (drop)
+			dropped++;
+		else if (fwrite(line, 1, (size_t)len, out) != (size_t)len)
+			break;
+	}
+	if (ferror(in)) {
+		snprintf(err, errlen, "cannot read %s: %s", real, strerror(errno));
+		goto fail;
+	}
+	if (fflush(out) != 0 || ferror(out) || fsync(fileno(out)) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	if (fclose(out) != 0) {
+		out = NULL;
+		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	out = NULL;
+	if (rename(tmp, real) < 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, real, strerror(errno));
+		goto fail;
+	}
+	fclose(in);
+	free(line);
+	s->again = 0;
+	if (dropped)
+		log_msg(LOG_INFO, "%s: removed %ld line%s of URLs done again by this run", s->path,
+		        dropped, dropped == 1 ? "" : "s");
+	return dropped;
+fail:
+	if (out)
+		fclose(out);
+	unlink(tmp);
+	fclose(in);
+	free(line);
+	return -1;
 }
 
 /* Names worth keeping: a thumbnail of that stem is in outgoing/ (any width,

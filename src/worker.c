@@ -148,7 +148,12 @@ worker_main(void *arg)
 			        n, dt);
 		} else {
 			stats_fail(p->st, err);
-			log_failure(j->url, err);
+			if (log_failure(j->url, err) < 0 && j->on_end) {
+				/* not recorded: the daemon keeps its entry (and a
+				 * hand-off image its file) for the next start */
+				j->on_end = NULL;
+				j->owned = 0;
+			}
 		}
 		if (n != THUMB_DEFERRED) {
 			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)

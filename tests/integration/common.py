@@ -299,8 +299,8 @@ def thumb_names(stem, fmt, sizes=DEFAULT_SIZES):
     return ["%s_%d.%s" % (stem, w, EXT[fmt]) for w in sizes]
 
 
-SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs|files)(?: \(([^)]*)\))?: "
-                     r"(\d+) done, (\d+) failed; (\d+) thumbnails[, ]")
+SUMMARY = re.compile(r"^thumbd: (\d+) (?:URLs?|files?)(?: \(([^)]*)\))?: "
+                     r"(\d+) done, (\d+) failed; (\d+) thumbnails?[, ]")
 
 
 def summary_notes(line):

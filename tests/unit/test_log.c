@@ -1,12 +1,15 @@
 /* Unit tests: the run log and failed.tsv (log.c): file and journald (stderr)
- * targets, log_reopen after a rename, reopen while threads log. */
+ * targets, log_reopen after a rename, reopen while threads log, failure
+ * records whole or absent when the file cannot grow. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -423,6 +426,145 @@ test_reopen_under_load(void)
 	remove_file("failed.tsv");
 }
 
+static void
+put_file(const char *name, const char *text)
+{
+	char path[512];
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	fp = fopen(path, "w");
+	CHECK(fp != NULL);
+	if (fp) {
+		fputs(text, fp);
+		fclose(fp);
+	}
+}
+
+static long
+file_size(const char *name)
+{
+	char path[512];
+	struct stat sb;
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+static int
+count_str(const char *text, const char *needle)
+{
+	int n = 0;
+
+	for (; text && (text = strstr(text, needle)); text++)
+		n++;
+	return n;
+}
+
+/* set by full_body */
+static long full_size0, full_size1, full_size2, full_lost;
+static int full_rc[3] = { 9, 9, 9 }, full_limit_set;
+
+/* failed.tsv may grow by 30 bytes only (RLIMIT_FSIZE, SIGXFSZ ignored, so
+ * a write past it is cut short and the next one gets EFBIG, like a full
+ * disk), then by any amount again. */
+static void
+full_body(void)
+{
+	struct rlimit saved, rl;
+	char err[256];
+
+	if (log_open(dir, err, sizeof err) < 0)
+		return;
+	full_size0 = file_size("failed.tsv");
+	signal(SIGXFSZ, SIG_IGN);
+	if (getrlimit(RLIMIT_FSIZE, &saved) == 0) {
+		rl = saved;
+		rl.rlim_cur = (rlim_t)full_size0 + 30;
+		full_limit_set = setrlimit(RLIMIT_FSIZE, &rl) == 0;
+	}
+	full_rc[0] = log_failure("http://h/torn_1.jpg?a-long-enough-query", "HTTP 404");
+	full_size1 = file_size("failed.tsv");
+	full_rc[1] = log_failure("http://h/torn_2.jpg", "HTTP 410");
+	full_size2 = file_size("failed.tsv");
+	if (full_limit_set)
+		setrlimit(RLIMIT_FSIZE, &saved);
+	signal(SIGXFSZ, SIG_DFL);
+	full_rc[2] = log_failure("http://h/after_free.jpg", "HTTP 404");
+	full_lost = log_failures_lost();
+	log_close();
+}
+
+static void
+test_failure_file_full(void)
+{
+	char rec[200], *text, *out, *log;
+	size_t off = 0;
+
+	/* an earlier run's records, so failed.tsv is larger than the new
+	 * thumbd.log and stderr.txt: only failed.tsv reaches the limit */
+	text = malloc(8192);
+	if (!text)
+		return;
+	text[0] = 0;
+	for (int i = 0; i < 40; i++)
+		off += (size_t)snprintf(text + off, 8192 - off,
+		                        "2026-01-01T00:00:00Z\thttp://h/earlier-%02d.jpg\tHTTP 404\n", i);
+	put_file("failed.tsv", text);
+	out = capture_stderr(full_body);
+	CHECK(full_limit_set);
+	CHECK_INT(full_rc[0], -1);
+	CHECK_INT(full_size1, full_size0);      /* the part that fit was taken back */
+	CHECK_INT(full_rc[1], -1);
+	CHECK_INT(full_size2, full_size0);
+	CHECK_INT(full_rc[2], 0);
+	CHECK_INT(full_lost, 2);
+	/* the file holds the old records and the new one, each whole */
+	log = slurp("failed.tsv", NULL);
+	snprintf(rec, sizeof rec, "\thttp://h/after_free.jpg\tHTTP 404\n");
+	CHECK(log && strncmp(log, text, off) == 0);
+	CHECK(log && strlen(log) == off + 20 + strlen(rec) && strcmp(log + off + 20, rec) == 0);
+	CHECK_INT(count_lines(log), 41);
+	free(log);
+	free(text);
+	/* said once for the episode, on stderr and in the log, and its end */
+	CHECK_INT(count_str(out, "cannot write "), 1);
+	CHECK(out && strstr(out, "failed.tsv: File too large; failures are not recorded") != NULL);
+	free(out);
+	log = slurp("thumbd.log", NULL);
+	CHECK_INT(count_str(log, "ERROR] cannot write "), 1);
+	CHECK_INT(count_str(log, "failed.tsv can be written again; 2 failures since the start"), 1);
+	CHECK_INT(count_str(log, "ERROR] failed http://h/torn_2.jpg: HTTP 410"), 1);
+	free(log);
+	remove_file("thumbd.log");
+	remove_file("failed.tsv");
+	remove_file("stderr.txt");
+}
+
+/* A record cut short before this run (a power cut): the next one ends
+ * its line with an empty field, so readers ignore it, and starts afresh. */
+static void
+test_failure_after_torn_tail(void)
+{
+	static const char torn[] = "2026-01-01T00:00:00Z\thttp://h/torn.jpg\tHT";
+	char err[256], *text;
+
+	put_file("failed.tsv", torn);
+	CHECK_INT(log_open(dir, err, sizeof err), 0);
+	CHECK_INT(log_failure("http://h/next.jpg", "HTTP 404"), 0);
+	CHECK_INT(log_failure("http://h/third.jpg", "HTTP 404"), 0);
+	log_close();
+	text = slurp("failed.tsv", NULL);
+	CHECK(text && strncmp(text, torn, sizeof torn - 1) == 0);
+	CHECK(text && strncmp(text + sizeof torn - 1, "\t\n", 2) == 0);
+	CHECK(text && strncmp(text + sizeof torn + 1 + 20, "\thttp://h/next.jpg\tHTTP 404\n", 28) == 0);
+	CHECK_INT(count_lines(text), 3);
+	CHECK_INT(count_str(text, "\t\n"), 1);  /* only the torn line gets one */
+	free(text);
+	remove_file("thumbd.log");
+	remove_file("failed.tsv");
+}
+
 int
 main(void)
 {
@@ -434,6 +576,8 @@ main(void)
 	test_stderr_target();
 	test_reopen();
 	test_reopen_under_load();
+	test_failure_file_full();
+	test_failure_after_torn_tail();
 	rmdir(dir);
 	return CHECK_DONE();
 }

@@ -572,6 +572,27 @@ test_summary(void)
 	CHECK_STR(buf, "download p50 60.00 s p90 60.00 s");
 }
 
+static void
+test_bytes(void)
+{
+	char b[32];
+
+	metrics_bytes(0, b, sizeof b);
+	CHECK_STR(b, "0 bytes");
+	metrics_bytes(1, b, sizeof b);
+	CHECK_STR(b, "1 byte");
+	metrics_bytes(999, b, sizeof b);
+	CHECK_STR(b, "999 bytes");
+	metrics_bytes(12345, b, sizeof b);      /* not "0.0 MB" */
+	CHECK_STR(b, "12.3 KB");
+	metrics_bytes(99999, b, sizeof b);
+	CHECK_STR(b, "0.1 MB");
+	metrics_bytes(100000, b, sizeof b);
+	CHECK_STR(b, "0.1 MB");
+	metrics_bytes(12400000, b, sizeof b);
+	CHECK_STR(b, "12.4 MB");
+}
+
 int
 main(void)
 {
@@ -586,6 +607,7 @@ main(void)
 	test_write();
 	test_threads();
 	test_summary();
+	test_bytes();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
 	CHECK_INT(system(cmd), 0);
 	return CHECK_DONE();

@@ -73,6 +73,140 @@ test_hashset(void)
 	CHECK(hashset_get(&set, 7919) == 0);
 }
 
+static char *
+slurp(const char *sub, const char *name)
+{
+	char path[512], *buf;
+	long n;
+	FILE *fp;
+
+	snprintf(path, sizeof path, "%s/%s/%s", dir, sub, name);
+	if (!(fp = fopen(path, "r")))
+		return NULL;
+	buf = calloc(1, 65536);
+	n = buf ? (long)fread(buf, 1, 65535, fp) : 0;
+	(void)n;
+	fclose(fp);
+	return buf;
+}
+
+/* Torn records: never read as another URL's. */
+static void
+test_torn_records(const cfg *c)
+{
+	char err[512];
+	state *s;
+
+	put("logs", "failed.tsv",
+	    "2026-01-01T00:00:00Z\thttp://h/whole.jpg\tHTTP 404\n"
+	    /* an older thumbd ran a torn record into the next one */
+	    "2026-01-01T00:00:00Z\thttp://h/torn_1.jpg\tHT2026-01-01T00:00:01Z\thttp://h/after_free.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:00Z\thttp://h/torn_2.jpg\tHTTP 4" "2026-01-01T00:00:01Z\thttp://h/after_2.jpg\tHTTP 410\n"
+	    "2026-01-01T00:00:00Z\thttp://h/to" "2026-01-01T00:00:01Z\thttp://h/after_3.jpg\tHTTP 410\n"
+	    /* log.c ends a torn line with an empty field */
+	    "2026-01-01T00:00:00Z\thttp://h/torn_4.jpg\tHTTP 40\t\n"
+	    "2026-01-01T00:00:00Z\thttp://h/torn_5.jpg\t\t\n"
+	    "2026-01-01T00:00:00Z\thttp://h/torn_6.jpg\t\n"
+	    "2026-01-01T00:00\t\n"
+	    "\thttp://h/no_time.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:00Z\t\tHTTP 404\n"
+	    /* cut short at the end of the file */
+	    "2026-01-01T00:00:00Z\thttp://h/torn_7.jpg\tHTTP 404");
+	s = state_open(c, 0, err, sizeof err);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(state_failed_before(s, "http://h/whole.jpg"), 1);
+	CHECK_INT(state_failed_before(s, "http://h/after_free.jpg"), 1);
+	CHECK_INT(state_failed_before(s, "http://h/after_2.jpg"), 1);
+	CHECK_INT(state_failed_before(s, "http://h/after_3.jpg"), 1);
+	for (int i = 1; i <= 7; i++) {
+		char url[64];
+		snprintf(url, sizeof url, "http://h/torn_%d.jpg", i);
+		CHECK_INT(state_failed_before(s, url), 0);
+	}
+	CHECK_INT(state_failed_before(s, "http://h/no_time.jpg"), 0);
+	state_close(s);
+}
+
+/* A run that does a URL again leaves one line for it, its latest outcome. */
+static void
+test_prune(const cfg *c)
+{
+	static const char old[] =
+	    "2026-01-01T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:00Z\thttp://h/disk.jpg\tcannot write /x/in/a.part: No space left on device\n"
+	    "2026-01-01T00:00:00Z\thttp://h/other.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:00Z\thttp://h/fixed.jpg\tHTTP 503 (after 4 attempts)\n"
+	    "2026-01-01T00:00:00Z\tftp://h/x.jpg\tnot an http(s) URL\n"
+	    "some line thumbd did not write\n";
+	static const char again[] = "2026-01-02T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n";
+	char err[512], path[512], *text;
+	state *s;
+	FILE *fp;
+
+	/* a plain run: final failures are skipped, the local one is done again */
+	put("logs", "failed.tsv", old);
+	s = state_open(c, 0, err, sizeof err);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
+	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);
+	CHECK_INT(state_failed_before(s, "ftp://h/x.jpg"), 1);
+	CHECK_INT(state_prune_failures(s, err, sizeof err), 1);
+	state_close(s);
+	text = slurp("logs", "failed.tsv");
+	CHECK(text && strstr(text, "disk.jpg") == NULL);
+	CHECK(text && strstr(text, "http://h/404.jpg\tHTTP 404\n") != NULL);
+	CHECK(text && strstr(text, "some line thumbd did not write\n") != NULL);
+	free(text);
+
+	/* --retry-failed: 404 fails again (this run's line stays), fixed is
+	 * done now, the bad line is recorded again; other is not in this run */
+	put("logs", "failed.tsv", old);
+	s = state_open(c, 1, err, sizeof err);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_NEW);
+	CHECK_INT(state_lookup(s, c, "http://h/fixed.jpg", "fixed"), STATE_NEW);
+	CHECK_INT(state_failed_before(s, "ftp://h/x.jpg"), 0);
+	CHECK_INT(state_lookup(s, c, "http://h/new.jpg", "new"), STATE_NEW);
+	snprintf(path, sizeof path, "%s/logs/failed.tsv", dir);
+	if ((fp = fopen(path, "a"))) {         /* what log_failure appends meanwhile */
+		fputs(again, fp);
+		fputs("2026-01-02T00:00:00Z\tftp://h/x.jpg\tnot an http(s) URL\n", fp);
+		fclose(fp);
+	}
+	CHECK_INT(state_prune_failures(s, err, sizeof err), 3);
+	CHECK_INT(state_prune_failures(s, err, sizeof err), 0);        /* once */
+	state_close(s);
+	text = slurp("logs", "failed.tsv");
+	CHECK_STR(text,
+	          "2026-01-01T00:00:00Z\thttp://h/disk.jpg\tcannot write /x/in/a.part: No space left on device\n"
+	          "2026-01-01T00:00:00Z\thttp://h/other.jpg\tHTTP 404\n"
+	          "some line thumbd did not write\n"
+	          "2026-01-02T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
+	          "2026-01-02T00:00:00Z\tftp://h/x.jpg\tnot an http(s) URL\n");
+	free(text);
+	CHECK_INT(exists("logs", ".failed.tsv.tmp"), 0);
+
+	/* nothing done again: the file is not rewritten */
+	s = state_open(c, 0, err, sizeof err);
+	CHECK(s != NULL);
+	if (s) {
+		struct stat a, b;
+		stat(path, &a);
+		CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
+		CHECK_INT(state_prune_failures(s, err, sizeof err), 0);
+		stat(path, &b);
+		CHECK(a.st_ino == b.st_ino);
+	}
+	state_close(s);
+	unlink(path);
+}
+
 int
 main(void)
 {
@@ -203,6 +337,9 @@ main(void)
 	state_close(s);
 	state_close(NULL);
 	names_close(reg);
+
+	test_torn_records(c);
+	test_prune(c);
 
 	snprintf(err, sizeof err, "rm -rf %s", dir);
 	CHECK_INT(system(err), 0);
