@@ -17,8 +17,10 @@ typedef struct job {
 	char *ctype;            /* Content-Type the server sent, or NULL */
 	int owned;              /* 1: src is thumbd's incoming file, delete it when done */
 	/* Called by the worker once the outcome is recorded and src deleted
-	 * (the daemon's intake learns that an entry has ended); may be NULL. */
-	void (*on_end)(void *arg, uint64_t ticket);
+	 * (the daemon's intake learns that an entry has ended); may be NULL.
+	 * local: it failed because of this machine (state_reason_is_final()
+	 * is 0: a write error, a full disk), so a later run does it again. */
+	void (*on_end)(void *arg, uint64_t ticket, int local);
 	struct spares *recycle; /* owned src goes back here instead of being unlinked */
 	void *end_arg;
 	uint64_t ticket;

@@ -22,7 +22,9 @@
 #include <stddef.h>
 
 typedef enum { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR } log_level;
-typedef enum { LOG_TO_FILE, LOG_TO_STDERR } log_target;
+/* LOG_TO_STDERR_PLAIN: the run log to stderr in the file format (stderr
+ * is not the journal: a terminal, a pipe, a file). */
+typedef enum { LOG_TO_FILE, LOG_TO_STDERR, LOG_TO_STDERR_PLAIN } log_target;
 
 /* Open <dir>/failed.tsv for appending (creating dir) and, for LOG_TO_FILE,
  * <dir>/thumbd.log; LOG_TO_STDERR writes the run log to stderr in the

@@ -21,7 +21,11 @@ void notify_reloading(void);
 uint64_t notify_watchdog_usec(void);
 
 /* 1 when stderr goes to the journal (JOURNAL_STREAM matches fd 2) or we
- * run under systemd (INVOCATION_ID): log there, with priorities. */
+ * run under systemd (INVOCATION_ID): log to stderr. */
 int notify_under_systemd(void);
+
+/* 1 when stderr is the journal itself (JOURNAL_STREAM matches fd 2): only
+ * then do log lines carry journald's priority prefix instead of a time. */
+int notify_stderr_is_journal(void);
 
 #endif

@@ -6,8 +6,11 @@
  * Inputs.  Each [daemon] watch path is either
  *   - a URL list file, followed like `tail -F`: a line counts once it ends
  *     with '\n'; truncation reads it again from the start; when the name is
- *     renamed away or deleted, the old file is read to its end (a last line
- *     without '\n' counts there), then the file now under the name from 0.
+ *     renamed away, the old file is still followed until a new file appears
+ *     under the name and for a grace period (1 s) after that, since writers
+ *     append to it until they reopen (a deleted one is not waited for);
+ *     then it is read to its end (a last line without '\n' counts there),
+ *     then the file now under the name from 0.
  *     A file that does not exist yet is waited for (its directory must);
  *   - a directory: list files "*.urls" / "*.txt" (not dot-files) there at
  *     start (in name order) or arriving later (renamed in, or written in
@@ -23,7 +26,9 @@
  * recorded, or skipped).  Per list, everything before the first entry not
  * yet ended is committed; watch_save() writes the committed offsets to the
  * state file ("dev ino offset path" per line, temp file + rename), and
- * watch_new() resumes a list whose path and inode match a saved line there.
+ * watch_new() resumes a list whose path and inode match a saved line there
+ * (a followed name's file rotated away with entries not ended is saved too,
+ * and looked for by its inode in the name's directory).
  * Entries handed out but not ended at a stop come again after a restart:
  * the caller skips URLs already done.  Images are not in the state file:
  * the files themselves are the record, so the caller removes (or moves) an
@@ -61,6 +66,15 @@ typedef enum {
  * would take it too, inotify limits. */
 watch *watch_new(char *const *paths, int n, const char *incoming, const char *statefile,
                  char *err, size_t errlen);
+
+/* What watch_new checks about paths and incoming before it watches
+ * anything, without inotify or the state file: for --check-config.  An
+ * incoming that does not exist yet passes, and so does a followed file's
+ * directory that is one of made (NULL-terminated, may be NULL) or a parent
+ * of one: the directories thumbd creates at start, before the watch.
+ * 0 / -1 + err. */
+int watch_check(char *const *paths, int n, const char *incoming, char *const *made,
+                char *err, size_t errlen);
 void watch_free(watch *w);                      /* accepts NULL; does not save */
 
 /* Poll this for POLLIN (O_NONBLOCK, O_CLOEXEC). */
@@ -78,10 +92,27 @@ int watch_handle(watch *w);
  * until the next watch_next().  Every kind but WATCH_NONE fills *t. */
 watch_kind watch_next(watch *w, const char **text, const char **reason, watch_ticket *t);
 
+/* Milliseconds until the watch has work that no event announces (a
+ * replaced followed file's grace period ends), 0 when due, -1 when none:
+ * the caller's poll waits at most this long. */
+long long watch_timeout(const watch *w);
+
+/* 1 when an entry other than self with this URL is out (handed out and not
+ * ended): a second occurrence of a URL still in flight.  Compared by a
+ * 64-bit hash; costs a pass over the entries out, so call it only for a
+ * URL already seen in this run. */
+int watch_busy(const watch *w, const char *url, watch_ticket self);
+
 /* The entry of t has ended.  May commit an offset, and move a finished
  * directory list to done/ (logged).  Unknown or repeated tickets are logged
  * and ignored. */
 void watch_done(watch *w, watch_ticket t);
+
+/* The entry of t failed because of this machine (a write error, a full
+ * disk): it is not ended, so its list's offset is not committed past it
+ * and a directory list is not moved to done/; the next start reads it
+ * again.  It no longer counts for watch_busy().  A list ticket only. */
+void watch_keep(watch *w, watch_ticket t);
 
 /* thumbd's own download just renamed to incoming/<name>: count it as handed
  * out, so the IN_MOVED_TO the rename causes is not reported as an image.

@@ -144,6 +144,13 @@
  * it ends. */
 #define FETCH_WRITE_BUFFER ((size_t)128 * 1024)
 
+/* A ticket a worker gave back; local: the job failed because of this
+ * machine (job.h on_end). */
+typedef struct ended_ticket {
+	uint64_t ticket;
+	int local;
+} ended_ticket;
+
 typedef struct host {
 	struct host *next;
 	int active;             /* requests in flight */
@@ -232,7 +239,7 @@ struct fetch {
 	long long last_save;    /* ms, last watch_save */
 	long long last_stall_check; /* ms, last check_stalls */
 	pthread_mutex_t ended_mu;
-	uint64_t *ended;        /* tickets of jobs the workers finished */
+	ended_ticket *ended;    /* tickets of jobs the workers finished */
 	size_t nended, capended;
 	long done_ok;
 	unsigned long long rng;
@@ -458,9 +465,9 @@ ticket_pack(watch_ticket t)
 	return (uint64_t)t.src << 32 | t.seq;
 }
 
-/* A worker finished a job: any thread. */
+/* A worker finished a job: any thread.  local: see xfer_end_ticket. */
 static void
-job_ended(void *arg, uint64_t ticket)
+job_ended(void *arg, uint64_t ticket, int local)
 {
 	fetch *f = arg;
 	int ok = 1;
@@ -468,7 +475,7 @@ job_ended(void *arg, uint64_t ticket)
 	pthread_mutex_lock(&f->ended_mu);
 	if (f->nended == f->capended) {
 		size_t cap = f->capended ? f->capended * 2 : 64;
-		uint64_t *v = realloc(f->ended, cap * sizeof *v);
+		ended_ticket *v = realloc(f->ended, cap * sizeof *v);
 		if (v) {
 			f->ended = v;
 			f->capended = cap;
@@ -477,7 +484,7 @@ job_ended(void *arg, uint64_t ticket)
 		}
 	}
 	if (ok)
-		f->ended[f->nended++] = ticket;
+		f->ended[f->nended++] = (ended_ticket){ ticket, local };
 	pthread_mutex_unlock(&f->ended_mu);
 	if (!ok)    /* the line comes again after a restart; nothing is lost */
 		log_msg(LOG_WARNING, "out of memory noting a finished entry");
@@ -487,7 +494,7 @@ job_ended(void *arg, uint64_t ticket)
 void
 fetch_collect(fetch *f)
 {
-	uint64_t *v;
+	ended_ticket *v;
 	size_t n;
 
 	if (!f || !f->w)
@@ -498,16 +505,36 @@ fetch_collect(fetch *f)
 	f->ended = NULL;
 	f->nended = f->capended = 0;
 	pthread_mutex_unlock(&f->ended_mu);
-	for (size_t i = 0; i < n; i++)
-		watch_done(f->w, ticket_unpack(v[i]));
+	for (size_t i = 0; i < n; i++) {
+		watch_ticket t = ticket_unpack(v[i].ticket);
+		if (v[i].local && t.src != 0) {      /* an image's file is gone: it ends */
+			log_msg(LOG_WARNING, "that failure was this machine's: its list entry is kept, "
+			        "the next start does it again");
+			watch_keep(f->w, t);
+		} else {
+			watch_done(f->w, t);
+		}
+	}
 	free(v);
 }
 
+/* The entry of x has ended, with reason when it failed.  A failure of
+ * this machine (a write error, a full disk: state_reason_is_final() is 0)
+ * is no outcome of the URL: its ticket is kept, so its list's offset is not
+ * committed past it, a directory list stays where it is, and the next
+ * start reads it again and tries it, as a one-shot run would. */
 static void
-xfer_end_ticket(fetch *f, xfer *x)
+xfer_end_ticket(fetch *f, xfer *x, const char *reason)
 {
-	if (x->has_ticket && f->w)
-		watch_done(f->w, ticket_unpack(x->ticket));
+	if (x->has_ticket && f->w) {
+		if (reason && !state_reason_is_final(reason)) {
+			log_msg(LOG_WARNING, "%s: that failure was this machine's: its list entry is "
+			        "kept, the next start does it again", x->url);
+			watch_keep(f->w, ticket_unpack(x->ticket));
+		} else {
+			watch_done(f->w, ticket_unpack(x->ticket));
+		}
+	}
 	x->has_ticket = 0;
 }
 
@@ -711,7 +738,7 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	if (log_failure(x->url, reason) < 0)
 		x->has_ticket = 0;      /* not recorded: its entry comes again at the next start */
 	stats_fail(f->st, reason);
-	xfer_end_ticket(f, x);
+	xfer_end_ticket(f, x, reason);
 	host_forget_if_idle(f, x->host);
 	xfer_free(x);
 }
@@ -851,10 +878,11 @@ fail_line(fetch *f, const char *line, const char *reason)
 }
 
 /* Build an xfer for a URL read from a list: parse it, name it, and skip it
- * when this or an earlier run already has its outcome.  NULL when skipped
- * or failed; *lost = 1 when that failure could not be recorded. */
+ * when this or an earlier run already has its outcome.  t: its watch
+ * ticket (daemon), else NULL.  NULL when skipped or failed; *lost = 1 when
+ * that failure could not be recorded. */
 static xfer *
-xfer_new(fetch *f, const char *url, int *lost)
+xfer_new(fetch *f, const char *url, const watch_ticket *t, int *lost)
 {
 	xfer *x = NULL;
 	char *hostname = NULL, *port = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
@@ -879,8 +907,11 @@ xfer_new(fetch *f, const char *url, int *lost)
 	x->f = f;
 	x->port = strtol(port, NULL, 10);
 	r = names_claim(f->reg, url, stem, x->name, err, sizeof err);
-	if (r == 1) {
-		log_msg(LOG_INFO, "duplicate %s: already in this run, done once", url);
+	/* the daemon: a duplicate only while the first is still out; seen
+	 * again after that, the state below decides (done when its
+	 * thumbnails exist, again when they were deleted) */
+	if (r == 1 && (!t || watch_busy(f->w, url, *t))) {
+		log_msg(LOG_INFO, "duplicate %s: already %s, done once", url, t ? "in flight" : "in this run");
 		STAT_ADD(f->st, duplicates, 1);
 		goto drop;
 	}
@@ -1563,7 +1594,7 @@ next_from_lists(fetch *f)
 			continue;
 		case WATCH_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line, &lost))) {
+			if ((x = xfer_new(f, line, &t, &lost))) {
 				x->ticket = ticket_pack(t);
 				x->has_ticket = 1;
 				return x;
@@ -1589,7 +1620,7 @@ next_from_lists(fetch *f)
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line, &lost)))
+			if ((x = xfer_new(f, line, NULL, &lost)))
 				return x;
 			continue;
 		}
@@ -1754,7 +1785,7 @@ fetch_run(fetch *f)
 
 	clock_gettime(CLOCK_MONOTONIC, &f->t0);
 	for (;;) {
-		long long wait;
+		long long wait, next;
 		CURLMsg *m;
 		int left;
 
@@ -1798,6 +1829,8 @@ fetch_run(fetch *f)
 			wait = f->w ? 60000 : 1000;
 		if (f->in_flight > 0 && wait > STALL_CHECK_MS)
 			wait = STALL_CHECK_MS;      /* check_stalls */
+		if (f->w && (next = watch_timeout(f->w)) >= 0 && next < wait)
+			wait = next;                /* a followed file's grace period */
 		if (loop_wait(f, wait) < 0) {
 			log_msg(LOG_ERROR, "libcurl multi loop failed");
 			rc = -1;

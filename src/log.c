@@ -106,7 +106,7 @@ log_open_target(const char *dir, log_target t, char *err, size_t errlen)
 	char lpath[sizeof log_path], fpath[sizeof log_path];
 	int lfd = -1, ffd = -1;
 
-	if (t != LOG_TO_FILE && t != LOG_TO_STDERR) {
+	if (t != LOG_TO_FILE && t != LOG_TO_STDERR && t != LOG_TO_STDERR_PLAIN) {
 		snprintf(err, errlen, "log target %d: not a log_target", (int)t);
 		goto fail;
 	}

@@ -479,6 +479,14 @@ main(int argc, char **argv)
 			fprintf(stderr, "thumbd: --check-config takes no other arguments\n");
 			goto out;
 		}
+		/* what --daemon would refuse at its start (watch_new), which
+		 * comes after it has made these directories */
+		char *made[] = { r.c->incoming, r.c->outgoing, r.c->logs, NULL };
+		if (r.c->nwatch > 0
+		    && watch_check(r.c->watch, r.c->nwatch, r.c->incoming, made, err, sizeof err) < 0) {
+			fprintf(stderr, "thumbd: %s\n", err);
+			goto out;
+		}
 		printf("configuration OK\n");
 		status = 0;
 		goto out;
@@ -499,9 +507,10 @@ main(int argc, char **argv)
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
 	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0
 	    || (lock_fd = lock_incoming(r.c->incoming, err, sizeof err)) < 0
-	    || log_open_target(r.c->logs, daemon && (r.c->log_target == CFG_LOG_STDERR
+	    || log_open_target(r.c->logs, !daemon || !(r.c->log_target == CFG_LOG_STDERR
 	                       || (r.c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
-	                       ? LOG_TO_STDERR : LOG_TO_FILE, err, sizeof err) < 0
+	                       ? LOG_TO_FILE : notify_stderr_is_journal() ? LOG_TO_STDERR
+	                       : LOG_TO_STDERR_PLAIN, err, sizeof err) < 0
 	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
 	    || !(r.done = state_open(r.c, retry_failed, err, sizeof err))
 	    || state_compact_names(r.done, r.c, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {

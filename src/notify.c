@@ -42,14 +42,18 @@ notify_watchdog_usec(void)
 }
 
 int
-notify_under_systemd(void)
+notify_stderr_is_journal(void)
 {
 	const char *js = getenv("JOURNAL_STREAM");
 	unsigned long long dev, ino;
 	struct stat sb;
 
-	if (js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &sb) == 0
-	    && (unsigned long long)sb.st_dev == dev && (unsigned long long)sb.st_ino == ino)
-		return 1;
-	return getenv("INVOCATION_ID") != NULL;
+	return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &sb) == 0
+	       && (unsigned long long)sb.st_dev == dev && (unsigned long long)sb.st_ino == ino;
+}
+
+int
+notify_under_systemd(void)
+{
+	return notify_stderr_is_journal() || getenv("INVOCATION_ID") != NULL;
 }

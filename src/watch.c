@@ -41,10 +41,20 @@
  * directories and incoming again (what is queued or out is not queued
  * twice).  rescan() is also how watch_new() starts.
  *
- * Limits.  Entries of a rotated-away file that had not ended at a stop are
- * not read again (the file is no longer under the name); a path holding a
- * newline is not saved (read again from 0 after a restart); a watched
- * directory that is deleted or moved is logged and no longer watched.
+ * Rotation.  A followed file renamed away is still followed (its inotify
+ * watch is on the inode) while the name is empty and for FOLLOW_GRACE_MS
+ * after a new file appears there, since writers append to it until they
+ * reopen; then it is read to its end and retired (a drain while entries
+ * are out).  A deleted one is read to its end at once.  A retired file
+ * keeps its path, device and inode and is saved under the followed name;
+ * after a restart follow_recover looks for that inode in the name's
+ * directory and reads the file on from its committed offset, or logs that
+ * it is gone.  watch_timeout() tells the caller when a grace period ends.
+ *
+ * Limits.  A rotated-away file moved to another directory while stopped is
+ * not found (logged); a path holding a newline is not saved (read again
+ * from 0 after a restart); a watched directory that is deleted or moved is
+ * logged and no longer watched.
  */
 #include "watch.h"
 
@@ -62,6 +72,7 @@
 #include "fsutil.h"
 #include "hashset.h"
 #include "log.h"
+#include "monotime.h"
 #include "urllist.h"
 
 #define PATH_CAP        4096
@@ -70,9 +81,12 @@
 #define IMG_QUEUE_MAX   65536
 #define STATE_LINES_MAX 65536
 #define EVENT_READS_MAX 64
+#define DIR_SCAN_MAX    100000  /* entries looked at for a rotated-away file */
+#define DONE_SUFFIX_MAX 1000    /* done/<name>.1 .. .999 */
+#define FOLLOW_GRACE_MS 1000    /* a replaced file is still read this long (follow_check) */
 
 #define FOLLOW_DIR_MASK  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
-#define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF)
+#define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
 #define TAKE_MASK        (IN_MOVED_TO | IN_CLOSE_WRITE)
 #define GONE_MASK        (IN_MOVE_SELF | IN_DELETE_SELF)
 
@@ -83,6 +97,7 @@ typedef struct pend {
 	uint32_t seq;
 	int live;
 	off_t start;            /* where its line starts */
+	uint64_t key;           /* hash_str of its URL (watch_busy); 0 for a bad line */
 } pend;
 
 struct follow;
@@ -104,6 +119,8 @@ typedef struct source {
 	int complete;                   /* a last line without '\n' counts: dir lists, a rotated-away file */
 	int eof;                        /* complete and read to its end */
 	int stuck;                      /* dir list that cannot be finished (read error, rename failed) */
+	int away;                       /* SRC_FOLLOW: renamed away, no file under the name yet */
+	struct source *onext;           /* follow.olds */
 	char *rbuf;                     /* file bytes [boff, boff + rlen); rpos taken */
 	size_t rpos, rlen;
 	off_t boff;
@@ -121,7 +138,9 @@ typedef struct source {
 typedef struct follow {
 	char *path, *dir;
 	const char *base;               /* the name in dir, in path */
-	source *cur;                    /* the file under the name (or the rotated-away one being read to its end) */
+	source *cur;                    /* the file under the name (or the rotated-away one, see follow_check) */
+	source *olds;                   /* rotated-away files found again at start, read to their end first */
+	long long switch_at;            /* ms (monotonic): cur was replaced; read it to its end from then */
 	int check;                      /* the name may now be another file: stat it */
 } follow;
 
@@ -307,7 +326,7 @@ pend_compact(source *s)
 }
 
 static int
-pend_push(source *s, off_t start, uint32_t seq)
+pend_push(source *s, off_t start, uint32_t seq, uint64_t key)
 {
 	if (s->olen == s->ocap) {
 		pend_compact(s);
@@ -320,14 +339,14 @@ pend_push(source *s, off_t start, uint32_t seq)
 			s->ocap = cap;
 		}
 	}
-	s->out[s->olen++] = (pend){ seq, 1, start };
+	s->out[s->olen++] = (pend){ seq, 1, start, key };
 	s->nout++;
 	return 0;
 }
 
-/* 1 when seq was out (and now is not), 0 when it was not. */
-static int
-pend_remove(source *s, uint32_t seq)
+/* seq's entry while it is out, or NULL. */
+static pend *
+pend_find(source *s, uint32_t seq)
 {
 	size_t lo = s->ohead, hi = s->olen;
 
@@ -339,8 +358,19 @@ pend_remove(source *s, uint32_t seq)
 			hi = mid;
 	}
 	if (lo == s->olen || s->out[lo].seq != seq || !s->out[lo].live)
+		return NULL;
+	return &s->out[lo];
+}
+
+/* 1 when seq was out (and now is not), 0 when it was not. */
+static int
+pend_remove(source *s, uint32_t seq)
+{
+	pend *p = pend_find(s, seq);
+
+	if (!p)
 		return 0;
-	s->out[lo].live = 0;
+	p->live = 0;
 	s->nout--;
 	while (s->ohead < s->olen && !s->out[s->ohead].live)
 		s->ohead++;
@@ -483,24 +513,35 @@ source_find(const watch *w, uint32_t id)
 static void
 source_resume(watch *w, source *s, const struct stat *sb)
 {
-	saved **pp, *e;
+	saved **pp, **other = NULL, *e;
 	off_t off, pos = 0;
 	long lines = 0;
 	char last = '\n';
 
-	for (pp = &w->saved; *pp && strcmp((*pp)->path, s->path) != 0; pp = &(*pp)->next)
-		;
-	if (!(e = *pp))
+	for (pp = &w->saved; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->path, s->path) != 0)
+			continue;
+		if ((*pp)->dev == (uintmax_t)sb->st_dev && (*pp)->ino == (uintmax_t)sb->st_ino)
+			break;
+		if (!other)
+			other = pp;
+	}
+	if (!*pp) {
+		/* a followed name's other file is follow_recover's to look for */
+		if (other && s->kind == SRC_DIRLIST) {
+			e = *other;
+			*other = e->next;
+			free(e);
+			w->dirty = 1;
+			log_msg(LOG_INFO, "watch: %s is another file than at the last stop; "
+			        "reading it from the start", s->path);
+		}
 		return;
+	}
+	e = *pp;
 	*pp = e->next;
 	off = e->off;
 	w->dirty = 1;
-	if (e->dev != (uintmax_t)sb->st_dev || e->ino != (uintmax_t)sb->st_ino) {
-		log_msg(LOG_INFO, "watch: %s is another file than at the last stop; reading it from the start",
-		        s->path);
-		free(e);
-		return;
-	}
 	free(e);
 	if (off > sb->st_size) {
 		log_msg(LOG_WARNING, "watch: %s is shorter than at the last stop (truncated); "
@@ -633,7 +674,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			note_commit(w, s);
 			continue;
 		}
-		if (pend_push(s, start, s->next_seq) < 0) {
+		if (pend_push(s, start, s->next_seq, k == URLLIST_URL ? hash_str(line) : 0) < 0) {
 			log_msg(LOG_ERROR, "watch: out of memory");
 			s->coff = s->boff = start;      /* read it again next time */
 			s->rpos = s->rlen = 0;
@@ -696,13 +737,18 @@ follow_open(watch *w, follow *f, char *err, size_t errlen)
 	return 0;
 }
 
-/* f's name changed, or events were lost: same file (read on), another
- * (finish this one first), or a first one (open it).  0 / -1 + err. */
+/* f's name changed, or events were lost.  The same file: read on.  The
+ * file was deleted: read it to its end, then whatever comes under the name.
+ * It was renamed away (logrotate's "create"): writers may go on appending
+ * to it until they are told to reopen, so, like tail -F, it is still
+ * followed while the name is empty, and for FOLLOW_GRACE_MS after a new
+ * file appears there; then it is read to its end and the new one from 0
+ * (follow_tick, follow_next).  A first file: open it.  0 / -1 + err. */
 static int
 follow_check(watch *w, follow *f, char *err, size_t errlen)
 {
 	source *s = f->cur;
-	struct stat sb;
+	struct stat sb, own;
 	int there = stat(f->path, &sb) == 0 && S_ISREG(sb.st_mode);
 
 	f->check = 0;
@@ -710,24 +756,62 @@ follow_check(watch *w, follow *f, char *err, size_t errlen)
 		return there ? follow_open(w, f, err, errlen) : 0;
 	if (s->complete)
 		return 0;               /* switches when read to its end */
+	s->unread = 1;
 	if (there && sb.st_dev == s->dev && sb.st_ino == s->ino) {
-		/* the same file: read on, and make sure the watch is on it (the name
-		 * may have moved between our open and our inotify_add_watch) */
+		/* the same file (maybe renamed back): read on, and make sure the
+		 * watch is on it (the name may have moved between our open and
+		 * our inotify_add_watch) */
 		char e2[PATH_CAP + 128];
 		int wd = ref_add(w, f->path, FOLLOW_FILE_MASK, REF_FOLLOW_FILE, f, e2, sizeof e2);
-		s->unread = 1;
 		if (wd >= 0 && wd != s->wd) {
 			if (s->wd >= 0)
 				ref_del(w, s->wd, REF_FOLLOW_FILE, f);
 			s->wd = wd;
 		}
+		s->away = 0;
+		f->switch_at = 0;
 		return 0;
 	}
-	log_msg(LOG_INFO, "watch: %s was %s; reading the old file to its end", f->path,
-	        there ? "replaced" : "moved or deleted");
-	s->complete = 1;
-	s->unread = 1;
+	if (fstat(s->fd, &own) < 0 || own.st_nlink == 0) {
+		log_msg(LOG_INFO, "watch: %s was deleted; reading the old file to its end", f->path);
+		s->complete = 1;
+		return 0;
+	}
+	if (!there) {
+		if (!s->away)
+			log_msg(LOG_INFO, "watch: %s was moved away; still reading the old file "
+			        "until a new one appears under the name", f->path);
+		s->away = 1;
+		return 0;
+	}
+	if (!f->switch_at) {
+		log_msg(LOG_INFO, "watch: %s was replaced; reading the old file for %d ms more, "
+		        "then to its end, then the new one", f->path, FOLLOW_GRACE_MS);
+		f->switch_at = mono_ms() + FOLLOW_GRACE_MS;
+	}
 	return 0;
+}
+
+/* Grace periods that are over: read those old files to their end. */
+static void
+follow_tick(watch *w)
+{
+	long long now = -1;
+
+	for (int i = 0; i < w->nfol; i++) {
+		follow *f = &w->fols[i];
+		if (!f->switch_at)
+			continue;
+		if (now < 0)
+			now = mono_ms();
+		if (now < f->switch_at)
+			continue;
+		f->switch_at = 0;
+		if (f->cur) {
+			f->cur->complete = 1;
+			f->cur->unread = 1;
+		}
+	}
 }
 
 /* f's rotated-away file is read to its end: on to the one under the name. */
@@ -738,6 +822,7 @@ follow_switch(watch *w, follow *f)
 
 	source_retire(w, f->cur);
 	f->cur = NULL;
+	f->switch_at = 0;
 	if (follow_open(w, f, err, sizeof err) < 0)
 		log_msg(LOG_ERROR, "watch: %s", err);
 	else if (f->cur)
@@ -747,6 +832,17 @@ follow_switch(watch *w, follow *f)
 static watch_kind
 follow_next(watch *w, follow *f, const char **text, const char **reason, watch_ticket *t)
 {
+	while (f->olds) {
+		source *s = f->olds;
+		watch_kind k = s->eof ? WATCH_NONE : source_next(w, s, text, reason, t);
+
+		if (k != WATCH_NONE)
+			return k;
+		if (!s->eof && s->unread)
+			return WATCH_NONE;      /* out of memory: later */
+		f->olds = s->onext;     /* read to its end, or a read error (logged) */
+		source_retire(w, s);
+	}
 	for (;;) {
 		source *s = f->cur;
 		watch_kind k;
@@ -759,6 +855,68 @@ follow_next(watch *w, follow *f, const char **text, const char **reason, watch_t
 			return WATCH_NONE;
 		if ((k = source_next(w, s, text, reason, t)) != WATCH_NONE || !s->eof)
 			return k;
+	}
+}
+
+/* At start, after follow_open: saved lines of f's name that are not the
+ * file under it now are files rotated away before the stop with lines not
+ * read or not ended.  Look for each in f's directory (by device and inode)
+ * and read it on from where it was, to its end; say so when it is gone. */
+static void
+follow_recover(watch *w, follow *f)
+{
+	saved **pp = &w->saved;
+
+	while (*pp) {
+		saved *e = *pp;
+		char *found = NULL;
+		struct stat sb;
+		source *s;
+		DIR *dp;
+		int fd = -1;
+
+		if (strcmp(e->path, f->path) != 0) {
+			pp = &e->next;
+			continue;
+		}
+		if ((dp = opendir(f->dir))) {
+			struct dirent *de;
+			for (long n = 0; !found && n < DIR_SCAN_MAX && (de = readdir(dp)); n++) {
+				char *p;
+				if ((uintmax_t)de->d_ino != e->ino || !(p = join(f->dir, de->d_name)))
+					continue;
+				if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode)
+				    && (uintmax_t)sb.st_dev == e->dev && (uintmax_t)sb.st_ino == e->ino)
+					found = p;
+				else
+					free(p);
+			}
+			closedir(dp);
+		}
+		if (found)
+			fd = open(found, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 || fstat(fd, &sb) < 0 || (uintmax_t)sb.st_ino != e->ino
+		    || !(s = source_new(w, SRC_FOLLOW, f->path, fd, &sb))) {
+			log_msg(LOG_WARNING, "watch: %s is another file than at the last stop, and the old "
+			        "one (device %ju, inode %ju) is no longer in %s: its lines after byte %lld "
+			        "are not read", f->path, e->dev, e->ino, f->dir, (long long)e->off);
+			if (fd >= 0)
+				close(fd);
+			*pp = e->next;
+			free(e);
+			free(found);
+			w->dirty = 1;
+			continue;
+		}
+		log_msg(LOG_INFO, "watch: %s is another file than at the last stop; the old one is now %s: "
+		        "reading it on from byte %lld to its end", f->path, found, (long long)e->off);
+		free(found);
+		s->fol = f;
+		s->complete = 1;
+		source_resume(w, s, &sb);       /* takes e off the list */
+		s->onext = f->olds;
+		f->olds = s;
+		pp = &w->saved;
 	}
 }
 
@@ -848,6 +1006,35 @@ dir_list(dirw *d, char *err, size_t errlen)
 	return 0;
 }
 
+/* Move src to dst (cap bytes), or to dst.1, dst.2, ... when a list of that
+ * name is in done/ already: an earlier list is never overwritten.  link(2)
+ * fails on an existing name where rename(2) would replace it; a file
+ * system without hard links gets a stat-then-rename.  0 / -1 (errno). */
+static int
+done_move(const char *src, char *dst, size_t cap)
+{
+	size_t len = strlen(dst);
+	struct stat sb;
+
+	for (int i = 0; i < DONE_SUFFIX_MAX; i++) {
+		if (i && (size_t)snprintf(dst + len, cap - len, ".%d", i) >= cap - len) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (link(src, dst) == 0)
+			return unlink(src) == 0 || errno == ENOENT ? 0 : -1;
+		if (errno == EEXIST)
+			continue;
+		if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+			return -1;
+		if (lstat(dst, &sb) == 0)
+			continue;
+		return errno == ENOENT ? rename(src, dst) : -1;
+	}
+	errno = EEXIST;
+	return -1;
+}
+
 /* Every entry of s is read and ended: move it to <dir>/done/. */
 static void
 dir_finish(watch *w, source *s)
@@ -868,7 +1055,7 @@ dir_finish(watch *w, source *s)
 		source_free(w, s);
 		return;
 	}
-	if ((mkdir(ddir, 0755) < 0 && errno != EEXIST) || rename(s->path, dst) < 0) {
+	if ((mkdir(ddir, 0755) < 0 && errno != EEXIST) || done_move(s->path, dst, sizeof dst) < 0) {
 		log_msg(LOG_ERROR, "watch: cannot move %s to %s: %s; it stays until the next start",
 		        s->path, dst, strerror(errno));
 		s->stuck = 1;
@@ -1173,7 +1360,7 @@ dispatch(watch *w, const struct inotify_event *ev)
 		case REF_FOLLOW_FILE:
 			if ((ev->mask & IN_MODIFY) && f->cur)
 				f->cur->unread = 1;
-			if (ev->mask & GONE_MASK)
+			if (ev->mask & (GONE_MASK | IN_ATTRIB))        /* IN_ATTRIB: maybe unlinked */
 				f->check = 1;
 			break;
 		case REF_DIR:
@@ -1275,6 +1462,7 @@ watch_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 {
 	int n = w->nfol + w->ndir + 1;
 
+	follow_tick(w);
 	for (int i = 0; i < n; i++) {
 		int slot = (w->rr + i) % n;
 		watch_kind k;
@@ -1292,6 +1480,32 @@ watch_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	}
 	*text = *reason = NULL;
 	return WATCH_NONE;
+}
+
+long long
+watch_timeout(const watch *w)
+{
+	long long next = -1, now = mono_ms();
+
+	for (int i = 0; i < w->nfol; i++) {
+		long long at = w->fols[i].switch_at;
+		if (at && (next < 0 || at - now < next))
+			next = at > now ? at - now : 0;
+	}
+	return next;
+}
+
+int
+watch_busy(const watch *w, const char *url, watch_ticket self)
+{
+	uint64_t key = hash_str(url);
+
+	for (const source *s = w->sources; s; s = s->next)
+		for (size_t i = s->ohead; i < s->olen; i++)
+			if (s->out[i].live && s->out[i].key == key
+			    && !(s->id == self.src && s->out[i].seq == self.seq))
+				return 1;
+	return 0;
 }
 
 void
@@ -1315,6 +1529,19 @@ watch_done(watch *w, watch_ticket t)
 		source_free(w, s);
 	else if (s->kind == SRC_DIRLIST && s->eof && !s->stuck)
 		dir_finish(w, s);
+}
+
+void
+watch_keep(watch *w, watch_ticket t)
+{
+	source *s = t.src ? source_find(w, t.src) : NULL;
+	pend *p = s ? pend_find(s, t.seq) : NULL;
+
+	if (!p) {
+		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
+		return;
+	}
+	p->key = 0;             /* no longer in flight: not a duplicate's first */
 }
 
 static int
@@ -1427,8 +1654,10 @@ watch_save(watch *w, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
+	/* a drain of a truncated file has no path (its lines are gone); one of
+	 * a rotated-away file keeps it, so that follow_recover finds the file */
 	for (source *s = w->sources; s; s = s->next)
-		if (s->kind != SRC_DRAIN && !strchr(s->path, '\n'))
+		if (s->path && !strchr(s->path, '\n'))
 			fprintf(m, "%ju %ju %lld %s\n", (uintmax_t)s->dev, (uintmax_t)s->ino,
 			        (long long)committed(s), s->path);
 	for (saved *s = w->saved; s; s = s->next)
@@ -1528,29 +1757,168 @@ split_path(const char *path, const char **base)
 	return strndup(path, (size_t)(slash - path));
 }
 
+/* A watched directory as watch_check and watch_new see it. */
+typedef struct dirid {
+	dev_t dev;
+	ino_t ino;
+	const char *path;
+} dirid;
+
 /* A file of ours (followed list, state file) directly inside a directory
- * that would take it as well. */
+ * that would take it as well: one of the ndir watched directories or
+ * incoming (NULL: none). */
 static int
-check_overlap(const watch *w, const char *path, const char *dir, const char *base,
-              char *err, size_t errlen)
+check_overlap(const dirid *dirs, int ndir, const char *incoming, const char *path,
+              const char *dir, const char *base, char *err, size_t errlen)
 {
 	struct stat pb, sb;
 
 	if (stat(dir, &pb) < 0)
 		return 0;
-	for (int i = 0; i < w->ndir; i++)
-		if (w->dirs[i].dev == pb.st_dev && w->dirs[i].ino == pb.st_ino && is_list_name(base)) {
+	for (int i = 0; i < ndir; i++)
+		if (dirs[i].dev == pb.st_dev && dirs[i].ino == pb.st_ino && is_list_name(base)) {
 			snprintf(err, errlen, "%s: inside the watched directory %s, which would take it too",
-			         path, w->dirs[i].path);
+			         path, dirs[i].path);
 			return -1;
 		}
-	if (w->incoming && stat(w->incoming, &sb) == 0 && sb.st_dev == pb.st_dev
+	if (incoming && stat(incoming, &sb) == 0 && sb.st_dev == pb.st_dev
 	    && sb.st_ino == pb.st_ino && is_image_name(base)) {
 		snprintf(err, errlen, "%s: inside the incoming directory %s, which would take it as an image",
-		         path, w->incoming);
+		         path, incoming);
 		return -1;
 	}
 	return 0;
+}
+
+/* path made lexical: no "//", "/./" or "name/.." (like Go's path.Clean;
+ * symbolic links are not followed, nothing need exist).  NULL: no memory. */
+static char *
+clean_path(const char *path)
+{
+	size_t len = strlen(path), n = 0;
+	char *out = malloc(len + 2), *copy = strdup(path), *save = NULL;
+	int abs = path[0] == '/';
+
+	if (!out || !copy) {
+		free(out);
+		free(copy);
+		return NULL;
+	}
+	for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		char *slash;
+		if (strcmp(c, ".") == 0)
+			continue;
+		out[n] = 0;
+		slash = strrchr(out, '/');
+		if (strcmp(c, "..") == 0 && n && strcmp(slash ? slash + 1 : out, "..") != 0) {
+			n = slash ? (size_t)(slash - out) : 0;
+			continue;
+		}
+		if (strcmp(c, "..") == 0 && abs && !n)
+			continue;       /* /.. is / */
+		if (n || abs)
+			out[n++] = '/';
+		memcpy(out + n, c, strlen(c));
+		n += strlen(c);
+	}
+	if (!n)
+		out[n++] = abs ? '/' : '.';
+	out[n] = 0;
+	free(copy);
+	return out;
+}
+
+/* 1 when dir is one of made (or a parent of one): thumbd creates it at
+ * start, before the watch. */
+static int
+will_be_made(const char *dir, char *const *made)
+{
+	char *d = clean_path(dir);
+	int yes = 0;
+
+	for (int i = 0; d && made && made[i] && !yes; i++) {
+		char *m = clean_path(made[i]);
+		size_t dl = strlen(d);
+		yes = m && strncmp(m, d, dl) == 0 && (m[dl] == 0 || m[dl] == '/' || strcmp(d, "/") == 0);
+		free(m);
+	}
+	free(d);
+	return yes;
+}
+
+int
+watch_check(char *const *paths, int n, const char *incoming, char *const *made,
+            char *err, size_t errlen)
+{
+	dirid *dirs = calloc((size_t)n + 1, sizeof *dirs);
+	struct stat sb, ib;
+	int ndir = 0, rc = -1, has_in = incoming && stat(incoming, &ib) == 0;
+
+	if (!dirs) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (incoming && has_in && !S_ISDIR(ib.st_mode)) {
+		snprintf(err, errlen, "%s: not a directory", incoming);
+		goto out;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *p = paths[i];
+
+		for (int j = 0; j < i; j++)
+			if (strcmp(paths[j], p) == 0) {
+				snprintf(err, errlen, "%s: listed twice", p);
+				goto out;
+			}
+		if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode)) {
+			snprintf(err, errlen, "%s: neither a URL list file nor a directory", p);
+			goto out;
+		}
+		if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+			for (int j = 0; j < ndir; j++)
+				if (dirs[j].dev == sb.st_dev && dirs[j].ino == sb.st_ino) {
+					snprintf(err, errlen, "%s: the same directory as %s", p, dirs[j].path);
+					goto out;
+				}
+			if (has_in && ib.st_dev == sb.st_dev && ib.st_ino == sb.st_ino) {
+				snprintf(err, errlen, "%s: is also the incoming directory", p);
+				goto out;
+			}
+			dirs[ndir++] = (dirid){ sb.st_dev, sb.st_ino, p };
+		} else {
+			const char *base;
+			char *dir = split_path(p, &base);
+			struct stat pb;
+			if (!dir) {
+				snprintf(err, errlen, "%s: not a file path", p);
+				goto out;
+			}
+			if ((stat(dir, &pb) < 0 || !S_ISDIR(pb.st_mode)) && !will_be_made(dir, made)) {
+				snprintf(err, errlen, "%s: directory %s does not exist", p, dir);
+				free(dir);
+				goto out;
+			}
+			free(dir);
+		}
+	}
+	/* a second pass: a file may come before the directory that holds it */
+	for (int i = 0; i < n; i++) {
+		const char *base;
+		char *dir;
+		int bad;
+		if (stat(paths[i], &sb) == 0 && S_ISDIR(sb.st_mode))
+			continue;
+		if (!(dir = split_path(paths[i], &base)))
+			continue;
+		bad = check_overlap(dirs, ndir, incoming, paths[i], dir, base, err, errlen) < 0;
+		free(dir);
+		if (bad)
+			goto out;
+	}
+	rc = 0;
+out:
+	free(dirs);
+	return rc;
 }
 
 watch *
@@ -1558,15 +1926,22 @@ watch_new(char *const *paths, int n, const char *incoming, const char *statefile
           char *err, size_t errlen)
 {
 	watch *w = calloc(1, sizeof *w);
-	struct stat sb, ib;
+	dirid *dirs = calloc((size_t)n + 1, sizeof *dirs);
+	struct stat sb;
 
-	if (!w || !(w->fols = calloc((size_t)n + 1, sizeof *w->fols))
+	if (!w || !dirs || !(w->fols = calloc((size_t)n + 1, sizeof *w->fols))
 	    || !(w->dirs = calloc((size_t)n + 1, sizeof *w->dirs))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	w->fd = -1;
 	w->next_id = 1;
+	if (incoming && (stat(incoming, &sb) < 0 || !S_ISDIR(sb.st_mode))) {
+		snprintf(err, errlen, "%s: not a directory", incoming);
+		goto fail;
+	}
+	if (watch_check(paths, n, incoming, NULL, err, errlen) < 0)
+		goto fail;
 	if ((w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "inotify: %s%s", strerror(errno),
 		         errno == EMFILE ? " (raise fs.inotify.max_user_instances)" : "");
@@ -1584,10 +1959,6 @@ watch_new(char *const *paths, int n, const char *incoming, const char *statefile
 	if (state_load(w, err, errlen) < 0)
 		goto fail;
 	if (incoming) {
-		if (stat(incoming, &ib) < 0 || !S_ISDIR(ib.st_mode)) {
-			snprintf(err, errlen, "%s: not a directory", incoming);
-			goto fail;
-		}
 		if (!(w->incoming = strdup(incoming))) {
 			snprintf(err, errlen, "out of memory");
 			goto fail;
@@ -1596,41 +1967,23 @@ watch_new(char *const *paths, int n, const char *incoming, const char *statefile
 		            err, errlen) < 0)
 			goto fail;
 	}
+	/* watch_check has looked at every path: here they are only set up */
 	for (int i = 0; i < n; i++) {
 		const char *p = paths[i];
 
-		for (int j = 0; j < i; j++)
-			if (strcmp(paths[j], p) == 0) {
-				snprintf(err, errlen, "%s: listed twice", p);
-				goto fail;
-			}
-		if (stat(p, &sb) == 0 && !S_ISDIR(sb.st_mode) && !S_ISREG(sb.st_mode)) {
-			snprintf(err, errlen, "%s: neither a URL list file nor a directory", p);
-			goto fail;
-		}
 		if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
 			dirw *d = &w->dirs[w->ndir];
-			for (int j = 0; j < w->ndir; j++)
-				if (w->dirs[j].dev == sb.st_dev && w->dirs[j].ino == sb.st_ino) {
-					snprintf(err, errlen, "%s: the same directory as %s", p, w->dirs[j].path);
-					goto fail;
-				}
-			if (w->incoming && ib.st_dev == sb.st_dev && ib.st_ino == sb.st_ino) {
-				snprintf(err, errlen, "%s: is also the incoming directory", p);
-				goto fail;
-			}
 			if (!(d->path = strdup(p))) {
 				snprintf(err, errlen, "out of memory");
 				goto fail;
 			}
 			d->dev = sb.st_dev;
 			d->ino = sb.st_ino;
-			w->ndir++;
+			dirs[w->ndir++] = (dirid){ sb.st_dev, sb.st_ino, d->path };
 			if (ref_add(w, p, TAKE_MASK | GONE_MASK | IN_ONLYDIR, REF_DIR, d, err, errlen) < 0)
 				goto fail;
 		} else {
 			follow *f = &w->fols[w->nfol];
-			struct stat pb;
 			if (!(f->path = strdup(p)) || !(f->dir = split_path(f->path, &f->base))) {
 				snprintf(err, errlen, "%s: not a file path", p);
 				free(f->path);
@@ -1638,25 +1991,23 @@ watch_new(char *const *paths, int n, const char *incoming, const char *statefile
 				goto fail;
 			}
 			w->nfol++;
-			if (stat(f->dir, &pb) < 0 || !S_ISDIR(pb.st_mode)) {
-				snprintf(err, errlen, "%s: directory %s does not exist", p, f->dir);
-				goto fail;
-			}
 			if (ref_add(w, f->dir, FOLLOW_DIR_MASK | IN_ONLYDIR, REF_FOLLOW_DIR, f,
 			            err, errlen) < 0)
 				goto fail;
 		}
 	}
-	for (int i = 0; i < w->nfol; i++)
-		if (check_overlap(w, w->fols[i].path, w->fols[i].dir, w->fols[i].base, err, errlen) < 0)
-			goto fail;
-	if (check_overlap(w, w->statefile, w->statedir, w->statebase, err, errlen) < 0)
+	if (check_overlap(dirs, w->ndir, w->incoming, w->statefile, w->statedir, w->statebase,
+	                  err, errlen) < 0)
 		goto fail;
 	if (rescan(w, 1, err, errlen) < 0)
 		goto fail;
+	for (int i = 0; i < w->nfol; i++)
+		follow_recover(w, &w->fols[i]);
 	state_prune(w);
+	free(dirs);
 	return w;
 fail:
+	free(dirs);
 	watch_free(w);
 	return NULL;
 }

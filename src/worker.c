@@ -34,6 +34,7 @@
 #include "log.h"
 #include "monotime.h"
 #include "spare.h"
+#include "state.h"
 #include "thumb.h"
 
 #define WORKER_IDLE_MS 2000
@@ -126,7 +127,7 @@ worker_main(void *arg)
 	while ((j = next_job(p, w, &aside, aside_bytes, &must_wait))) {
 		struct timespec t;
 		double dt;
-		int n;
+		int n, local = 0;
 
 		atomic_fetch_add(&p->busy, 1);
 		atomic_store(&w->job_since, mono_ms());
@@ -148,18 +149,22 @@ worker_main(void *arg)
 			        n, dt);
 		} else {
 			stats_fail(p->st, err);
-			if (log_failure(j->url, err) < 0 && j->on_end) {
-				/* not recorded: the daemon keeps its entry (and a
-				 * hand-off image its file) for the next start */
-				j->on_end = NULL;
-				j->owned = 0;
+			/* not recorded in failed.tsv, or this machine's fault (a
+			 * write error, a full disk): the daemon keeps the entry (and
+			 * a hand-off image its file) for the next start */
+			if (log_failure(j->url, err) < 0) {
+				local = 1;
+				if (j->on_end)
+					j->owned = 0;
+			} else {
+				local = !state_reason_is_final(err);
 			}
 		}
 		if (n != THUMB_DEFERRED) {
 			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
 				log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
 			if (j->on_end)
-				j->on_end(j->end_arg, j->ticket);
+				j->on_end(j->end_arg, j->ticket, local);
 			job_free(j);
 		}
 		atomic_store(&w->job_since, 0);

@@ -793,3 +793,150 @@ def _list_lines(t, wd, cp, d1, d2, queue, follow, src):
             "list lines: the log says it failed before")
     if d2.alive(t, "list lines: after the second list"):
         d2.stop(t, "list lines: second run")
+
+
+def test_daemon_rotation(t):
+    """logrotate's "create" on a followed file: lines a writer appends to the
+    renamed-away file before the new one appears are read (tail -F); a stop
+    while the old file's entries are in flight loses none of them after a
+    restart; a URL seen again after its thumbnails were deleted is done
+    again, and one whose first is still in flight is a duplicate."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        cp = Corpus(cdir, srv)
+        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
+        try:
+            _rotation(t, wd, cp, srv, d1, d2, follow)
+        finally:
+            d1.kill()
+            d2.kill()
+
+
+def _rotation(t, wd, cp, srv, d1, d2, follow):
+    photo = "photos/rocket_640x427.jpg"
+    if not d1.start(t, "rotation"):
+        return
+    q0, q1, m = (cp.alias(photo, s) for s in ("rq0", "rq1", "rm"))
+    _append(follow, q0.url)
+    t.check(_wait(lambda: q0.done(wd), 10, d1.proc), "rotation: the first line is done")
+    old = follow + ".1"
+    os.rename(follow, old)
+    time.sleep(0.3)
+    _append(old, q1.url)            # the writer has not reopened yet
+    time.sleep(0.7)
+    _append(follow, m.url)
+    t.check(_wait(lambda: q1.done(wd) and m.done(wd), 10, d1.proc),
+            "rotation: a line appended to the renamed-away file (no new file yet) is done, "
+            "and so is the new file's")
+
+    # the same URL again: a duplicate while its first is in flight; after
+    # its thumbnails are deleted, done again
+    slow = cp.alias(photo, "rslow", delay=1.5)
+    _append(follow, slow.url, slow.url)
+    t.check(_wait(lambda: slow.done(wd), 10, d1.proc), "rotation: a slow URL listed twice is done")
+    t.check(_wait(lambda: any("duplicate " + slow.url in l for l in wd.log_lines() or []), 5),
+            "rotation: its second line is a duplicate while the first is in flight")
+    t.eq(len(srv.log(slow.target(), "GET")), 1, "rotation: the duplicate is downloaded once")
+    for n in m.names():
+        os.unlink(os.path.join(wd.outgoing, n))
+    _append(follow, m.url)
+    t.check(_wait(lambda: m.done(wd), 10, d1.proc),
+            "rotation: a URL appended again after its thumbnails were deleted is done again")
+    t.eq(len(srv.log(m.target(), "GET")), 2, "rotation: ... downloaded a second time")
+    _append(follow, q0.url)
+    t.check(_wait(lambda: any("already done " + q0.url in l for l in wd.log_lines() or []), 5, d1.proc),
+            "rotation: a URL whose thumbnails exist is already done")
+
+    # rotated while slow entries of the old file are out, then a stop
+    s1, s2 = cp.alias(photo, "rs1", delay=3), cp.alias(photo, "rs2", delay=3)
+    _append(follow, s1.url, s2.url)
+    t.check(_wait(lambda: len(srv.log(s2.target(), "GET")) >= 1, 5, d1.proc),
+            "rotation: the slow lines are in flight")
+    os.rename(follow, old)
+    _append(follow, m.url)
+    time.sleep(1.5)                 # past the grace period: the old file is retired
+    if not d1.stop(t, "rotation: first run"):
+        return
+    if not d2.start(t, "rotation: restart"):
+        return
+    t.check(_wait(lambda: s1.done(wd) and s2.done(wd), 15, d2.proc),
+            "rotation: the rotated-away file's entries that were in flight at the stop are done "
+            "after a restart (log %r)" % [l for l in wd.log_lines() or [] if "watch:" in l][-5:])
+    if d2.alive(t, "rotation: after the restart"):
+        d2.stop(t, "rotation: second run")
+
+
+def test_daemon_local_failure(t):
+    """A failure of this machine (outgoing/ unusable) in the daemon is not an
+    outcome: the list stays where it is (not moved to done/) and a restart,
+    once outgoing/ is fixed, does the URL."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        cp = Corpus(cdir, srv)
+        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
+        try:
+            _local_failure(t, wd, cp, d1, d2, queue, src)
+        finally:
+            d1.kill()
+            d2.kill()
+
+
+def _local_failure(t, wd, cp, d1, d2, queue, src):
+    if not d1.start(t, "local failure"):
+        return
+    x = cp.alias("photos/rocket_640x427.jpg", "lf")
+    aside = wd.outgoing + ".real"
+    os.rename(wd.outgoing, aside)   # as root a chmod stops nothing: a file instead
+    open(wd.outgoing, "w").close()
+    _drop_list(src, queue, "lf.urls", [x.url])
+    t.check(_wait(lambda: any(u == x.url for _, u, _ in wd.failed()), 10, d1.proc),
+            "local failure: the write error is recorded in failed.tsv")
+    time.sleep(0.5)
+    t.check(os.path.isfile(os.path.join(queue, "lf.urls"))
+            and not os.path.exists(os.path.join(queue, "done", "lf.urls")),
+            "local failure: the list is not moved to done/")
+    if not d1.stop(t, "local failure: first run"):
+        return
+    os.unlink(wd.outgoing)
+    os.rename(aside, wd.outgoing)
+    if not d2.start(t, "local failure: restart"):
+        return
+    t.check(_wait(lambda: x.done(wd) and os.path.isfile(os.path.join(queue, "done", "lf.urls")), 10, d2.proc),
+            "local failure: after outgoing/ is fixed and a restart, the URL is done and the list finished")
+    if d2.alive(t, "local failure: after the restart"):
+        d2.stop(t, "local failure: second run")
+
+
+def test_daemon_config_and_log(t):
+    """--check-config refuses a watch path whose directory is missing, as
+    --daemon does; log = stderr uses the journal form only when stderr is
+    the journal (JOURNAL_STREAM), else "[thread, time, level] message"."""
+    with C.Workdir() as wd, Notify() as nt:
+        missing = os.path.join(wd.root, "nodir", "later.txt")
+        wd.write_config({"daemon.watch": "%s %s" % (wd.lists, missing)})
+        rc, out, err = wd.run("--check-config")
+        t.eq(rc, 2, "check-config: a watch path in a missing directory is an error (stdout %r)" % out)
+        t.check("does not exist" in err and "configuration OK" not in out,
+                "check-config: says what is wrong (%r)" % err)
+        wd.write_config({"daemon.watch": wd.lists, "daemon.log": "stderr"})
+        rc, out, err = wd.run("--check-config")
+        t.eq(rc, 0, "check-config: a good watch passes (%r)" % err)
+        d = Daemon(wd, nt)
+        try:
+            if not d.start(t, "log stderr"):
+                return
+            d.stop(t, "log stderr")
+            lines = [l for l in d.stderr().splitlines() if "daemon ready" in l]
+            t.check(lines and re.match(r"^\[main, \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}, INFO\] daemon ready",
+                                       lines[0]),
+                    "log stderr: without JOURNAL_STREAM the file format (%r)" % lines[:1])
+        finally:
+            d.kill()

@@ -79,11 +79,17 @@ next_within(watch *w, int wait_ms, const char **text, const char **reason, watch
 
 	for (;;) {
 		struct pollfd pfd = { .fd = watch_fd(w), .events = POLLIN };
-		long long left;
+		long long left, due;
 		watch_kind k = watch_next(w, text, reason, t);
 
 		if (k != WATCH_NONE || (left = deadline - now_ms()) <= 0)
 			return k;
+		if ((due = watch_timeout(w)) >= 0 && due < left) {
+			/* a grace period ends first: wait for it like fetch.c does */
+			if (poll(&pfd, 1, (int)due) > 0)
+				CHECK_INT(watch_handle(w), 0);
+			continue;
+		}
 		if (poll(&pfd, 1, (int)left) <= 0)
 			return watch_next(w, text, reason, t);
 		CHECK_INT(watch_handle(w), 0);
@@ -306,6 +312,183 @@ test_follow_late_done(void)
 	watch_free(w);
 }
 
+/* logrotate's "create": the followed file is renamed away and writers go
+ * on appending to it until told to reopen.  Like tail -F, the old file is
+ * still read while the name is empty and for the grace period after a new
+ * file appears; then the new one from 0. */
+static void
+test_follow_rotate_create(void)
+{
+	char *paths[1], err[512];
+	const char *list = P("fc/feed.txt"), *old = P("fc/feed.txt.1");
+	long long t0;
+	watch *w;
+
+	CHECK_INT(mkdir(P("fc"), 0755), 0);
+	put(list, "http://c/1\n");
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, P("fc/.state"), err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	expect_done(w, WATCH_URL, "http://c/1");
+	CHECK_INT(rename(list, old), 0);
+	expect_none(w);
+	CHECK_INT(watch_timeout(w), -1);        /* no new file: no deadline either */
+	append(old, "http://c/q1\n");           /* a writer that has not reopened yet */
+	expect_done(w, WATCH_URL, "http://c/q1");
+	CHECK(log_has("moved away; still reading the old file"));
+	t0 = now_ms();
+	put(list, "http://c/m\n");
+	expect_none(w);
+	CHECK(watch_timeout(w) >= 0);
+	append(old, "http://c/q2\nhttp://c/q3");        /* within the grace period */
+	expect_done(w, WATCH_URL, "http://c/q2");
+	/* then the old file to its end (a last line without '\n' counts), then the new */
+	expect_done(w, WATCH_URL, "http://c/q3");
+	CHECK(now_ms() - t0 >= 900);
+	expect_done(w, WATCH_URL, "http://c/m");
+	CHECK_INT(watch_timeout(w), -1);
+	append(old, "http://c/too-late\n");
+	append(list, "http://c/n\n");
+	expect_done(w, WATCH_URL, "http://c/n");
+	expect_none(w);
+
+	/* renamed away and then deleted (IN_ATTRIB): read to its end, not held open */
+	CHECK_INT(rename(list, old), 0);
+	append(old, "http://c/o\n");
+	expect_done(w, WATCH_URL, "http://c/o");
+	CHECK_INT(unlink(old), 0);
+	expect_none(w);
+	put(list, "http://c/p\n");
+	expect_done(w, WATCH_URL, "http://c/p");
+	CHECK(log_has("was deleted; reading the old file to its end"));
+	CHECK_INT(outstanding(w), 0);
+	watch_free(w);
+}
+
+/* A stop while entries of a rotated-away file are out: they are saved and
+ * read again after a restart from the file's new name; a rotated-away file
+ * that is gone by then is named in the log. */
+static void
+test_restart_rotated(void)
+{
+	char *paths[1], err[512];
+	const char *list = P("rr/feed.txt"), *old = P("rr/feed.txt.1"), *state = P("rr/.state");
+	watch_ticket t[4];
+	watch *w;
+
+	CHECK_INT(mkdir(P("rr"), 0755), 0);
+	put(list, "http://rr/1\nhttp://rr/2\nhttp://rr/3\n");
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	t[0] = expect(w, WATCH_URL, "http://rr/1", NULL);
+	t[1] = expect(w, WATCH_URL, "http://rr/2", NULL);
+	t[2] = expect(w, WATCH_URL, "http://rr/3", NULL);
+	watch_done(w, t[0]);
+	CHECK_INT(rename(list, old), 0);
+	put(list, "http://rr/new1\n");
+	t[3] = expect(w, WATCH_URL, "http://rr/new1", NULL);
+	watch_done(w, t[2]);
+	watch_done(w, t[3]);
+	CHECK_INT(outstanding(w), 1);   /* rr/2 of the old file */
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_free(w);
+
+	/* restart: 2 and 3 of the old file again (3 was after 2), the new file on */
+	append(list, "http://rr/new2\n");
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	CHECK(log_has("the old one is now"));
+	t[1] = expect(w, WATCH_URL, "http://rr/2", NULL);
+	expect_done(w, WATCH_URL, "http://rr/3");
+	expect_done(w, WATCH_URL, "http://rr/new2");
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_free(w);
+
+	/* stopped again with rr/2 out; the old file is deleted meanwhile */
+	CHECK_INT(unlink(old), 0);
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	CHECK(log_has("is no longer in"));
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_free(w);
+}
+
+/* watch_busy: a URL is a duplicate while another entry of it is out */
+static void
+test_busy(void)
+{
+	char *paths[1], err[512];
+	const char *list = P("b/list.txt");
+	watch_ticket t1, t2;
+	watch *w;
+
+	CHECK_INT(mkdir(P("b"), 0755), 0);
+	put(list, "http://b/1\nhttp://b/1\n");
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, P("b/.state"), err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	t1 = expect(w, WATCH_URL, "http://b/1", NULL);
+	CHECK_INT(watch_busy(w, "http://b/1", t1), 0);
+	t2 = expect(w, WATCH_URL, "http://b/1", NULL);
+	CHECK_INT(watch_busy(w, "http://b/1", t2), 1);
+	CHECK_INT(watch_busy(w, "http://b/2", t2), 0);
+	/* kept (a local failure): still out, its offset not committed, no longer busy */
+	watch_keep(w, t1);
+	CHECK_INT(watch_busy(w, "http://b/1", t2), 0);
+	CHECK_INT(outstanding(w), 2);
+	watch_done(w, t2);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	{
+		long long off = -1;
+		CHECK(state_line(P("b/.state"), list, &off));
+		CHECK_INT(off, 0);
+	}
+	watch_free(w);
+}
+
+/* watch_check: what --check-config reports, the same as watch_new */
+static void
+test_check(void)
+{
+	char *paths[3], err[512];
+
+	CHECK_INT(mkdir(P("ck"), 0755), 0);
+	paths[0] = (char *)P("ck");
+	paths[1] = (char *)P("ck-nodir/later.txt");
+	CHECK_INT(watch_check(paths, 2, P("ck-in"), NULL, err, sizeof err), -1);
+	CHECK(strstr(err, "does not exist") != NULL);
+	{
+		/* a directory thumbd makes at start (or a parent of one) passes */
+		char *made[] = { (char *)P("ck/../ck-nodir/./in"), NULL }, *made2[] = { (char *)P("ck-no"), NULL };
+		CHECK_INT(watch_check(paths, 2, NULL, made, err, sizeof err), 0);
+		CHECK_INT(watch_check(paths, 2, NULL, made2, err, sizeof err), -1);
+	}
+	CHECK(watch_new(paths, 2, NULL, P("ck/.state"), err, sizeof err) == NULL);
+	paths[0] = (char *)P("ck");
+	paths[1] = (char *)P("ck/x.txt");
+	CHECK_INT(watch_check(paths, 2, NULL, NULL, err, sizeof err), -1);
+	CHECK(strstr(err, "inside the watched directory") != NULL);
+	paths[0] = (char *)P("ck");     /* P's buffers are a ring of 8 */
+	paths[1] = (char *)P("later.txt");
+	paths[2] = (char *)P("later.txt");
+	CHECK_INT(watch_check(paths, 3, NULL, NULL, err, sizeof err), -1);
+	CHECK(strstr(err, "listed twice") != NULL);
+	CHECK_INT(watch_check(paths, 2, P("ck-in"), NULL, err, sizeof err), 0);
+}
+
 static void
 test_follow_created_later(void)
 {
@@ -434,16 +617,19 @@ test_dir(void)
 	CHECK(exists(P("d/b.urls")));
 	watch_done(w, t4);
 	CHECK(!exists(P("d/b.urls")));
-	{
+	/* a list of that name in done/ already is kept: the new one gets .1 */
+	for (int i = 0; i < 2; i++) {
 		char buf[64] = "";
-		FILE *fp = fopen(P("d/done/b.urls"), "r");
+		FILE *fp = fopen(P(i ? "d/done/b.urls.1" : "d/done/b.urls"), "r");
 		CHECK(fp != NULL);
 		if (fp) {
 			CHECK(fgets(buf, sizeof buf, fp) != NULL);
 			fclose(fp);
 		}
-		CHECK_STR(buf, "http://d/4\n");     /* replaced the older one */
+		CHECK_STR(buf, i ? "http://d/4\n" : "an older b.urls\n");
 	}
+	CHECK(log_has("b.urls done (1 line), moved to"));
+	CHECK(log_has("d/done/b.urls.1"));
 	/* not lists: left alone */
 	CHECK(exists(P("d/c.tmp")));
 	CHECK(exists(P("d/.hidden.txt")));
@@ -726,6 +912,10 @@ main(void)
 	CHECK_INT(log_open(P("logs"), err, sizeof err), 0);
 	test_follow();
 	test_follow_late_done();
+	test_follow_rotate_create();
+	test_restart_rotated();
+	test_busy();
+	test_check();
 	test_follow_created_later();
 	test_turns_and_backpressure();
 	test_dir();
