@@ -735,8 +735,11 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 {
 	if (x->part)
 		unlink(x->part);
-	if (log_failure(x->url, reason) < 0)
-		x->has_ticket = 0;      /* not recorded: its entry comes again at the next start */
+	if (log_failure(x->url, reason) < 0 && x->has_ticket && f->w) {
+		/* not recorded: its entry stays out, the next start does it again */
+		watch_keep(f->w, ticket_unpack(x->ticket));
+		x->has_ticket = 0;
+	}
 	stats_fail(f->st, reason);
 	xfer_end_ticket(f, x, reason);
 	host_forget_if_idle(f, x->host);
@@ -1601,6 +1604,8 @@ next_from_lists(fetch *f)
 			}
 			if (!lost)
 				watch_done(f->w, t);    /* skipped or failed at once */
+			else
+				watch_keep(f->w, t);    /* unrecorded: the next start does it again */
 			lost = 0;
 			continue;
 		}
