@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import types
 import urllib.parse
 
 import common as C
@@ -655,22 +656,30 @@ def _reload(t, wd, cp, d, nt, cfg, follow):
     d.stop(t, "reload")
 
 
-def test_daemon_drain_restart(t):
-    """SIGTERM with transfers in flight: STOPPING=1, exit 0; a restart on the
-    same state ends every URL exactly once under its first name."""
+def _two_daemons(t, body):
+    """body(e) with the corpus served, a work directory laid out for the
+    daemon (_layout, _daemon_config) and two Daemon handles, a first run and
+    its restart, both killed at the end whatever happens.  e has t, wd, cp,
+    srv, nt, d1, d2, queue, follow, src."""
     cdir = C.corpus(t)
     if cdir is None:
         return
     with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
         queue, follow, src = _layout(wd)
         wd.write_config(_daemon_config(queue, follow))
-        cp = Corpus(cdir, srv)
         d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
         try:
-            _drain(t, wd, cp, srv, d1, d2, nt, queue, follow, src)
+            body(types.SimpleNamespace(t=t, wd=wd, cp=Corpus(cdir, srv), srv=srv, nt=nt, d1=d1, d2=d2,
+                                       queue=queue, follow=follow, src=src))
         finally:
             d1.kill()
             d2.kill()
+
+
+def test_daemon_drain_restart(t):
+    """SIGTERM with transfers in flight: STOPPING=1, exit 0; a restart on the
+    same state ends every URL exactly once under its first name."""
+    _two_daemons(t, lambda e: _drain(e.t, e.wd, e.cp, e.srv, e.d1, e.d2, e.nt, e.queue, e.follow, e.src))
 
 
 def _drain(t, wd, cp, srv, d1, d2, nt, queue, follow, src):
@@ -751,19 +760,7 @@ def test_daemon_list_lines(t):
     mark at the start of a list dropped in a watched directory, or of a
     followed file, is skipped; a bad line is recorded in failed.tsv once and
     is failed before when a later list (after a restart) has it again."""
-    cdir = C.corpus(t)
-    if cdir is None:
-        return
-    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
-        queue, follow, src = _layout(wd)
-        wd.write_config(_daemon_config(queue, follow))
-        cp = Corpus(cdir, srv)
-        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
-        try:
-            _list_lines(t, wd, cp, d1, d2, queue, follow, src)
-        finally:
-            d1.kill()
-            d2.kill()
+    _two_daemons(t, lambda e: _list_lines(e.t, e.wd, e.cp, e.d1, e.d2, e.queue, e.follow, e.src))
 
 
 def _list_lines(t, wd, cp, d1, d2, queue, follow, src):
@@ -801,19 +798,7 @@ def test_daemon_rotation(t):
     while the old file's entries are in flight loses none of them after a
     restart; a URL seen again after its thumbnails were deleted is done
     again, and one whose first is still in flight is a duplicate."""
-    cdir = C.corpus(t)
-    if cdir is None:
-        return
-    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
-        queue, follow, src = _layout(wd)
-        wd.write_config(_daemon_config(queue, follow))
-        cp = Corpus(cdir, srv)
-        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
-        try:
-            _rotation(t, wd, cp, srv, d1, d2, follow)
-        finally:
-            d1.kill()
-            d2.kill()
+    _two_daemons(t, lambda e: _rotation(e.t, e.wd, e.cp, e.srv, e.d1, e.d2, e.follow))
 
 
 def _rotation(t, wd, cp, srv, d1, d2, follow):
@@ -874,19 +859,7 @@ def test_daemon_local_failure(t):
     """A failure of this machine (outgoing/ unusable) in the daemon is not an
     outcome: the list stays where it is (not moved to done/) and a restart,
     once outgoing/ is fixed, does the URL."""
-    cdir = C.corpus(t)
-    if cdir is None:
-        return
-    with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
-        queue, follow, src = _layout(wd)
-        wd.write_config(_daemon_config(queue, follow))
-        cp = Corpus(cdir, srv)
-        d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
-        try:
-            _local_failure(t, wd, cp, d1, d2, queue, src)
-        finally:
-            d1.kill()
-            d2.kill()
+    _two_daemons(t, lambda e: _local_failure(e.t, e.wd, e.cp, e.d1, e.d2, e.queue, e.src))
 
 
 def _local_failure(t, wd, cp, d1, d2, queue, src):
