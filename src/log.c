@@ -213,6 +213,38 @@ append_escaped(char *buf, size_t cap, size_t *off, const char *src)
 	}
 }
 
+/*
+ * A URL's password never goes into a log line: "scheme://user:pw@host"
+ * becomes "scheme://user:***@host" (wget shows it the same way), since
+ * logs are read by more people than the lists.  Only the authority counts:
+ * an '@' after the first '/', '?' or '#' is part of a path or query.
+ * failed.tsv keeps the URL whole: it is the record a rerun looks URLs up
+ * in, and it is no more readable than the list that held them.
+ */
+static void
+redact_passwords(char *s, size_t cap)
+{
+	char *p = s;
+
+	while ((p = strstr(p, "://"))) {
+		char *auth = p + 3, *end = auth + strcspn(auth, "/?#@ \t\n"), *colon;
+		size_t pw, len;
+		p = auth;
+		if (*end != '@' || !(colon = memchr(auth, ':', (size_t)(end - auth))) || end == colon + 1)
+			continue;
+		pw = (size_t)(end - colon - 1);
+		len = strlen(s);
+		if (pw >= 3 || len + 3 - pw < cap) {
+			memmove(colon + 4, end, strlen(end) + 1);
+			memcpy(colon + 1, "***", 3);
+			p = colon + 4;
+		} else {                /* no room to grow: as many stars as bytes */
+			memset(colon + 1, '*', pw);
+			p = end;
+		}
+	}
+}
+
 void
 log_msg(log_level lvl, const char *fmt, ...)
 {
@@ -226,6 +258,7 @@ log_msg(log_level lvl, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
+	redact_passwords(msg, sizeof msg);
 	if (journal) {
 		/* journald stamps each line itself: priority prefix, no time */
 		n = snprintf(line, sizeof line, "%s[%s, %s] ", journal_prio[lvl],

@@ -122,6 +122,36 @@ count_lines(const char *text)
 	return n;
 }
 
+/* A URL's password is never written to the log (failed.tsv keeps the URL
+ * whole); a user without one, an '@' in a path or query, are left alone. */
+static void
+test_redacted_passwords(void)
+{
+	char err[256] = "", *text;
+	const char *line;
+
+	CHECK_INT(log_open_target(dir, LOG_TO_FILE, err, sizeof err), 0);
+	log_thread_name("fetch");
+	log_msg(LOG_INFO, "downloaded http://ann:s3cret@127.0.0.1:8080/a.jpg and https://bo:x@h/b");
+	log_msg(LOG_INFO, "kept https://ann@h/c.jpg http://h/p?q=a:b@c http://h/x:y@z");
+	log_failure("http://ann:s3cret@127.0.0.1/d.jpg", "HTTP 404");
+	log_close();
+	text = slurp("thumbd.log", NULL);
+	CHECK(text != NULL);
+	line = text ? nth_line(text, 0) : NULL;
+	CHECK(line && file_line_is(line, "fetch", "INFO",
+	                           "downloaded http://ann:***@127.0.0.1:8080/a.jpg and https://bo:***@h/b"));
+	line = text ? nth_line(text, 1) : NULL;
+	CHECK(line && file_line_is(line, "fetch", "INFO", "kept https://ann@h/c.jpg http://h/p?q=a:b@c http://h/x:y@z"));
+	CHECK(text && !strstr(text, "s3cret"));
+	free(text);
+	text = slurp("failed.tsv", NULL);
+	CHECK(text && strstr(text, "\thttp://ann:s3cret@127.0.0.1/d.jpg\tHTTP 404\n"));
+	free(text);
+	remove_file("thumbd.log");
+	remove_file("failed.tsv");
+}
+
 static void
 test_file_target(void)
 {
@@ -573,6 +603,7 @@ main(void)
 		return 1;
 	}
 	test_file_target();
+	test_redacted_passwords();
 	test_stderr_target();
 	test_reopen();
 	test_reopen_under_load();
