@@ -266,7 +266,7 @@ names_claim(names *n, const char *key, const char *base, char out[NAME_MAX_OUT],
 			return 0;               /* ours from an earlier run */
 		}
 		if (n->size >= REGISTRY_MAX) {
-			snprintf(err, errlen, "the name registry %s is full (2 GB)", n->path);
+			snprintf(err, errlen, "cannot write the name registry %s: full (2 GB)", n->path);
 			return -1;
 		}
 		/* O_APPEND: the line lands at the end, wherever a torn write
