@@ -15,6 +15,11 @@
 
 #include "img.h"
 
+/* The decode memory budget (img_decode_opts reserve), asked once a decoder
+ * knows what it will hold: 0, or -1 with err "deferred" (thumb.c puts the
+ * image aside).  In img.c, for all three. */
+int codec_reserve(const img_decode_opts *o, uint64_t bytes, char *err, size_t errlen);
+
 int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                   img *out, img_meta *meta, char *err, size_t errlen);
 int jpegio_encode(const img *im, int quality, uint8_t **out, size_t *outlen,

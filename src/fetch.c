@@ -465,7 +465,26 @@ ticket_pack(watch_ticket t)
 	return (uint64_t)t.src << 32 | t.seq;
 }
 
-/* A worker finished a job: any thread.  local: see xfer_end_ticket. */
+/* The entry of ticket t has ended, or, with keep, has not: a failure of
+ * this machine (a write error, a full disk: state_reason_is_final() is 0)
+ * or one failed.tsv could not take is no outcome of the URL, so its ticket
+ * stays out: its list's offset is not committed past it, a directory list
+ * stays where it is, and the next start reads it again and tries it, as a
+ * one-shot run would.  An image's ticket (src 0) always ends: its file is
+ * gone or kept by the caller.  what: the URL, for the log, or NULL. */
+static void
+ticket_end(fetch *f, watch_ticket t, int keep, const char *what)
+{
+	if (keep && t.src != 0) {
+		log_msg(LOG_WARNING, "%s: its list entry is kept, the next start does it again",
+		        what ? what : "a failed job");
+		watch_keep(f->w, t);
+	} else {
+		watch_done(f->w, t);
+	}
+}
+
+/* A worker finished a job: any thread.  local: see ticket_end. */
 static void
 job_ended(void *arg, uint64_t ticket, int local)
 {
@@ -505,37 +524,9 @@ fetch_collect(fetch *f)
 	f->ended = NULL;
 	f->nended = f->capended = 0;
 	pthread_mutex_unlock(&f->ended_mu);
-	for (size_t i = 0; i < n; i++) {
-		watch_ticket t = ticket_unpack(v[i].ticket);
-		if (v[i].local && t.src != 0) {      /* an image's file is gone: it ends */
-			log_msg(LOG_WARNING, "that failure was this machine's: its list entry is kept, "
-			        "the next start does it again");
-			watch_keep(f->w, t);
-		} else {
-			watch_done(f->w, t);
-		}
-	}
+	for (size_t i = 0; i < n; i++)
+		ticket_end(f, ticket_unpack(v[i].ticket), v[i].local, NULL);
 	free(v);
-}
-
-/* The entry of x has ended, with reason when it failed.  A failure of
- * this machine (a write error, a full disk: state_reason_is_final() is 0)
- * is no outcome of the URL: its ticket is kept, so its list's offset is not
- * committed past it, a directory list stays where it is, and the next
- * start reads it again and tries it, as a one-shot run would. */
-static void
-xfer_end_ticket(fetch *f, xfer *x, const char *reason)
-{
-	if (x->has_ticket && f->w) {
-		if (reason && !state_reason_is_final(reason)) {
-			log_msg(LOG_WARNING, "%s: that failure was this machine's: its list entry is "
-			        "kept, the next start does it again", x->url);
-			watch_keep(f->w, ticket_unpack(x->ticket));
-		} else {
-			watch_done(f->w, ticket_unpack(x->ticket));
-		}
-	}
-	x->has_ticket = 0;
 }
 
 /* --- hosts ------------------------------------------------------------- */
@@ -612,12 +603,13 @@ host_failed(fetch *f, host *h, const char *reason)
 	h->resume_at = mono_ms() + cool;
 }
 
-/* The host answered for good (a success, a 404): it is up. */
+/* The host answered for good (a success, a 404), or a reload says to try
+ * it again (why, for the log): it is up. */
 static void
-host_up(host *h)
+host_up(host *h, const char *why)
 {
 	if (h->paused)
-		log_msg(LOG_INFO, "host %s:%ld answers again: pause lifted", h->name, h->port);
+		log_msg(LOG_INFO, "host %s:%ld %s: pause lifted", h->name, h->port, why);
 	h->fails = h->paused = 0;
 	h->resume_at = 0;
 }
@@ -684,11 +676,8 @@ static void
 hosts_resume(fetch *f)
 {
 	for (host *h = f->hosts; h; h = h->next)
-		if (h->paused) {
-			log_msg(LOG_INFO, "host %s:%ld: pause lifted by the reload", h->name, h->port);
-			h->fails = h->paused = 0;
-			h->resume_at = 0;
-		}
+		if (h->paused)
+			host_up(h, "reloaded");
 }
 
 /* Forget a host that holds no state worth keeping, so the list stays about
@@ -733,15 +722,15 @@ xfer_free(xfer *x)
 static void
 xfer_fail(fetch *f, xfer *x, const char *reason)
 {
+	int unrecorded;
+
 	if (x->part)
 		unlink(x->part);
-	if (log_failure(x->url, reason) < 0 && x->has_ticket && f->w) {
-		/* not recorded: its entry stays out, the next start does it again */
-		watch_keep(f->w, ticket_unpack(x->ticket));
-		x->has_ticket = 0;
-	}
+	unrecorded = log_failure(x->url, reason) < 0;
 	stats_fail(f->st, reason);
-	xfer_end_ticket(f, x, reason);
+	if (x->has_ticket && f->w)
+		ticket_end(f, ticket_unpack(x->ticket), unrecorded || !state_reason_is_final(reason), x->url);
+	x->has_ticket = 0;
 	host_forget_if_idle(f, x->host);
 	xfer_free(x);
 }
@@ -1395,7 +1384,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	else if (code > 0)
 		host_answered(f, h, x->easy);
 	if (oc == OUTCOME_OK) {
-		host_up(h);
+		host_up(h, "answers again");
 		if (rename(x->part, x->final) < 0) {
 			snprintf(reason, sizeof reason, "cannot rename %s: %s", x->part, strerror(errno));
 			goto fail;
@@ -1471,7 +1460,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	} else if (rc == CURLE_COULDNT_RESOLVE_HOST) {
 		host_failed(f, h, reason);      /* no such host, maybe for now */
 	} else if (!x->write_errno) {
-		host_up(h);             /* the host answered; it is the URL that is bad */
+		host_up(h, "answers again");    /* it answered; it is the URL that is bad */
 	}
 fail:
 	if (x->attempts > 1) {
@@ -1586,8 +1575,7 @@ next_from_lists(fetch *f)
 			return NULL;
 		case WATCH_BAD:
 			STAT_ADD(f->st, urls, 1);
-			if (fail_line(f, line, reason) == 0)
-				watch_done(f->w, t);    /* else not recorded: comes again at the next start */
+			ticket_end(f, t, fail_line(f, line, reason) < 0, line);
 			continue;
 		case WATCH_IMAGE:
 			handoff(f, line, t);
@@ -1602,10 +1590,7 @@ next_from_lists(fetch *f)
 				x->has_ticket = 1;
 				return x;
 			}
-			if (!lost)
-				watch_done(f->w, t);    /* skipped or failed at once */
-			else
-				watch_keep(f->w, t);    /* unrecorded: the next start does it again */
+			ticket_end(f, t, lost, line);  /* skipped or failed at once */
 			lost = 0;
 			continue;
 		}
@@ -1638,9 +1623,7 @@ static long long
 start_time(const fetch *f, const xfer *x)
 {
 	const host *h = x->host;
-	long long t = x->not_before;
-
-	long long last;
+	long long t = x->not_before, last;
 
 	if (host_cooling(h))
 		return -1;

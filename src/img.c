@@ -213,6 +213,15 @@ void img_release(img *im)
 	memset(im, 0, sizeof *im);
 }
 
+int codec_reserve(const img_decode_opts *o, uint64_t bytes, char *err, size_t errlen)
+{
+	if (o->reserve && o->reserve(o->reserve_arg, bytes) != 0) {
+		snprintf(err, errlen, "deferred");
+		return -1;
+	}
+	return 0;
+}
+
 int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                img *out, img_meta *meta, char *err, size_t errlen)
 {

@@ -520,10 +520,8 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 				d->dc_only[i] = !need_ac[ci->comp_info[i].component_id];
 		}
 	}
-	if (o->reserve && o->reserve(o->reserve_arg, jdec_footprint(d, channels)) != 0) {
-		snprintf(err, errlen, "deferred");
+	if (codec_reserve(o, jdec_footprint(d, channels), err, errlen) != 0)
 		return -1;
-	}
 
 	jpeg_start_decompress(ci);
 	if (ci->output_components != (cmyk ? 4 : channels)) {

@@ -292,7 +292,7 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 {
 	png_structp png = d->png;
 	png_infop info = d->info;
-	png_uint_32 w, h, i, k = 1;
+	png_uint_32 w, h, i, k = 1, ow, oh;
 	png_bytep exif = NULL;
 	png_uint_32 exif_len = 0;
 	int color, depth, channels;
@@ -336,19 +336,19 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 	if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE)
 		k = box_factor(d->has_exif && h < w ? h : w, o->min_width);
 
+	ow = (w + k - 1) / k;
+	oh = (h + k - 1) / k;
+
 	/* what we are about to hold: the image, and either its row pointers
 	 * or one row and a row of sums; plus libpng's two rows and zlib's
 	 * window, which it holds whatever we do */
-	bytes = (uint64_t)((w + k - 1) / k) * ((h + k - 1) / k) * (uint64_t)channels
-	        + 2 * (uint64_t)rowbytes + 65536;
+	bytes = (uint64_t)ow * oh * (uint64_t)channels + 2 * (uint64_t)rowbytes + 65536;
 	bytes += k > 1 ? rowbytes + (uint64_t)rowbytes * sizeof *d->col : (uint64_t)h * sizeof *d->rows;
-	if (o->reserve && o->reserve(o->reserve_arg, bytes) != 0) {
-		snprintf(err, errlen, "deferred");
+	if (codec_reserve(o, bytes, err, errlen) != 0)
 		return -1;
-	}
 
 	if (k > 1) {
-		if (img_alloc_rows(out, (int)((w + k - 1) / k), (int)((h + k - 1) / k), channels) != 0 ||
+		if (img_alloc_rows(out, (int)ow, (int)oh, channels) != 0 ||
 		    (d->row = malloc(rowbytes)) == NULL ||
 		    (d->col = calloc(rowbytes, sizeof *d->col)) == NULL) {
 			snprintf(err, errlen, "out of memory");

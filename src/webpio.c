@@ -73,17 +73,6 @@ static int webp_orientation(const uint8_t *buf, size_t len)
 	return orient;
 }
 
-/* The decode memory budget (img_decode_opts reserve): 0, or -1 with
- * "deferred". */
-static int reserve(const img_decode_opts *o, uint64_t bytes, char *err, size_t errlen)
-{
-	if (o->reserve && o->reserve(o->reserve_arg, bytes) != 0) {
-		snprintf(err, errlen, "deferred");
-		return -1;
-	}
-	return 0;
-}
-
 static int decode_animation(const uint8_t *buf, size_t len, const WebPBitstreamFeatures *f,
                             const img_decode_opts *o, img *out, char *err, size_t errlen)
 {
@@ -101,7 +90,7 @@ static int decode_animation(const uint8_t *buf, size_t len, const WebPBitstreamF
 	/* WebPAnimDecoder keeps two RGBA canvases (the frame and the one
 	 * before it), a frame may decode through a canvas-sized ARGB buffer
 	 * (lossless), and we copy one out: four canvases in all */
-	if (reserve(o, 16 * (uint64_t)f->width * (uint64_t)f->height, err, errlen) != 0)
+	if (codec_reserve(o, 16 * (uint64_t)f->width * (uint64_t)f->height, err, errlen) != 0)
 		goto out;
 	opts.color_mode = MODE_RGBA;
 	opts.use_threads = 0;           /* the caller already runs one decode per worker */
@@ -161,9 +150,9 @@ static int decode_still(const uint8_t *buf, size_t len, const WebPBitstreamFeatu
 	/* our image; libwebp decodes a lossless picture through a full-size
 	 * ARGB buffer and the alpha of a lossy one into a full-size plane,
 	 * whatever the scale; the rest of its state is a few rows */
-	if (reserve(o, (uint64_t)w * (uint64_t)h * (uint64_t)channels
-	               + (uint64_t)f->width * (uint64_t)f->height * (f->format == 2 ? 4u : f->has_alpha ? 1u : 0u)
-	               + 64 * (uint64_t)f->width * 4, err, errlen) != 0)
+	if (codec_reserve(o, (uint64_t)w * (uint64_t)h * (uint64_t)channels
+	                     + (uint64_t)f->width * (uint64_t)f->height * (f->format == 2 ? 4u : f->has_alpha ? 1u : 0u)
+	                     + 64 * (uint64_t)f->width * 4, err, errlen) != 0)
 		goto out;
 	if (img_alloc(out, w, h, channels) != 0) {
 		snprintf(err, errlen, "out of memory");
