@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Whole file into a buffer the caller frees with bigmem_free (a download
  * of several MB is read into a reused huge-page block, not faulted in
@@ -20,6 +21,19 @@ int fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
  * one and never a part.  0 / -1 (the temp file is removed). */
 int fsu_write_atomic(const char *dir, const char *name, const void *data, size_t len,
                      char *err, size_t errlen);
+
+/* Replace a file durably from a stream: fsu_replace_begin opens a hidden
+ * temp file beside path ("." + its name + ".tmp"; a dot-file keeps its
+ * one dot), the caller writes to fsu_replace_stream(), and
+ * fsu_replace_commit flushes, fdatasyncs, renames it over path and syncs
+ * the directory, so a crash leaves the old file or the whole new one.
+ * commit and abort free r (abort accepts NULL and removes the temp file);
+ * both begin and commit give -1/NULL + err naming the file. */
+typedef struct fsu_replace fsu_replace;
+fsu_replace *fsu_replace_begin(const char *path, char *err, size_t errlen);
+FILE *fsu_replace_stream(fsu_replace *r);
+int fsu_replace_commit(fsu_replace *r, char *err, size_t errlen);
+void fsu_replace_abort(fsu_replace *r);
 
 /* All of len bytes to fd, through short writes and EINTR.  0, or -1 with
  * errno (EIO for a write that took nothing). */

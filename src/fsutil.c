@@ -2,7 +2,9 @@
  * fsutil: reading inputs with a size cap and writing outputs atomically.
  * Temp files are dot-files ("." + name + ".tmp") in the target directory:
  * same filesystem, so rename(2) is atomic, and hidden from globs such as
- * "outgoing/ *.jpg", so nobody picks up half a thumbnail.
+ * "outgoing/ *.jpg", so nobody picks up half a thumbnail.  Thumbnails are
+ * not synced (a crash loses at most files the next run makes again); the
+ * files that record what was done (fsu_replace) are.
  */
 #include "fsutil.h"
 #include "bigmem.h"
@@ -123,6 +125,100 @@ out:
 	if (rc < 0)
 		unlink(tmp);
 	return rc;
+}
+
+struct fsu_replace {
+	FILE *fp;
+	char path[4096];
+	char tmp[4096 + 8];
+};
+
+fsu_replace *
+fsu_replace_begin(const char *path, char *err, size_t errlen)
+{
+	const char *base = strrchr(path, '/');
+	fsu_replace *r = calloc(1, sizeof *r);
+	int fd = -1, dirlen;
+
+	base = base ? base + 1 : path;
+	dirlen = (int)(base - path);
+	if (!r) {
+		snprintf(err, errlen, "out of memory replacing %s", path);
+		return NULL;
+	}
+	if ((size_t)snprintf(r->path, sizeof r->path, "%s", path) >= sizeof r->path
+	    || (size_t)snprintf(r->tmp, sizeof r->tmp, "%.*s%s%s.tmp", dirlen, path,
+	                        *base == '.' ? "" : ".", base) >= sizeof r->tmp) {
+		snprintf(err, errlen, "%s: path too long", path);
+		goto fail;
+	}
+	if ((fd = open(r->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0
+	    || !(r->fp = fdopen(fd, "w"))) {
+		snprintf(err, errlen, "cannot create %s: %s", r->tmp, strerror(errno));
+		if (fd >= 0) {
+			close(fd);
+			unlink(r->tmp);
+		}
+		goto fail;
+	}
+	return r;
+fail:
+	free(r);
+	return NULL;
+}
+
+FILE *
+fsu_replace_stream(fsu_replace *r)
+{
+	return r->fp;
+}
+
+int
+fsu_replace_commit(fsu_replace *r, char *err, size_t errlen)
+{
+	char *slash;
+	int rc = -1, dfd;
+
+	if (fflush(r->fp) != 0 || ferror(r->fp) || fdatasync(fileno(r->fp)) < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", r->tmp, strerror(errno));
+		goto out;
+	}
+	if (fclose(r->fp) != 0) {
+		r->fp = NULL;
+		snprintf(err, errlen, "cannot write %s: %s", r->tmp, strerror(errno));
+		goto out;
+	}
+	r->fp = NULL;
+	if (rename(r->tmp, r->path) < 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", r->tmp, r->path, strerror(errno));
+		goto out;
+	}
+	/* the rename itself reaches the disk with the directory */
+	slash = strrchr(r->path, '/');
+	if (slash)
+		*slash = 0;
+	if ((dfd = open(slash ? (slash == r->path ? "/" : r->path) : ".",
+	                O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	r->tmp[0] = 0;          /* renamed: nothing left to remove */
+	rc = 0;
+out:
+	fsu_replace_abort(r);
+	return rc;
+}
+
+void
+fsu_replace_abort(fsu_replace *r)
+{
+	if (!r)
+		return;
+	if (r->fp)
+		fclose(r->fp);
+	if (r->tmp[0])
+		unlink(r->tmp);
+	free(r);
 }
 
 int

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "hashset.h"
 #include "sha256.h"
 
@@ -314,53 +315,47 @@ long
 names_compact(names *n, long long min_bytes, int (*keep)(const char *stem, const char *url, void *arg),
               void *arg, char *err, size_t errlen)
 {
-	char tmp[4200], *line = NULL, *slash;
+	char *line = NULL;
 	size_t cap = 0;
 	ssize_t len;
 	struct stat sb;
-	FILE *in = NULL, *out = NULL;
+	FILE *in = NULL;
+	fsu_replace *out = NULL, *r;
 	long dropped = 0, rc = -1;
-	int dfd, nfd;
+	int nfd;
 
 	if (fstat(n->fd, &sb) < 0 || sb.st_size < min_bytes)
 		return 0;
-	snprintf(tmp, sizeof tmp, "%s.tmp", n->path);
-	if (!(in = fopen(n->path, "r")) || !(out = fopen(tmp, "w"))) {
+	if (!(in = fopen(n->path, "r"))) {
 		snprintf(err, errlen, "cannot compact %s: %s", n->path, strerror(errno));
 		goto out;
 	}
+	if (!(out = fsu_replace_begin(n->path, err, errlen)))
+		goto out;
 	while ((len = getline(&line, &cap, in)) > 0) {
 		char *tab = strchr(line, '\t');
 		if (line[len - 1] != '\n' || !tab) {
 			dropped++;      /* torn by a crash */
 			continue;
 		}
-		line[len - 1] = 0;
-		*tab = 0;
+		line[len - 1] = *tab = 0;
 		if (!keep(line, tab + 1, arg)) {
 			dropped++;
 			continue;
 		}
-		fprintf(out, "%s\t%s\n", line, tab + 1);
+		line[len - 1] = '\n';
+		*tab = '\t';
+		if (fwrite(line, 1, (size_t)len, fsu_replace_stream(out)) != (size_t)len)
+			break;          /* the commit reports it */
 	}
-	if (fflush(out) != 0 || fdatasync(fileno(out)) < 0 || fclose(out) != 0) {
-		out = NULL;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+	if (ferror(in)) {
+		snprintf(err, errlen, "cannot read %s: %s", n->path, strerror(errno));
 		goto out;
 	}
+	r = out;
 	out = NULL;
-	if (rename(tmp, n->path) < 0) {
-		snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+	if (fsu_replace_commit(r, err, errlen) < 0)
 		goto out;
-	}
-	if ((slash = strrchr(n->path, '/'))) {
-		*slash = 0;
-		if ((dfd = open(n->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-		*slash = '/';
-	}
 	/* start over from the new file */
 	if ((nfd = open(n->path, O_RDWR | O_APPEND | O_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", n->path, strerror(errno));
@@ -376,10 +371,7 @@ names_compact(names *n, long long min_bytes, int (*keep)(const char *stem, const
 	}
 	rc = dropped;
 out:
-	if (out) {
-		fclose(out);
-		unlink(tmp);
-	}
+	fsu_replace_abort(out);
 	if (in)
 		fclose(in);
 	free(line);

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "hashset.h"
 #include "log.h"
 
@@ -297,13 +298,13 @@ state_lookup(state *s, const cfg *c, const char *url, const char *stem)
 long
 state_prune_failures(state *s, char *err, size_t errlen)
 {
-	char real[PATH_MAX], tmp[PATH_MAX + 16], *line = NULL, *slash;
-	FILE *in = NULL, *out = NULL;
+	char real[PATH_MAX], *line = NULL;
+	FILE *in = NULL;
+	fsu_replace *out = NULL, *r;
 	size_t cap = 0;
 	ssize_t len;
 	off_t at = 0;
-	long dropped = 0;
-	int fd;
+	long dropped = 0, rc = -1;
 
 	if (!s || !s->again || !s->loaded)
 		return 0;       /* no line was there to remove */
@@ -312,15 +313,8 @@ state_prune_failures(state *s, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read %s: %s", s->path, strerror(errno));
 		return -1;
 	}
-	slash = strrchr(real, '/');
-	snprintf(tmp, sizeof tmp, "%.*s/.failed.tsv.tmp", (int)(slash - real), real);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0
-	    || !(out = fdopen(fd, "w"))) {
-		snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		goto fail;
-	}
+	if (!(out = fsu_replace_begin(real, err, errlen)))
+		goto out;
 	while ((len = getline(&line, &cap, in)) > 0) {
 		char *copy = NULL, *url, *reason;
 		int drop = 0;
@@ -332,41 +326,27 @@ state_prune_failures(state *s, char *err, size_t errlen)
 		at += len;
 		if (drop)
 			dropped++;
-		else if (fwrite(line, 1, (size_t)len, out) != (size_t)len)
-			break;
+		else if (fwrite(line, 1, (size_t)len, fsu_replace_stream(out)) != (size_t)len)
+			break;  /* the commit reports it */
 	}
 	if (ferror(in)) {
 		snprintf(err, errlen, "cannot read %s: %s", real, strerror(errno));
-		goto fail;
+		goto out;
 	}
-	if (fflush(out) != 0 || ferror(out) || fsync(fileno(out)) < 0) {
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	if (fclose(out) != 0) {
-		out = NULL;
-		snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-		goto fail;
-	}
+	r = out;
 	out = NULL;
-	if (rename(tmp, real) < 0) {
-		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, real, strerror(errno));
-		goto fail;
-	}
-	fclose(in);
-	free(line);
+	if (fsu_replace_commit(r, err, errlen) < 0)
+		goto out;
 	s->again = 0;
 	if (dropped)
 		log_msg(LOG_INFO, "%s: removed %ld line%s of URLs done again by this run", s->path,
 		        dropped, dropped == 1 ? "" : "s");
-	return dropped;
-fail:
-	if (out)
-		fclose(out);
-	unlink(tmp);
+	rc = dropped;
+out:
+	fsu_replace_abort(out);
 	fclose(in);
 	free(line);
-	return -1;
+	return rc;
 }
 
 /* Names worth keeping: a thumbnail of that stem is in outgoing/ (any width,
