@@ -57,6 +57,11 @@ void log_msg(log_level lvl, const char *fmt, ...)
  * reported in the log and on stderr, once until a record is written again. */
 int log_failure(const char *url, const char *reason);
 
+/* s as a failed.tsv field holds it (control characters escaped as
+ * log_failure() does), malloc'd; NULL when out of memory.  For looking up
+ * a text with control characters among the recorded ones. */
+char *log_failure_text(const char *s);
+
 /* Failures since log_open*() that log_failure() could not record. */
 long log_failures_lost(void);
 

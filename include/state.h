@@ -38,10 +38,16 @@ void state_close(state *s);                     /* accepts NULL */
  * thread only. */
 state_outcome state_lookup(state *s, const cfg *c, const char *url, const char *stem);
 
-/* 1 when failed.tsv holds url's final outcome: the part of state_lookup
- * for list lines that never become a URL to fetch (not http(s), not
- * parseable, too long: url is then the text failed.tsv was given). */
+/* 1 when failed.tsv holds url's final outcome from an earlier run, 2 when
+ * this run has seen it already (state_failed_now), else 0: the part of
+ * state_lookup for list lines that never become a URL to fetch (not
+ * http(s), not parseable, too long: url is then the text failed.tsv was
+ * given). */
 int state_failed_before(state *s, const char *url);
+
+/* This run recorded text (an unusable line) in failed.tsv, or found it
+ * there: a second copy of it in this run is a duplicate (2 above). */
+void state_failed_now(state *s, const char *text);
 
 /* At the end of a run, when nothing logs failures any more: rewrite
  * failed.tsv (temp file, fsync, rename) without the lines that were there

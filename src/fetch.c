@@ -850,22 +850,30 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 }
 
 /* A list line that cannot be fetched (reason says why): recorded in
- * failed.tsv, unless an earlier run recorded it already, so that, like a
- * URL that failed, it has one line there and is "failed before" on every
- * later run.  A line too long comes as the 80 bytes failed.tsv was given,
+ * failed.tsv, unless an earlier run recorded it already ("failed before")
+ * or this one did (a duplicate), so that, like a URL that failed, it has
+ * one line there.  A line too long comes as the 80 bytes failed.tsv was given,
  * so it is found there too.  -1 when the failure could not be recorded. */
 static int
 fail_line(fetch *f, const char *line, const char *reason)
 {
 	int rc;
 
-	if (state_failed_before(f->done, line)) {
+	switch (state_failed_before(f->done, line)) {
+	case 1:
 		log_msg(LOG_INFO, "failed before %s: see failed.tsv (--retry-failed to try again)", line);
 		STAT_ADD(f->st, failed_before, 1);
+		state_failed_now(f->done, line);        /* a second copy is a duplicate */
+		return 0;
+	case 2:
+		log_msg(LOG_INFO, "duplicate %s: failed once in this run", line);
+		STAT_ADD(f->st, duplicates, 1);
 		return 0;
 	}
 	rc = log_failure(line, reason);
 	stats_fail(f->st, reason);
+	if (rc == 0)
+		state_failed_now(f->done, line);
 	return rc;
 }
 

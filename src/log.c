@@ -36,6 +36,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -43,6 +44,10 @@
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 4096
+/* A failed.tsv record holds its URL whole, since reruns look URLs up there
+ * by their exact text: room for a list line (URLLIST_LINE_MAX, 8 KB) with
+ * every byte escaped (4 bytes at most) and a reason. */
+#define RECORD_MAX (4 * 8192 + LINE_MAX_BYTES)
 
 static int log_fd = -1;         /* thumbd.log; -1 with LOG_TO_STDERR or when closed */
 static int fail_fd = -1;
@@ -311,10 +316,23 @@ fail_append(char *rec, size_t len)
 	return -1;
 }
 
+char *
+log_failure_text(const char *s)
+{
+	size_t len = strlen(s), off = 0;
+	char *t = malloc(4 * len + 6);
+
+	if (t) {
+		append_escaped(t, 4 * len + 6, &off, s);
+		t[off] = 0;
+	}
+	return t;
+}
+
 int
 log_failure(const char *url, const char *reason)
 {
-	char buf[LINE_MAX_BYTES + 2], *rec = buf + 2;   /* room for "\t\n" */
+	char buf[RECORD_MAX + 2], *rec = buf + 2;       /* room for "\t\n" */
 	struct timeval tv;
 	struct tm tm;
 	size_t off;
@@ -323,10 +341,10 @@ log_failure(const char *url, const char *reason)
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	off = strftime(rec, LINE_MAX_BYTES, "%Y-%m-%dT%H:%M:%SZ\t", &tm);
-	append_escaped(rec, LINE_MAX_BYTES - 2, &off, url);
+	off = strftime(rec, RECORD_MAX, "%Y-%m-%dT%H:%M:%SZ\t", &tm);
+	append_escaped(rec, RECORD_MAX - 2, &off, url);
 	rec[off++] = '\t';
-	append_escaped(rec, LINE_MAX_BYTES - 1, &off, reason);
+	append_escaped(rec, RECORD_MAX - 1, &off, reason);
 	rec[off++] = '\n';
 	pthread_mutex_lock(&fail_mu);
 	rc = fail_append(rec, off);

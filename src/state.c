@@ -32,6 +32,7 @@ enum {
 	F_LINE = 1,             /* a line in failed.tsv when the run began */
 	F_FINAL = 2,            /* ... with a final reason: "failed before" */
 	F_AGAIN = 4,            /* done again by this run: that line goes (state_prune_failures) */
+	F_NOW = 8,              /* an unusable line this run has seen (state_failed_now) */
 };
 
 struct state {
@@ -255,12 +256,34 @@ out:
 /* url was looked up: 1 when failed.tsv has its final outcome and this run
  * skips it.  Otherwise an old line of it is marked to go, as the URL is
  * done again now (its thumbnails, or its new line, are the outcome). */
+/* url's key in state.failed: the hash of the text failed.tsv holds for it,
+ * which differs only where a control character is escaped there. */
+static uint64_t
+failed_key(const char *url)
+{
+	const unsigned char *p = (const unsigned char *)url;
+	char *text;
+	uint64_t h;
+
+	while (*p >= 0x20 && *p != 0x7f)
+		p++;
+	if (!*p || !(text = log_failure_text(url)))
+		return hash_str(url);
+	h = hash_str(text);
+	free(text);
+	return h;
+}
+
+/* 0: go on; 1: its final failure is recorded (from an earlier run, or 2:
+ * an unusable line recorded by this one). */
 static int
 skip_failed(state *s, const char *url)
 {
-	uint64_t h = hash_str(url);
+	uint64_t h = failed_key(url);
 	uint32_t v = hashset_get(&s->failed, h);
 
+	if (v & F_NOW)
+		return 2;
 	if (!v || (v & F_AGAIN))
 		return 0;
 	if ((v & F_FINAL) && !s->retry_failed)
@@ -274,6 +297,15 @@ int
 state_failed_before(state *s, const char *url)
 {
 	return skip_failed(s, url);
+}
+
+void
+state_failed_now(state *s, const char *text)
+{
+	uint64_t h = failed_key(text);
+
+	/* out of memory: a second copy of the line is recorded again, harmless */
+	hashset_put(&s->failed, h, hashset_get(&s->failed, h) | F_NOW);
 }
 
 state_outcome

@@ -201,6 +201,45 @@ def test_bad_lines_recorded_once(t):
         C.check_failed_format(t, wd, "bad lines")
 
 
+def test_bad_lines_escaped_and_repeated(t):
+    """A bad line with control characters is recorded escaped, and found
+    there by later runs (it was recorded again on every run); a bad line
+    twice in one run gets one failed.tsv line, the second is a duplicate; a
+    URL longer than 4 KB that fails is recorded whole and is failed before
+    on the next run (it was cut, so never found)."""
+    with C.Workdir() as wd:
+        port = C.free_port()        # nothing listens: refused at once
+        ctl = "ftp://127.0.0.1/a\x01b\x1bc.jpg"
+        bad_url = "http://127.0.0.1:%d/x\x7fy.jpg" % port
+        long_url = "http://127.0.0.1:%d/" % port + "b" * 5000 + ".jpg"
+        lst = wd.write_list([ctl, bad_url, "ftp://127.0.0.1/twice.jpg", long_url,
+                             "ftp://127.0.0.1/twice.jpg", ctl])
+        rc, out, err = wd.run("--set", "download.retries=0", lst)
+        t.eq(rc, 1, "escaped/repeated bad lines, first run: exit status 1")
+        C.stdout_summary(t, out, "escaped/repeated bad lines, first run", urls=6, failed=4)
+        t.eq(C.summary_notes(out.strip()).get("duplicates skipped"), 2,
+             "escaped/repeated bad lines, first run: the repeated lines are duplicates (%r)" % out)
+        first = wd.failed()
+        urls = sorted(u for _, u, _ in first)
+        short = [u[:60] for u in urls]      # messages stay readable
+        t.check(urls == sorted(["ftp://127.0.0.1/a\\x01b\\x1bc.jpg",
+                                "http://127.0.0.1:%d/x\\x7fy.jpg" % port,
+                                "ftp://127.0.0.1/twice.jpg", long_url]),
+                "escaped/repeated bad lines: one line each, control characters escaped, "
+                "the long URL whole (%r, lengths %r)" % (short, [len(u) for u in urls]))
+        for i in (2, 3):
+            rc, out, err = wd.run("--set", "download.retries=0", lst)
+            t.eq(rc, 1, "escaped/repeated bad lines, run %d: exit status 1" % i)
+            notes = C.summary_notes(out.strip())
+            t.eq((notes.get("failed before"), notes.get("duplicates skipped")), (4, 2),
+                 "escaped/repeated bad lines, run %d: 4 failed before, 2 duplicates (%r)"
+                 % (i, out))
+            now = wd.failed()
+            t.check(now == first, "escaped/repeated bad lines, run %d: failed.tsv unchanged "
+                    "(%d lines, %d before)" % (i, len(now), len(first)))
+        C.check_failed_format(t, wd, "escaped/repeated bad lines")
+
+
 def test_directory_as_list(t):
     """A directory given as a list is a usage error, like a missing file:
     named on stderr, exit 2, nothing started."""
