@@ -19,6 +19,10 @@
  * the 200): the first pass over the full decode is most of the resampling
  * cost, and a Lanczos-3 result that much larger holds everything the
  * smaller one can show (SSIM against a direct resize: see bench/NOTES.md).
+ * Not when that result was enlarged (a source narrower than the widest
+ * width): it holds no more than the source, and its ringing would reach the
+ * smaller thumbnail, which at the source's own width would no longer be the
+ * source's pixels.
  */
 #include "thumb.h"
 
@@ -191,9 +195,11 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 			snprintf(err, errlen, "thumbnail too large: %dx%d (picture is %dx%d)", w, h, W, H);
 			goto out;
 		}
+		/* only a reduction may stand in for the decode (file comment) */
 		for (int k = 0; k < n; k++)
 			if (res[k].px && (uint64_t)res[k].w >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sw
-			    && (uint64_t)res[k].h >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sh)
+			    && (uint64_t)res[k].h >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sh
+			    && res[k].w <= src.w && res[k].h <= src.h)
 				from = &res[k];
 		if (resample_resize(from, out, sw, sh)) {
 			snprintf(err, errlen, "out of memory resizing to %dx%d", w, h);

@@ -53,6 +53,25 @@ write_png(const char *name, int w, int h)
 	img_release(&im);
 }
 
+/* A w x h RGB checkerboard of single pixels (the sharpest detail there is)
+ * written as PNG to dir/name; its pixels in *im. */
+static void
+write_checker_png(const char *name, int w, int h, img *im)
+{
+	img_encode_opts eo = { 85, 80, 1 };
+	uint8_t *enc = NULL;
+	size_t len;
+	char err[IMG_ERRLEN];
+
+	CHECK_INT(img_alloc(im, w, h, 3), 0);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++)
+			memset(im->px + (size_t)y * im->stride + 3 * (size_t)x, (x + y) % 2 ? 230 : 20, 3);
+	CHECK_INT(img_encode(im, IMG_PNG, &eo, &enc, &len, err, sizeof err), 0);
+	CHECK_INT(fsu_write_atomic(dir, name, enc, len, err, sizeof err), 0);
+	free(enc);
+}
+
 static void
 check_output(const cfg *c, const char *name, img_format fmt, int w, int h)
 {
@@ -112,6 +131,33 @@ main(void)
 	check_output(c, "src_200.webp", IMG_WEBP, 200, 67);
 	job_free(j);
 
+	/* a source narrower than the widest width: its own width is the source
+	 * itself, not a reduction of the enlarged 200 (which rings) */
+	{
+		img want = { 0 }, got = { 0 };
+		img_meta m;
+		uint8_t *buf = NULL;
+		size_t len;
+		char path[512];
+
+		write_checker_png("checker.png", 32, 32, &want);
+		snprintf(src, sizeof src, "%s/checker.png", dir);
+		c->format = IMG_PNG;
+		j = job_new("http://h/checker.png", src, NULL, 1, "checker");
+		CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), 3);
+		job_free(j);
+		snprintf(path, sizeof path, "%s/checker_32.png", out);
+		CHECK_INT(fsu_read_file(path, 1 << 24, &buf, &len, err, sizeof err), 0);
+		CHECK_INT(img_decode(buf, len, NULL, &got, &m, err, sizeof err), 0);
+		CHECK(got.px && got.w == 32 && got.h == 32 && got.channels == 3
+		      && memcmp(got.px, want.px, (size_t)32 * want.stride) == 0);
+		img_release(&got);
+		img_release(&want);
+		bigmem_free(buf);
+		CHECK_INT(count_files(out), 9);
+		c->format = IMG_WEBP;
+	}
+
 	/* all or nothing: a 2 x 400 source gives 16 x 3200 at width 16 (fine for
 	 * WebP) but 100 x 20000 at width 100, over WebP's 16383 limit: the job
 	 * fails and leaves no file behind */
@@ -123,7 +169,7 @@ main(void)
 	j = job_new("http://h/tall.png", src, NULL, 1, "tall");
 	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "WebP") != NULL);
-	CHECK_INT(count_files(out), 6);         /* only the earlier six */
+	CHECK_INT(count_files(out), 9);         /* only the earlier nine */
 	job_free(j);
 
 	/* not an image: the server's Content-Type makes the reason */
