@@ -17,7 +17,10 @@
  * before reading it, up to 2 GB, whatever the input holds; so before libpng
  * runs, pdec_scan walks the chunk list up to IEND and refuses a chunk that
  * claims more bytes than are left (the file is truncated or lying either
- * way), which bounds every chunk buffer by the input's own size.  CRC
+ * way), which bounds every chunk buffer by the input's own size.  Image
+ * data is bounded by the declared size, except that libpng would inflate
+ * whatever IDAT data follows the last row to its end: pdec_read refuses
+ * more than the last row and PNG_IDAT_TAIL of it.  CRC
  * errors in critical chunks stay errors (libpng's default): a damaged IDAT
  * is a damaged picture.
  *
@@ -58,6 +61,11 @@
 #define PNG_MAX_DIM (1u << 24)
 #define PNG_CHUNK_MAX (8u << 20)
 #define PNG_OUT_CHUNK 65536
+/* Compressed image data libpng may read beyond that of the rows (see
+ * pdec_read): the end of the zlib stream and the rest of libpng's 8 KB
+ * read buffer fit many times over, and 64 KB inflate in a fifth of a
+ * second even at zlib's best ratio (1032:1). */
+#define PNG_IDAT_TAIL 65536
 
 /* ---- shared error handling ---- */
 
@@ -89,6 +97,10 @@ struct pdec {
 	const uint8_t *buf;
 	size_t len, pos;
 	int has_exif;                   /* pdec_scan met an eXIf chunk */
+	size_t idat_end;                /* pdec_scan: offset past the last IDAT */
+	uint64_t rows_total, rows_read; /* rows libpng reads, all passes; read so far */
+	size_t last_row;                /* pos when the last row began, 0 before */
+	size_t tail_max;                /* input the last row and the tail may take */
 	png_bytep *rows;                /* whole decode: row pointers into out */
 	png_bytep row;                  /* shrinking decode: one source row */
 	uint32_t *col;                  /* ... and its column sums over a box row */
@@ -102,6 +114,11 @@ static void pdec_read(png_structp png, png_bytep data, size_t n)
 		d->e.truncated = 1;
 		png_error(png, "unexpected end of data");
 	}
+	/* libpng inflates whatever image data follows the last row, to its
+	 * end and for nothing, inside that row's png_read_row: a 1 MB file
+	 * kept a worker busy for 3 s, and max_bytes of it would for minutes */
+	if (d->last_row && d->pos < d->idat_end && d->pos + n - d->last_row > d->tail_max)
+		png_error(png, "image data goes on after the last row");
 	memcpy(data, d->buf + d->pos, n);
 	d->pos += n;
 }
@@ -113,12 +130,15 @@ static uint32_t be32(const uint8_t *p)
 
 /* 0, or -1 when a chunk before IEND runs past the end of the input (see
  * the file comment).  A missing IEND is left to libpng to judge.  Sets
- * *has_exif when an eXIf chunk comes before IEND. */
-static int pdec_scan(const uint8_t *buf, size_t len, int *has_exif, char *err, size_t errlen)
+ * *has_exif when an eXIf chunk comes before IEND, and *idat_end to the
+ * offset past the last IDAT chunk (0: none). */
+static int pdec_scan(const uint8_t *buf, size_t len, int *has_exif, size_t *idat_end,
+                     char *err, size_t errlen)
 {
 	size_t pos = 8;         /* after the signature, which img_sniff checked */
 
 	*has_exif = 0;
+	*idat_end = 0;
 	while (pos + 8 <= len) {
 		uint32_t n = be32(buf + pos);
 		if (n > PNG_UINT_31_MAX) {
@@ -133,6 +153,8 @@ static int pdec_scan(const uint8_t *buf, size_t len, int *has_exif, char *err, s
 			break;
 		if (memcmp(buf + pos + 4, "eXIf", 4) == 0)
 			*has_exif = 1;
+		if (memcmp(buf + pos + 4, "IDAT", 4) == 0)
+			*idat_end = pos + (size_t)n + 12;
 		pos += (size_t)n + 12;
 	}
 	return 0;
@@ -287,6 +309,18 @@ static void pdec_rows_boxed(struct pdec *d, png_uint_32 w, png_uint_32 h, int ch
 	}
 }
 
+/* libpng's read_row_fn, called once a row has been read (skipped Adam7
+ * rows do not count): marks where the last row begins. */
+static void pdec_row_done(png_structp png, png_uint_32 row, int pass)
+{
+	struct pdec *d = png_get_io_ptr(png);
+
+	(void)row;
+	(void)pass;
+	if (++d->rows_read + 1 == d->rows_total)
+		d->last_row = d->pos;
+}
+
 static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
                     img_meta *meta, char *err, size_t errlen)
 {
@@ -312,6 +346,10 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 	}
 	meta->width = (int)w;           /* both <= PNG_MAX_DIM */
 	meta->height = (int)h;
+	/* the last row as stored (before our transforms) with its filter
+	 * byte, twice: deflate's worst case (stored blocks) is barely over
+	 * once; then the tail */
+	d->tail_max = 2 * (png_get_rowbytes(png, info) + 1) + PNG_IDAT_TAIL;
 
 	color = png_get_color_type(png, info);
 	depth = png_get_bit_depth(png, info);
@@ -333,8 +371,17 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 		snprintf(err, errlen, "unsupported PNG: colour type %d, depth %d", color, depth);
 		return -1;
 	}
-	if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE)
+	if (png_get_interlace_type(png, info) == PNG_INTERLACE_NONE) {
 		k = box_factor(d->has_exif && h < w ? h : w, o->min_width);
+		d->rows_total = h;
+	} else {
+		for (int p = 0; p < 7; p++)
+			if (PNG_PASS_COLS(w, p) > 0)
+				d->rows_total += PNG_PASS_ROWS(h, p);
+	}
+	png_set_read_status_fn(png, pdec_row_done);
+	if (d->rows_total <= 1)
+		d->last_row = d->pos;
 
 	ow = (w + k - 1) / k;
 	oh = (h + k - 1) / k;
@@ -404,7 +451,7 @@ int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	meta->width = meta->height = 0;
 	d.buf = buf;
 	d.len = len;
-	if (pdec_scan(buf, len, &d.has_exif, err, errlen) != 0)
+	if (pdec_scan(buf, len, &d.has_exif, &d.idat_end, err, errlen) != 0)
 		goto out;
 
 	d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d.e, perr_error, perr_warning);

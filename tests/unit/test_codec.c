@@ -996,6 +996,117 @@ out:
 	img_release(&src);
 }
 
+/* ---- PNG image data past the last row ---- */
+
+/* A w x h 8-bit gray PNG (interlace 0 or 1) whose zlib stream, written as
+ * stored blocks, holds the rows (filter 0, value 7) and then extra zero
+ * bytes: data libpng would inflate to its end after the last row. */
+static uint8_t *png_extra_idat(uint32_t w, uint32_t h, int interlace, size_t extra,
+                               size_t *outlen)
+{
+	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
+	static const int x0[7] = { 0, 4, 0, 2, 0, 1, 0 }, y0[7] = { 0, 0, 4, 0, 2, 0, 1 };
+	static const int dx[7] = { 8, 8, 4, 4, 2, 2, 1 }, dy[7] = { 8, 8, 8, 4, 4, 2, 2 };
+	size_t nraw = 0, nz, n = 0, i;
+	uint8_t *raw, *out;
+	uint32_t a = 1, b = 0;
+
+	/* the raw rows: each pass's (or the image's) rows, filter byte first */
+	raw = malloc((size_t)(w + 1) * h * 2 + extra);
+	if (raw == NULL)
+		return NULL;
+	for (int p = 0; p < (interlace ? 7 : 1); p++) {
+		uint32_t pw = interlace ? (w > (uint32_t)x0[p] ? (w - x0[p] + dx[p] - 1) / dx[p] : 0) : w;
+		uint32_t ph = interlace ? (h > (uint32_t)y0[p] ? (h - y0[p] + dy[p] - 1) / dy[p] : 0) : h;
+		for (uint32_t y = 0; pw && y < ph; y++) {
+			raw[nraw++] = 0;
+			memset(raw + nraw, 7, pw);
+			nraw += pw;
+		}
+	}
+	memset(raw + nraw, 0, extra);
+	nraw += extra;
+	for (i = 0; i < nraw; i++) {
+		a = (a + raw[i]) % 65521;
+		b = (b + a) % 65521;
+	}
+	nz = 2 + nraw + 5 * (nraw / 65535 + 1) + 4;
+	out = malloc(8 + 25 + 12 + nz + 12);
+	if (out == NULL) {
+		free(raw);
+		return NULL;
+	}
+	memcpy(out, sig, 8);
+	n = 8;
+	put_be32(out + n, 13);
+	memcpy(out + n + 4, "IHDR", 4);
+	put_be32(out + n + 8, w);
+	put_be32(out + n + 12, h);
+	out[n + 16] = 8;                /* depth */
+	out[n + 17] = 0;                /* gray */
+	out[n + 18] = out[n + 19] = 0;
+	out[n + 20] = (uint8_t)interlace;
+	put_be32(out + n + 21, crc32_png(out + n + 4, 17));
+	n += 25;
+	size_t idat = n, z = n + 8;
+	memcpy(out + n + 4, "IDAT", 4);
+	out[z++] = 0x78;
+	out[z++] = 0x01;
+	for (i = 0; i < nraw; ) {
+		size_t len = nraw - i > 65535 ? 65535 : nraw - i;
+		out[z++] = i + len == nraw;     /* BFINAL, stored */
+		out[z++] = (uint8_t)len;
+		out[z++] = (uint8_t)(len >> 8);
+		out[z++] = (uint8_t)~len;
+		out[z++] = (uint8_t)(~len >> 8);
+		memcpy(out + z, raw + i, len);
+		z += len;
+		i += len;
+	}
+	put_be32(out + z, b << 16 | a);
+	z += 4;
+	put_be32(out + idat, (uint32_t)(z - idat - 8));
+	put_be32(out + z, crc32_png(out + idat + 4, z - idat - 4));
+	n = z + 4;
+	put_be32(out + n, 0);
+	memcpy(out + n + 4, "IEND", 4);
+	put_be32(out + n + 8, crc32_png(out + n + 4, 4));
+	*outlen = n + 12;
+	free(raw);
+	return out;
+}
+
+static void test_png_extra_idat(void)
+{
+	/* a few bytes past the rows are tolerated (as libpng does); a stream
+	 * that goes on for long is refused, as a PNG of either layout */
+	static const struct { uint32_t w, h; int interlace; size_t extra; int rc; } cases[] = {
+		{ 4, 4, 0, 0, 0 }, { 4, 4, 0, 1000, 0 }, { 4, 4, 0, 300000, -1 },
+		{ 4, 1, 0, 300000, -1 }, { 9, 9, 1, 0, 0 }, { 9, 9, 1, 300000, -1 },
+		{ 1, 1, 1, 300000, -1 },
+	};
+	img_decode_opts o = { .max_pixels = 1000000 };
+	char err[IMG_ERRLEN];
+
+	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+		img im = { 0 };
+		img_meta meta;
+		size_t len;
+		uint8_t *png = png_extra_idat(cases[c].w, cases[c].h, cases[c].interlace, cases[c].extra, &len);
+
+		CHECK(png != NULL);
+		if (png == NULL)
+			continue;
+		CHECK_INT(img_decode(png, len, &o, &im, &meta, err, sizeof err), cases[c].rc);
+		if (cases[c].rc == 0)
+			CHECK(im.px != NULL && im.w == (int)cases[c].w && im.px[0] == 7);
+		else
+			CHECK_STR(err, "corrupt PNG: image data goes on after the last row");
+		img_release(&im);
+		free(png);
+	}
+}
+
 /* ---- PNG shrink on load: k x k box averages ---- */
 
 static uint64_t reserved_bytes;
@@ -1316,6 +1427,7 @@ int main(void)
 	test_padded_stride();
 	test_encode_errors();
 	test_png_exif();
+	test_png_extra_idat();
 	test_png_box();
 	if (test_corpus_present()) {
 		test_table_complete();
