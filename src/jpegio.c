@@ -147,6 +147,11 @@ static void jerr_describe(const struct jerr *e, const char *verb, char *err, siz
 		snprintf(err, errlen, "too large: more than %d pixels a side", e->pub.msg_parm.i[0]);
 	else if (e->code == JERR_BAD_PRECISION)
 		snprintf(err, errlen, "unsupported JPEG: %d-bit precision", e->pub.msg_parm.i[0]);
+	else if (e->code == JERR_SOF_UNSUPPORTED)   /* a valid file of a process libjpeg lacks */
+		snprintf(err, errlen, "unsupported JPEG: %s (SOF%d)",
+		         e->pub.msg_parm.i[0] == 0xc3 || e->pub.msg_parm.i[0] == 0xcb ? "lossless"
+		         : e->pub.msg_parm.i[0] == 0xc8 ? "JPEG extension" : "hierarchical",
+		         e->pub.msg_parm.i[0] - 0xc0);
 	else if (e->code == JERR_OUT_OF_MEMORY)
 		snprintf(err, errlen, "out of memory");
 	else

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jpeglib.h>          /* LIBJPEG_TURBO_VERSION_NUMBER */
+
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *corpus;
@@ -996,6 +998,44 @@ out:
 	img_release(&src);
 }
 
+/* ---- JPEG processes libjpeg does not implement ---- */
+
+static void test_jpeg_unsupported_sof(void)
+{
+	/* valid files, not corrupt ones: the reason says what they are */
+	static const struct { uint8_t sof; const char *reason; } cases[] = {
+		{ 0xc5, "unsupported JPEG: hierarchical (SOF5)" },
+		{ 0xc7, "unsupported JPEG: hierarchical (SOF7)" },
+#if LIBJPEG_TURBO_VERSION_NUMBER < 3000000      /* 3.0 decodes lossless */
+		{ 0xc3, "unsupported JPEG: lossless (SOF3)" },
+		{ 0xcb, "unsupported JPEG: lossless (SOF11)" },
+#endif
+	};
+	img src = { 0 }, im = { 0 };
+	img_meta meta;
+	uint8_t *enc = NULL;
+	size_t len = 0, i;
+	char err[IMG_ERRLEN];
+
+	if (make_gradient(&src, 16, 16, 3) != 0 ||
+	    img_encode(&src, IMG_JPEG, NULL, &enc, &len, err, sizeof err) != 0) {
+		CHECK(0);
+		goto out;
+	}
+	for (i = 2; i + 1 < len && !(enc[i] == 0xff && enc[i + 1] == 0xc0); i++)
+		;
+	CHECK(i + 1 < len);
+	for (size_t c = 0; c < NELEM(cases) && i + 1 < len; c++) {
+		enc[i + 1] = cases[c].sof;
+		CHECK_INT(img_decode(enc, len, NULL, &im, &meta, err, sizeof err), -1);
+		CHECK_STR(err, cases[c].reason);
+		img_release(&im);
+	}
+out:
+	free(enc);
+	img_release(&src);
+}
+
 /* ---- PNG image data past the last row ---- */
 
 /* A w x h 8-bit gray PNG (interlace 0 or 1) whose zlib stream, written as
@@ -1088,7 +1128,7 @@ static void test_png_extra_idat(void)
 	img_decode_opts o = { .max_pixels = 1000000 };
 	char err[IMG_ERRLEN];
 
-	for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+	for (size_t c = 0; c < NELEM(cases); c++) {
 		img im = { 0 };
 		img_meta meta;
 		size_t len;
@@ -1428,6 +1468,7 @@ int main(void)
 	test_encode_errors();
 	test_png_exif();
 	test_png_extra_idat();
+	test_jpeg_unsupported_sof();
 	test_png_box();
 	if (test_corpus_present()) {
 		test_table_complete();
