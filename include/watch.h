@@ -33,6 +33,15 @@
  * the caller skips URLs already done.  Images are not in the state file:
  * the files themselves are the record, so the caller removes (or moves) an
  * image before it calls watch_done() for it.
+ *
+ * Kept entries.  An entry that failed because of this machine (a full
+ * disk, a paused host: the caller's call) goes to watch_keep() instead: it
+ * is not ended, so the state file still stops at it.  With a retry delay
+ * it comes again from watch_next() once that has passed, under its own
+ * ticket, as if read again, and may end then; the delay doubles each time
+ * the same entry is kept again, up to WATCH_RETRY_MAX_MS.  At most
+ * WATCH_RETRY_MAX of them (and 64 MB of their text) wait at once; others,
+ * and all of them without a delay, wait for the next start.
  */
 #ifndef THUMBD_WATCH_H
 #define THUMBD_WATCH_H
@@ -41,6 +50,9 @@
 #include <stdint.h>
 
 typedef struct watch watch;
+
+#define WATCH_RETRY_MAX_MS 3600000LL    /* a kept entry's retry delay doubles up to this */
+#define WATCH_RETRY_MAX    65536        /* kept entries waiting for a retry at once */
 
 /* One entry handed out; goes back to watch_done() exactly once.  src 0 is
  * an image, any other src a list (one reading of one file). */
@@ -85,16 +97,18 @@ int watch_fd(const watch *w);
  * 0, or -1 when reading the inotify fd failed (logged): fatal. */
 int watch_handle(watch *w);
 
-/* The next entry ready now, taking lists and images in turn, one line per
- * call (a list is never read into memory).  Data already read stays ready:
+/* The next entry ready now: a kept entry whose retry is due (watch_keep),
+ * else lists and images in turn, one line per call (a list is never read
+ * into memory).  Data already read stays ready:
  * a caller whose queue is full may stop calling and come back later without
  * a new event.  *text (and *reason, set for WATCH_BAD, else NULL) stay valid
  * until the next watch_next().  Every kind but WATCH_NONE fills *t. */
 watch_kind watch_next(watch *w, const char **text, const char **reason, watch_ticket *t);
 
 /* Milliseconds until the watch has work that no event announces (a
- * replaced followed file's grace period ends), 0 when due, -1 when none:
- * the caller's poll waits at most this long. */
+ * replaced followed file's grace period ends, a kept entry's retry is
+ * due), 0 when due, -1 when none: the caller's poll waits at most this
+ * long. */
 long long watch_timeout(const watch *w);
 
 /* 1 when an entry other than self with this URL is out (handed out and not
@@ -109,10 +123,18 @@ int watch_busy(const watch *w, const char *url, watch_ticket self);
 void watch_done(watch *w, watch_ticket t);
 
 /* The entry of t failed because of this machine (a write error, a full
- * disk): it is not ended, so its list's offset is not committed past it
- * and a directory list is not moved to done/; the next start reads it
- * again.  It no longer counts for watch_busy().  A list ticket only. */
-void watch_keep(watch *w, watch_ticket t);
+ * disk, a paused host): it is not ended, so its list's offset is not
+ * committed past it and a directory list is not moved to done/.  It no
+ * longer counts for watch_busy() until it is handed out again.  A list
+ * ticket only.  retry_ms > 0 and text (the URL; for a WATCH_BAD line the
+ * line, with reason its reason, else reason NULL; both copied): watch_next()
+ * hands it out again, same ticket, text and reason, after retry_ms, doubled
+ * for each earlier retry of this entry, at most WATCH_RETRY_MAX_MS.
+ * Returns that delay in ms, or -1 when the entry waits for the next start
+ * instead: retry_ms 0, no text, the cap (WATCH_RETRY_MAX entries or 64 MB
+ * waiting, logged once), out of memory. */
+long long watch_keep(watch *w, watch_ticket t, const char *text, const char *reason,
+                     long long retry_ms);
 
 /* thumbd's own download just renamed to incoming/<name>: count it as handed
  * out, so the IN_MOVED_TO the rename causes is not reported as an image.

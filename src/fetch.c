@@ -478,7 +478,7 @@ ticket_end(fetch *f, watch_ticket t, int keep, const char *what)
 	if (keep && t.src != 0) {
 		log_msg(LOG_WARNING, "%s: its list entry is kept, the next start does it again",
 		        what ? what : "a failed job");
-		watch_keep(f->w, t);
+		watch_keep(f->w, t, NULL, NULL, 0);
 	} else {
 		watch_done(f->w, t);
 	}

@@ -28,6 +28,16 @@
  * last line read when none is out: every line before it has ended or held
  * no entry.  Memory is proportional to the entries out, not to lines read.
  *
+ * Retries.  A kept entry stays among its source's entries out (so the
+ * offset stays before it, and a drain or a finished directory list stays
+ * with it); its text waits in w->rq, a min-heap on due time, so
+ * watch_next() costs O(1) when nothing is due and O(log n) per retry, and
+ * watch_timeout() reads the earliest due time off its top.  The heap holds
+ * copies, not pointers: when a retry comes due, source_find and pend_find
+ * say whether its entry is still out and kept (it may have ended some
+ * other way, or its source may be gone); a stale one is dropped then.
+ * The pend's tries counts the retries, for the doubling delay.
+ *
  * Bounds.  Lines are assembled in a fixed URLLIST_LINE_MAX buffer (a longer
  * line is reported, its rest skipped); files are read in READ_CHUNK pieces
  * with pread(2) (regular files: never blocks, O_NONBLOCK only keeps a FIFO
@@ -84,6 +94,7 @@
 #define DIR_SCAN_MAX    100000  /* entries looked at for a rotated-away file */
 #define DONE_SUFFIX_MAX 1000    /* done/<name>.1 .. .999 */
 #define FOLLOW_GRACE_MS 1000    /* a replaced file is still read this long (follow_check) */
+#define RETRY_BYTES_MAX ((size_t)64 << 20)      /* text of the kept entries waiting for a retry */
 
 #define FOLLOW_DIR_MASK  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 #define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
@@ -95,10 +106,21 @@ enum { REF_FOLLOW_DIR, REF_FOLLOW_FILE, REF_DIR, REF_INCOMING };
 
 typedef struct pend {
 	uint32_t seq;
-	int live;
+	uint8_t live;
+	uint8_t kept;           /* kept, its retry waiting in watch.rq (watch_keep) */
+	uint8_t tries;          /* retries scheduled so far: the next delay doubles */
 	off_t start;            /* where its line starts */
-	uint64_t key;           /* hash_str of its URL (watch_busy); 0 for a bad line */
+	uint64_t key;           /* hash_str of its URL (watch_busy); 0 for a bad line or a kept entry */
 } pend;
+
+/* A kept entry's retry (watch_keep), in watch.rq: a min-heap on due. */
+typedef struct retry {
+	long long due;          /* ms (monotonic) */
+	watch_ticket t;
+	int bad;                /* WATCH_BAD: its reason follows the text's NUL */
+	size_t size;            /* bytes of text, for RETRY_BYTES_MAX */
+	char *text;
+} retry;
 
 struct follow;
 struct dirw;
@@ -199,6 +221,9 @@ struct watch {
 	char *statefile, *statedir;
 	const char *statebase;
 	int dirty;                      /* something to save */
+	retry *rq;                      /* kept entries waiting for their retry, a min-heap on due */
+	size_t nrq, rqcap, rqbytes;
+	int rq_full;                    /* the cap was met (logged); cleared once half empty */
 	int rr;                         /* round robin: the slot to try first */
 	char text[URLLIST_LINE_MAX + 1];
 	char reason[PATH_CAP + 128];
@@ -339,7 +364,7 @@ pend_push(source *s, off_t start, uint32_t seq, uint64_t key)
 			s->ocap = cap;
 		}
 	}
-	s->out[s->olen++] = (pend){ seq, 1, start, key };
+	s->out[s->olen++] = (pend){ .seq = seq, .live = 1, .start = start, .key = key };
 	s->nout++;
 	return 0;
 }
@@ -1455,17 +1480,112 @@ watch_handle(watch *w)
 	return 0;
 }
 
+/* --- kept entries waiting for a retry ------------------------------------ */
+
+static int
+rq_before(const retry *a, const retry *b)
+{
+	return a->due < b->due;
+}
+
+static void
+rq_up(watch *w, size_t i)
+{
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		retry tmp;
+		if (!rq_before(&w->rq[i], &w->rq[parent]))
+			break;
+		tmp = w->rq[i];
+		w->rq[i] = w->rq[parent];
+		w->rq[parent] = tmp;
+		i = parent;
+	}
+}
+
+static void
+rq_down(watch *w, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, least = i;
+		retry tmp;
+		if (l < w->nrq && rq_before(&w->rq[l], &w->rq[least]))
+			least = l;
+		if (r < w->nrq && rq_before(&w->rq[r], &w->rq[least]))
+			least = r;
+		if (least == i)
+			return;
+		tmp = w->rq[i];
+		w->rq[i] = w->rq[least];
+		w->rq[least] = tmp;
+		i = least;
+	}
+}
+
+/* The earliest retry, out of the heap (the caller frees its text). */
+static retry
+rq_take(watch *w)
+{
+	retry r = w->rq[0];
+
+	w->rq[0] = w->rq[--w->nrq];
+	rq_down(w, 0);
+	w->rqbytes -= r.size;
+	if (w->rq_full && w->nrq < WATCH_RETRY_MAX / 2 && w->rqbytes < RETRY_BYTES_MAX / 2)
+		w->rq_full = 0;
+	return r;
+}
+
+/* A kept entry whose retry is due, handed out again under its own ticket,
+ * or WATCH_NONE.  One that has ended meanwhile, or whose list is gone, is
+ * dropped here: it is checked when it comes due, not when it goes away. */
+static watch_kind
+retry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
+{
+	long long now;
+
+	if (!w->nrq)
+		return WATCH_NONE;
+	now = mono_ms();
+	while (w->nrq && w->rq[0].due <= now) {
+		retry r = rq_take(w);
+		source *s = source_find(w, r.t.src);
+		pend *p = s ? pend_find(s, r.t.seq) : NULL;
+
+		if (!p || !p->kept) {
+			free(r.text);
+			continue;
+		}
+		p->kept = 0;
+		/* in flight again: a second occurrence is a duplicate (watch_busy) */
+		p->key = r.bad ? 0 : hash_str(r.text);
+		snprintf(w->text, sizeof w->text, "%s", r.text);
+		if (r.bad)
+			snprintf(w->reason, sizeof w->reason, "%s", r.text + strlen(r.text) + 1);
+		free(r.text);
+		log_msg(LOG_INFO, "watch: trying a kept entry again: %s", w->text);
+		*t = r.t;
+		*text = w->text;
+		*reason = r.bad ? w->reason : NULL;
+		return r.bad ? WATCH_BAD : WATCH_URL;
+	}
+	return WATCH_NONE;
+}
+
 /* --- the API -------------------------------------------------------------- */
 
 watch_kind
 watch_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 {
 	int n = w->nfol + w->ndir + 1;
+	watch_kind k;
 
+	/* due retries first: there are few, and each has waited already */
+	if ((k = retry_next(w, text, reason, t)) != WATCH_NONE)
+		return k;
 	follow_tick(w);
 	for (int i = 0; i < n; i++) {
 		int slot = (w->rr + i) % n;
-		watch_kind k;
 
 		if (slot < w->nfol)
 			k = follow_next(w, &w->fols[slot], text, reason, t);
@@ -1492,6 +1612,8 @@ watch_timeout(const watch *w)
 		if (at && (next < 0 || at - now < next))
 			next = at > now ? at - now : 0;
 	}
+	if (w->nrq && (next < 0 || w->rq[0].due - now < next))
+		next = w->rq[0].due > now ? w->rq[0].due - now : 0;
 	return next;
 }
 
@@ -1531,17 +1653,63 @@ watch_done(watch *w, watch_ticket t)
 		dir_finish(w, s);
 }
 
-void
-watch_keep(watch *w, watch_ticket t)
+long long
+watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long long retry_ms)
 {
 	source *s = t.src ? source_find(w, t.src) : NULL;
 	pend *p = s ? pend_find(s, t.seq) : NULL;
+	long long delay = retry_ms;
+	size_t tlen, size;
+	retry r;
 
-	if (!p) {
+	if (!p || p->kept) {
 		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
-		return;
+		return -1;
 	}
 	p->key = 0;             /* no longer in flight: not a duplicate's first */
+	if (retry_ms <= 0 || !text)
+		return -1;
+	for (int i = 0; i < p->tries && delay < WATCH_RETRY_MAX_MS; i++)
+		delay *= 2;
+	if (delay > WATCH_RETRY_MAX_MS)
+		delay = WATCH_RETRY_MAX_MS;
+	tlen = strlen(text);
+	size = tlen + 1 + (reason ? strlen(reason) + 1 : 0);
+	if (w->nrq >= WATCH_RETRY_MAX || w->rqbytes + size > RETRY_BYTES_MAX) {
+		if (!w->rq_full)
+			log_msg(LOG_WARNING, "watch: %zu kept entries (%zu bytes) wait for a retry, the most "
+			        "there is room for; entries kept from now on wait for the next start",
+			        w->nrq, w->rqbytes);
+		w->rq_full = 1;
+		return -1;
+	}
+	if (w->nrq == w->rqcap) {
+		size_t cap = w->rqcap ? w->rqcap * 2 : 16;
+		retry *q = realloc(w->rq, cap * sizeof *q);
+		if (!q)
+			goto oom;
+		w->rq = q;
+		w->rqcap = cap;
+	}
+	if (!(r.text = malloc(size)))
+		goto oom;
+	memcpy(r.text, text, tlen + 1);
+	if (reason)
+		memcpy(r.text + tlen + 1, reason, size - tlen - 1);
+	r.due = mono_ms() + delay;
+	r.t = t;
+	r.bad = reason != NULL;
+	r.size = size;
+	w->rq[w->nrq++] = r;
+	w->rqbytes += size;
+	rq_up(w, w->nrq - 1);
+	p->kept = 1;
+	if (p->tries < 32)
+		p->tries++;
+	return delay;
+oom:
+	log_msg(LOG_ERROR, "watch: out of memory keeping an entry for a retry");
+	return -1;
 }
 
 static int
@@ -1729,6 +1897,9 @@ watch_free(watch *w)
 		w->saved = s->next;
 		free(s);
 	}
+	for (size_t i = 0; i < w->nrq; i++)
+		free(w->rq[i].text);
+	free(w->rq);
 	if (w->fd >= 0)
 		close(w->fd);
 	free(w->itab);

@@ -446,7 +446,7 @@ test_busy(void)
 	CHECK_INT(watch_busy(w, "http://b/1", t2), 1);
 	CHECK_INT(watch_busy(w, "http://b/2", t2), 0);
 	/* kept (a local failure): still out, its offset not committed, no longer busy */
-	watch_keep(w, t1);
+	CHECK_INT(watch_keep(w, t1, "http://b/1", NULL, 0), -1);
 	CHECK_INT(watch_busy(w, "http://b/1", t2), 0);
 	CHECK_INT(outstanding(w), 2);
 	watch_done(w, t2);
@@ -900,6 +900,203 @@ test_overflow(void)
 	watch_free(w);
 }
 
+/* --- kept entries tried again (watch_keep with a delay) ------------------- */
+
+static int
+same_ticket(watch_ticket a, watch_ticket b)
+{
+	return a.src == b.src && a.seq == b.seq;
+}
+
+/* A followed file: a kept URL is not handed out before its delay, then
+ * comes again under its own ticket, busy again; kept again it waits twice
+ * as long; a kept bad line comes again with its reason; the offset stays
+ * at the first kept entry until it ends. */
+static void
+test_retry_kept(void)
+{
+	char *paths[1], err[512], reason[600];
+	const char *list = P("k/list.txt"), *state = P("k/.state");
+	const char *text = "http://k/1\nbad line\nhttp://k/3\n";
+	watch_ticket t1, t2, t3, again, none = { 0, 0 };
+	long long off = -1, due, at;
+	watch *w;
+
+	CHECK_INT(mkdir(P("k"), 0755), 0);
+	put(list, text);
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	snprintf(reason, sizeof reason, "%s:2: not an http(s) URL", list);
+	t1 = expect(w, WATCH_URL, "http://k/1", NULL);
+	t2 = expect(w, WATCH_BAD, "bad line", reason);
+	t3 = expect(w, WATCH_URL, "http://k/3", NULL);
+	CHECK_INT(watch_timeout(w), -1);
+
+	/* kept with a retry in 500 ms: the poll wakes for it, nothing before */
+	at = now_ms();
+	CHECK_INT(watch_keep(w, t1, "http://k/1", NULL, 500), 500);
+	due = watch_timeout(w);
+	CHECK(due > 300 && due <= 500);
+	CHECK_INT(watch_busy(w, "http://k/1", none), 0);
+	CHECK_INT(outstanding(w), 3);
+	watch_done(w, t3);
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, 0);
+
+	/* due: the same ticket and URL, in flight again */
+	again = expect(w, WATCH_URL, "http://k/1", NULL);
+	CHECK(now_ms() - at >= 500);
+	CHECK(same_ticket(again, t1));
+	CHECK_INT(watch_busy(w, "http://k/1", none), 1);
+	CHECK_INT(watch_busy(w, "http://k/1", again), 0);
+	CHECK_INT(watch_timeout(w), -1);
+	CHECK(log_has("watch: trying a kept entry again: http://k/1"));
+
+	/* kept again: twice the delay; a bad line keeps its reason */
+	CHECK_INT(watch_keep(w, again, "http://k/1", NULL, 500), 1000);
+	CHECK_INT(watch_keep(w, t2, "bad line", reason, 100), 100);
+	due = watch_timeout(w);
+	CHECK(due >= 0 && due <= 100);
+	again = expect(w, WATCH_BAD, "bad line", reason);
+	CHECK(same_ticket(again, t2));
+	watch_done(w, again);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, 0);
+	due = watch_timeout(w);
+	CHECK(due > 500 && due <= 1000);
+
+	/* done at last: the offset goes past every line */
+	again = expect(w, WATCH_URL, "http://k/1", NULL);
+	CHECK(same_ticket(again, t1));
+	watch_done(w, again);
+	CHECK_INT(outstanding(w), 0);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(state_line(state, list, &off));
+	CHECK_INT(off, (long long)strlen(text));
+
+	/* without a delay it waits for the next start, as before */
+	append(list, "http://k/4\n");
+	t1 = expect(w, WATCH_URL, "http://k/4", NULL);
+	CHECK_INT(watch_keep(w, t1, "http://k/4", NULL, 0), -1);
+	CHECK_INT(watch_timeout(w), -1);
+	expect_none(w);
+	CHECK_INT(outstanding(w), 1);
+	watch_free(w);
+}
+
+/* A directory list with a kept entry stays until the retry ends it, then
+ * moves to done/; a retry whose entry ended some other way meanwhile is
+ * dropped; one of a followed file truncated meanwhile still comes, from
+ * the old reading (a drain), and ends there. */
+static void
+test_retry_kept_dir(void)
+{
+	char *paths[2], err[512], fol[1024];
+	watch_ticket t1, t2, again;
+	watch *w;
+
+	snprintf(fol, sizeof fol, "%s", P("kd/follow.txt"));    /* P's buffers are reused */
+
+	CHECK_INT(mkdir(P("kd"), 0755), 0);
+	CHECK_INT(mkdir(P("kd/q"), 0755), 0);
+	put(P("kd/q/a.urls"), "http://kd/1\nhttp://kd/2\n");
+	put(fol, "http://kd/f1\n");
+	paths[0] = (char *)P("kd/q");
+	paths[1] = (char *)fol;
+	if (!(w = watch_new(paths, 2, NULL, P("kd/.state"), err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	/* round robin: the followed file, then the directory */
+	again = expect(w, WATCH_URL, "http://kd/f1", NULL);
+	t1 = expect(w, WATCH_URL, "http://kd/1", NULL);
+	t2 = expect(w, WATCH_URL, "http://kd/2", NULL);
+	expect_none(w);
+
+	/* the followed file's entry kept, then the file truncated and rewritten */
+	CHECK_INT(watch_keep(w, again, "http://kd/f1", NULL, 200), 200);
+	CHECK_INT(truncate(fol, 0), 0);
+	append(fol, "http://k/f2\n");        /* shorter: seen as truncated */
+	expect_done(w, WATCH_URL, "http://k/f2");
+
+	/* the list's first entry kept, the second done: the list stays */
+	CHECK_INT(watch_keep(w, t1, "http://kd/1", NULL, 300), 300);
+	watch_done(w, t2);
+	CHECK(exists(P("kd/q/a.urls")));
+	CHECK(!exists(P("kd/done/a.urls")));
+	CHECK(!exists(P("kd/q/done/a.urls")));
+
+	t2 = expect(w, WATCH_URL, "http://kd/f1", NULL);
+	CHECK(same_ticket(t2, again));
+	watch_done(w, t2);
+	again = expect(w, WATCH_URL, "http://kd/1", NULL);
+	CHECK(same_ticket(again, t1));
+	CHECK(exists(P("kd/q/a.urls")));
+	watch_done(w, again);
+	CHECK(!exists(P("kd/q/a.urls")));
+	CHECK(exists(P("kd/q/done/a.urls")));
+	CHECK_INT(outstanding(w), 0);
+
+	/* ended some other way before its retry: nothing comes when it is due */
+	append(fol, "http://kd/f3\n");
+	t1 = expect(w, WATCH_URL, "http://kd/f3", NULL);
+	CHECK_INT(watch_keep(w, t1, "http://kd/f3", NULL, 100), 100);
+	watch_done(w, t1);
+	CHECK(watch_timeout(w) >= 0);
+	expect_none(w);
+	expect_none(w);
+	CHECK_INT(watch_timeout(w), -1);
+	CHECK_INT(outstanding(w), 0);
+	watch_free(w);
+}
+
+/* At most WATCH_RETRY_MAX kept entries wait for a retry; one more waits for
+ * the next start (logged once). */
+static void
+test_retry_kept_cap(void)
+{
+	char *paths[1], err[512], url[64];
+	const char *list = P("kc/list.txt");
+	watch_ticket t;
+	const char *text, *reason;
+	long long due;
+	FILE *fp;
+	watch *w;
+	int n = WATCH_RETRY_MAX + 2, got = 0, scheduled = 0;
+
+	CHECK_INT(mkdir(P("kc"), 0755), 0);
+	if (!(fp = fopen(list, "w"))) {
+		CHECK(fp != NULL);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		fprintf(fp, "http://kc/%d\n", i);
+	fclose(fp);
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, P("kc/.state"), err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	while (got < n && watch_next(w, &text, &reason, &t) == WATCH_URL) {
+		snprintf(url, sizeof url, "http://kc/%d", got++);
+		scheduled += watch_keep(w, t, url, NULL, 60000) == 60000;
+	}
+	CHECK_INT(got, n);
+	CHECK_INT(scheduled, WATCH_RETRY_MAX);
+	CHECK(log_has("65536 kept entries"));
+	CHECK(log_has("entries kept from now on wait for the next start"));
+	CHECK_INT(outstanding(w), n);
+	due = watch_timeout(w);
+	CHECK(due > 50000 && due <= 60000);
+	watch_free(w);
+}
+
 int
 main(void)
 {
@@ -923,6 +1120,9 @@ main(void)
 	test_restart();
 	test_restart_dir();
 	test_overflow();
+	test_retry_kept();
+	test_retry_kept_dir();
+	test_retry_kept_cap();
 	watch_free(NULL);
 	log_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
