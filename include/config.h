@@ -51,6 +51,7 @@ typedef struct cfg {
 	char *metrics;          /* as written (relative to logs), NULL = off */
 	char *metrics_path;     /* resolved by cfg_finish, NULL = off */
 	long metrics_interval_ms;
+	long retry_kept_ms;     /* a kept list entry is tried again after this, doubling (fetch.c); 0 = next start */
 } cfg;
 
 /* Defaults only (the paths.* are filled in by cfg_load or cfg_finish); NULL

@@ -19,8 +19,10 @@ typedef struct job {
 	/* Called by the worker once the outcome is recorded and src deleted
 	 * (the daemon's intake learns that an entry has ended); may be NULL.
 	 * local: it failed because of this machine (state_reason_is_final()
-	 * is 0: a write error, a full disk), so a later run does it again. */
-	void (*on_end)(void *arg, uint64_t ticket, int local);
+	 * is 0: a write error, a full disk), or failed.tsv could not take it,
+	 * so it is done again (the daemon's retry, or a later run); url is
+	 * the job's url, valid during the call only. */
+	void (*on_end)(void *arg, uint64_t ticket, int local, const char *url);
 	struct spares *recycle; /* owned src goes back here instead of being unlinked */
 	void *end_arg;
 	uint64_t ticket;

@@ -78,6 +78,7 @@ static const key_def keys[] = {
 	{ "daemon", "log", T_LOG, 0, 0, F(log_target), 0 },
 	{ "daemon", "metrics", T_OPTSTR, 0, 0, F(metrics), 0 },
 	{ "daemon", "metrics_interval", T_SECS, 100, 3600000, F(metrics_interval_ms), 0 },
+	{ "daemon", "retry_kept", T_SECS, 0, 3600000, F(retry_kept_ms), 0 },
 };
 #undef F
 #undef W
@@ -124,6 +125,7 @@ cfg_new(void)
 	c->max_pixels = 100000000ULL;
 	c->log_target = CFG_LOG_AUTO;
 	c->metrics_interval_ms = 5000;
+	c->retry_kept_ms = 60000;
 	return c;
 }
 

@@ -100,7 +100,13 @@
  * this thread's), so they leave tickets in a small locked array and wake
  * the loop; an abandoned transfer's ticket never goes back, so its line is
  * read again after a restart.  Nor does the ticket of a failure that
- * failed.tsv could not take (a full disk): not recorded is not ended.
+ * failed.tsv could not take (a full disk), or of one that is this
+ * machine's and not the URL's (a write error, a paused host): not an
+ * outcome is not ended.  Such an entry is kept (ticket_end, watch_keep):
+ * the watch hands it out again after daemon.retry_kept, doubling per entry
+ * up to an hour, and it goes the way of a line just read (name, state,
+ * host), so a running daemon gets over a full disk or an outage by itself;
+ * with retry_kept 0 it waits for the next start.
  */
 #include "fetch.h"
 
@@ -145,10 +151,11 @@
 #define FETCH_WRITE_BUFFER ((size_t)128 * 1024)
 
 /* A ticket a worker gave back; local: the job failed because of this
- * machine (job.h on_end). */
+ * machine (job.h on_end), url then its URL (malloc'd), for the retry. */
 typedef struct ended_ticket {
 	uint64_t ticket;
 	int local;
+	char *url;
 } ended_ticket;
 
 typedef struct host {
@@ -392,6 +399,8 @@ fetch_free(fetch *f)
 		free(h);
 	}
 	free(f->pending);
+	for (size_t i = 0; i < f->nended; i++)
+		free(f->ended[i].url);
 	free(f->ended);
 	pthread_mutex_destroy(&f->ended_mu);
 	spares_free(f->spares);
@@ -466,29 +475,41 @@ ticket_pack(watch_ticket t)
 }
 
 /* The entry of ticket t has ended, or, with keep, has not: a failure of
- * this machine (a write error, a full disk: state_reason_is_final() is 0)
- * or one failed.tsv could not take is no outcome of the URL, so its ticket
- * stays out: its list's offset is not committed past it, a directory list
- * stays where it is, and the next start reads it again and tries it, as a
- * one-shot run would.  An image's ticket (src 0) always ends: its file is
- * gone or kept by the caller.  what: the URL, for the log, or NULL. */
+ * this machine (a write error, a full disk, a paused host:
+ * state_reason_is_final() is 0) or one failed.tsv could not take is no
+ * outcome of the URL, so its ticket stays out: its list's offset is not
+ * committed past it and a directory list stays where it is.  The watch
+ * hands it out again after daemon.retry_kept (doubling per entry, up to an
+ * hour; watch_keep), and it takes the same way as a line just read; with
+ * retry_kept 0, past the watch's cap or once stopping, the next start
+ * reads it again and tries it, as a one-shot run would.  An image's ticket
+ * (src 0) always ends: its file is gone or kept by the caller.  what: the
+ * URL (or a bad line, with its reason), for the log and the retry, or
+ * NULL. */
 static void
-ticket_end(fetch *f, watch_ticket t, int keep, const char *what)
+ticket_end(fetch *f, watch_ticket t, int keep, const char *what, const char *reason)
 {
-	if (keep && t.src != 0) {
+	long long in;
+
+	if (!keep || t.src == 0) {
+		watch_done(f->w, t);
+		return;
+	}
+	in = watch_keep(f->w, t, what, reason, atomic_load(&f->stop) ? 0 : f->c->retry_kept_ms);
+	if (in > 0)
+		log_msg(LOG_WARNING, "%s: its list entry is kept, tried again in %g s", what, in / 1000.0);
+	else
 		log_msg(LOG_WARNING, "%s: its list entry is kept, the next start does it again",
 		        what ? what : "a failed job");
-		watch_keep(f->w, t, NULL, NULL, 0);
-	} else {
-		watch_done(f->w, t);
-	}
 }
 
-/* A worker finished a job: any thread.  local: see ticket_end. */
+/* A worker finished a job: any thread.  local: see ticket_end; url: the
+ * job's, copied when local. */
 static void
-job_ended(void *arg, uint64_t ticket, int local)
+job_ended(void *arg, uint64_t ticket, int local, const char *url)
 {
 	fetch *f = arg;
+	char *copy = local && url ? strdup(url) : NULL;
 	int ok = 1;
 
 	pthread_mutex_lock(&f->ended_mu);
@@ -503,10 +524,12 @@ job_ended(void *arg, uint64_t ticket, int local)
 		}
 	}
 	if (ok)
-		f->ended[f->nended++] = (ended_ticket){ ticket, local };
+		f->ended[f->nended++] = (ended_ticket){ ticket, local, copy };
 	pthread_mutex_unlock(&f->ended_mu);
-	if (!ok)    /* the line comes again after a restart; nothing is lost */
+	if (!ok) {  /* the line comes again after a restart; nothing is lost */
+		free(copy);
 		log_msg(LOG_WARNING, "out of memory noting a finished entry");
+	}
 	fetch_nudge(f);
 }
 
@@ -524,8 +547,10 @@ fetch_collect(fetch *f)
 	f->ended = NULL;
 	f->nended = f->capended = 0;
 	pthread_mutex_unlock(&f->ended_mu);
-	for (size_t i = 0; i < n; i++)
-		ticket_end(f, ticket_unpack(v[i].ticket), v[i].local, NULL);
+	for (size_t i = 0; i < n; i++) {
+		ticket_end(f, ticket_unpack(v[i].ticket), v[i].local, v[i].url, NULL);
+		free(v[i].url);
+	}
 	free(v);
 }
 
@@ -729,7 +754,8 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 	unrecorded = log_failure(x->url, reason) < 0;
 	stats_fail(f->st, reason);
 	if (x->has_ticket && f->w)
-		ticket_end(f, ticket_unpack(x->ticket), unrecorded || !state_reason_is_final(reason), x->url);
+		ticket_end(f, ticket_unpack(x->ticket), unrecorded || !state_reason_is_final(reason), x->url,
+		           NULL);
 	x->has_ticket = 0;
 	host_forget_if_idle(f, x->host);
 	xfer_free(x);
@@ -1583,7 +1609,7 @@ next_from_lists(fetch *f)
 			return NULL;
 		case WATCH_BAD:
 			STAT_ADD(f->st, urls, 1);
-			ticket_end(f, t, fail_line(f, line, reason) < 0, line);
+			ticket_end(f, t, fail_line(f, line, reason) < 0, line, reason);
 			continue;
 		case WATCH_IMAGE:
 			handoff(f, line, t);
@@ -1598,7 +1624,7 @@ next_from_lists(fetch *f)
 				x->has_ticket = 1;
 				return x;
 			}
-			ticket_end(f, t, lost, line);  /* skipped or failed at once */
+			ticket_end(f, t, lost, line, NULL);    /* skipped or failed at once */
 			lost = 0;
 			continue;
 		}

@@ -164,7 +164,7 @@ worker_main(void *arg)
 			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
 				log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
 			if (j->on_end)
-				j->on_end(j->end_arg, j->ticket, local);
+				j->on_end(j->end_arg, j->ticket, local, j->url);
 			job_free(j);
 		}
 		atomic_store(&w->job_since, 0);

@@ -51,6 +51,7 @@ test_defaults(void)
 	CHECK(c->ca_file == NULL);
 	CHECK_STR(c->user_agent, "thumbd/" THUMBD_VERSION);     /* what the docs say is sent */
 	CHECK(c->nwatch == 0 && c->watch == NULL);              /* daemon.watch: none */
+	CHECK_INT(c->retry_kept_ms, 60000);
 	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
 	CHECK(c->workers >= 1);
 	/* no file read: the paths' defaults against the current directory */
@@ -214,6 +215,12 @@ test_set(void)
 	CHECK_INT(cfg_set(c, "download.host_delay=-1", err, sizeof err), -1);
 	CHECK_INT(cfg_set(c, "download.host_delay=1.2.3", err, sizeof err), -1);
 	CHECK(strstr(err, "not a number of seconds") != NULL);
+	CHECK_INT(cfg_set(c, "daemon.retry_kept=0.5", err, sizeof err), 0);
+	CHECK_INT(c->retry_kept_ms, 500);
+	CHECK_INT(cfg_set(c, "daemon.retry_kept=0", err, sizeof err), 0);
+	CHECK_INT(c->retry_kept_ms, 0);
+	CHECK_INT(cfg_set(c, "daemon.retry_kept=3601", err, sizeof err), -1);
+	CHECK(strstr(err, "out of range") != NULL);
 	CHECK_INT(cfg_set(c, "download.retries=21", err, sizeof err), -1);
 	CHECK_INT(cfg_set(c, "download.retries=0", err, sizeof err), 0);
 	CHECK_INT(c->retries, 0);
