@@ -5,7 +5,9 @@ a followed file (tail -F) and hand-off images renamed into incoming/; config
 reload on SIGHUP (a bad config keeps the old one); the Prometheus file;
 the watchdog while idle and busy; no CPU use while idle; log reopen on
 SIGUSR1; SIGTERM drains, exits 0, and a restart on the same state finishes
-every list exactly once.
+every list exactly once; an entry kept for a failure of this machine is
+tried again by the running daemon (daemon.retry_kept) or, with 0, by the
+next start.
 
 Every wait has a timeout, and a daemon this file started is killed in a
 finally.  A binary without --daemon fails each test at its first check."""
@@ -656,17 +658,17 @@ def _reload(t, wd, cp, d, nt, cfg, follow):
     d.stop(t, "reload")
 
 
-def _two_daemons(t, body):
+def _two_daemons(t, body, extra=None):
     """body(e) with the corpus served, a work directory laid out for the
-    daemon (_layout, _daemon_config) and two Daemon handles, a first run and
-    its restart, both killed at the end whatever happens.  e has t, wd, cp,
-    srv, nt, d1, d2, queue, follow, src."""
+    daemon (_layout, _daemon_config with extra) and two Daemon handles, a
+    first run and its restart, both killed at the end whatever happens.  e
+    has t, wd, cp, srv, nt, d1, d2, queue, follow, src."""
     cdir = C.corpus(t)
     if cdir is None:
         return
     with C.serve(cdir) as srv, C.Workdir() as wd, Notify() as nt:
         queue, follow, src = _layout(wd)
-        wd.write_config(_daemon_config(queue, follow))
+        wd.write_config(_daemon_config(queue, follow, extra))
         d1, d2 = Daemon(wd, nt, 1), Daemon(wd, nt, 2)
         try:
             body(types.SimpleNamespace(t=t, wd=wd, cp=Corpus(cdir, srv), srv=srv, nt=nt, d1=d1, d2=d2,
@@ -857,9 +859,11 @@ def _rotation(t, wd, cp, srv, d1, d2, follow):
 
 def test_daemon_local_failure(t):
     """A failure of this machine (outgoing/ unusable) in the daemon is not an
-    outcome: the list stays where it is (not moved to done/) and a restart,
-    once outgoing/ is fixed, does the URL."""
-    _two_daemons(t, lambda e: _local_failure(e.t, e.wd, e.cp, e.d1, e.d2, e.queue, e.src))
+    outcome: the list stays where it is (not moved to done/) and, with
+    daemon.retry_kept = 0, waits for a restart, which does the URL once
+    outgoing/ is fixed."""
+    _two_daemons(t, lambda e: _local_failure(e.t, e.wd, e.cp, e.d1, e.d2, e.queue, e.src),
+                 {"daemon.retry_kept": "0"})
 
 
 def _local_failure(t, wd, cp, d1, d2, queue, src):
@@ -876,6 +880,9 @@ def _local_failure(t, wd, cp, d1, d2, queue, src):
     t.check(os.path.isfile(os.path.join(queue, "lf.urls"))
             and not os.path.exists(os.path.join(queue, "done", "lf.urls")),
             "local failure: the list is not moved to done/")
+    t.check(any(x.url + ": its list entry is kept, the next start does it again" in l
+                for l in wd.log_lines() or []),
+            "local failure: with retry_kept = 0 the log says the next start does it again")
     if not d1.stop(t, "local failure: first run"):
         return
     os.unlink(wd.outgoing)
@@ -913,3 +920,78 @@ def test_daemon_config_and_log(t):
                     "log stderr: without JOURNAL_STREAM the file format (%r)" % lines[:1])
         finally:
             d.kill()
+
+
+def _kept_lines(wd, url):
+    return [l for l in wd.log_lines() or [] if url + ": its list entry is kept" in l]
+
+
+def test_daemon_retry_kept(t):
+    """daemon.retry_kept: an entry kept for a failure of this machine
+    (outgoing/ unusable) is tried again by the running daemon, after
+    retry_kept and then twice as long each time; once outgoing/ is fixed
+    the same daemon, without a restart, makes the thumbnails, moves the
+    directory list to done/ and commits the followed file past the line,
+    so a restart does neither URL again.  A reload's retry_kept applies to
+    the entries kept after it."""
+    _two_daemons(t, lambda e: _retry_kept(e.t, e.wd, e.cp, e.srv, e.nt, e.d1, e.d2, e.queue, e.follow,
+                                          e.src),
+                 {"daemon.retry_kept": "0.3"})
+
+
+def _retry_kept(t, wd, cp, srv, nt, d1, d2, queue, follow, src):
+    if not d1.start(t, "retry kept"):
+        return
+    x, y = cp.alias("photos/rocket_640x427.jpg", "rk1"), cp.alias("photos/iguana_100x68.jpg", "rk2")
+    aside = wd.outgoing + ".real"
+    os.rename(wd.outgoing, aside)   # as root a chmod stops nothing: a file instead
+    open(wd.outgoing, "w").close()
+    _drop_list(src, queue, "rk.urls", [x.url])
+    _append(follow, y.url)
+    t.check(_wait(lambda: wd.failures_for(x.url) and wd.failures_for(y.url), 10, d1.proc),
+            "retry kept: the write errors are recorded in failed.tsv")
+    t.check(_wait(lambda: any(l.endswith("tried again in 0.3 s") for l in _kept_lines(wd, x.url)), 5, d1.proc),
+            "retry kept: the log says when the entry is tried again (%r)" % _kept_lines(wd, x.url))
+    # tried again while outgoing/ is still a file: kept again, for twice as long
+    t.check(_wait(lambda: any(l.endswith("tried again in 0.6 s") for l in _kept_lines(wd, x.url))
+                  and any(l.endswith("tried again in 0.6 s") for l in _kept_lines(wd, y.url)), 5, d1.proc),
+            "retry kept: tried again, failed again, kept for twice as long (%r)" % _kept_lines(wd, x.url))
+    t.check(any("trying a kept entry again: " + x.url in l for l in wd.log_lines() or []),
+            "retry kept: the log says a kept entry is tried again")
+    t.check(os.path.isfile(os.path.join(queue, "rk.urls"))
+            and not os.path.exists(os.path.join(queue, "done", "rk.urls")),
+            "retry kept: while it fails the list is not moved to done/")
+    os.unlink(wd.outgoing)
+    os.rename(aside, wd.outgoing)
+    t.check(_wait(lambda: x.done(wd) and y.done(wd) and os.path.isfile(os.path.join(queue, "done", "rk.urls")),
+                  15, d1.proc),
+            "retry kept: once outgoing/ is fixed the running daemon makes both URLs' thumbnails "
+            "and moves the list to done/, without a restart")
+    x.check(t, wd, "retry kept: the directory list's URL:")
+    y.check(t, wd, "retry kept: the followed file's URL:")
+    if not d1.alive(t, "retry kept: after the retries") or not d1.stop(t, "retry kept: first run"):
+        return
+    gets = {u.url: len(srv.log(u.target(), "GET")) for u in (x, y)}
+    mark = len(wd.log_lines() or [])
+    if not d2.start(t, "retry kept: restart"):
+        return
+    # a reload's retry_kept: for the entries kept from then on
+    wd.write_config(_daemon_config(queue, follow, {"daemon.retry_kept": "0.7"}))
+    if not _sighup(t, d2, nt, "retry kept: reload"):
+        return
+    os.rename(wd.outgoing, aside)
+    open(wd.outgoing, "w").close()
+    z = cp.alias("edge/webp_lossy.webp", "rk3")
+    _append(follow, z.url)
+    t.check(_wait(lambda: any(l.endswith("tried again in 0.7 s") for l in _kept_lines(wd, z.url)), 10, d2.proc),
+            "retry kept: after a reload the entry is kept for the new retry_kept (%r)" % _kept_lines(wd, z.url))
+    os.unlink(wd.outgoing)
+    os.rename(aside, wd.outgoing)
+    t.check(_wait(lambda: z.done(wd), 10, d2.proc), "retry kept: ... and done once outgoing/ is fixed")
+    after = (wd.log_lines() or [])[mark:]
+    t.eq([l for l in after if x.url in l or y.url in l], [],
+         "retry kept: after the restart neither retried URL is read again (offsets committed)")
+    t.eq({u.url: len(srv.log(u.target(), "GET")) for u in (x, y)}, gets,
+         "retry kept: after the restart neither retried URL is downloaded again")
+    if d2.alive(t, "retry kept: after the restart"):
+        d2.stop(t, "retry kept: second run")

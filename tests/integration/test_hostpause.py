@@ -9,15 +9,18 @@ on, what it leaves behind, and how it ends.
   counts them in the class of what paused the host, and the next run does
   them;
 - in the daemon a pause ends by itself after a cool-down (max_retry_wait)
-  and a probe, and at once on SIGHUP."""
+  and a probe, and at once on SIGHUP; the list entries of the URLs it
+  failed are kept and tried again by the running daemon (retry_kept)."""
 
+import collections
+import os
 import re
 import signal
 import time
 
 import common as C
 import httpd
-from test_daemon import Daemon, Notify, _append, _layout, _daemon_config, _wait
+from test_daemon import Daemon, Notify, _append, _drop_list, _layout, _daemon_config, _wait
 
 IMG = "photos/rocket_640x427.jpg"
 
@@ -154,3 +157,52 @@ def test_daemon_pause_lifted_by_sighup(t):
         t.check(_wait(lambda: any("reloaded" in l for l in (wd.log_lines() or [])[n:]), 5, d.proc),
                 "daemon SIGHUP: the config is reloaded")
     _daemon_pause(t, "daemon SIGHUP", {"download.max_retry_wait": "60"}, lift)
+
+
+def test_daemon_pause_kept_entries_retried(t):
+    """URLs failed while their host was paused are kept, not ended: with
+    daemon.retry_kept the running daemon tries them again by itself once
+    the service is up (no new URL, no reload, no restart): each is fetched
+    once, and their directory list moves to done/."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = C.free_port()
+    nt = Notify()
+    d = None
+    up = None
+    try:
+        with C.Workdir() as wd:
+            queue, follow, src = _layout(wd)
+            extra = {"download.host_max_failures": "3", "download.retries": "3",
+                     "download.retry_delay": "0.2", "download.max_retry_wait": "1",
+                     "daemon.retry_kept": "0.5"}
+            wd.write_config(_daemon_config(queue, follow, extra))
+            d = Daemon(wd, nt)
+            if not d.start(t, "paused, kept"):
+                return
+            bad = ["http://127.0.0.1:%d/%s?k=%d" % (dead, IMG, i) for i in range(6)]
+            _drop_list(src, queue, "paused.urls", bad)
+            paused = _paused_re(dead, r".*")
+            t.check(_wait(lambda: all(any(paused.fullmatch(r) for r in wd.failures_for(u)) for u in bad),
+                          10, d.proc),
+                    "paused, kept: each URL fails with the pause (%r)" % wd.failed()[-2:])
+            t.check(_wait(lambda: sum(": its list entry is kept, tried again in" in l
+                                      for l in wd.log_lines() or []) >= len(bad), 5, d.proc),
+                    "paused, kept: each URL's entry is kept with a retry")
+            t.check(os.path.isfile(os.path.join(queue, "paused.urls")),
+                    "paused, kept: the list is not moved to done/ meanwhile")
+            up = httpd.start(cdir, dead)
+            done = os.path.join(queue, "done", "paused.urls")
+            t.check(_wait(lambda: len(wd.thumbs()) >= 3 * len(bad) and os.path.isfile(done), 20, d.proc),
+                    "paused, kept: once the service is up the running daemon does every kept URL "
+                    "and moves the list to done/ (thumbnails %d)" % len(wd.thumbs()))
+            got = collections.Counter(p for m, p in up.requests() if m == "GET")
+            t.eq(sorted(got.values()), [1] * len(bad), "paused, kept: each URL fetched once (%r)" % got)
+            d.stop(t, "paused, kept")
+    finally:
+        if d is not None:
+            d.kill()
+        if up is not None:
+            up.stop()
+        nt.close()
