@@ -905,10 +905,12 @@ fail_line(fetch *f, const char *line, const char *reason)
 
 /* Build an xfer for a URL read from a list: parse it, name it, and skip it
  * when this or an earlier run already has its outcome.  t: its watch
- * ticket (daemon), else NULL.  NULL when skipped or failed; *lost = 1 when
- * that failure could not be recorded. */
+ * ticket (daemon), else NULL.  NULL when skipped or failed; *keep = 1 when
+ * that failure is no outcome of the URL (see ticket_end): it could not be
+ * recorded, or it is this machine's (the name registry could not be
+ * written, out of memory). */
 static xfer *
-xfer_new(fetch *f, const char *url, const watch_ticket *t, int *lost)
+xfer_new(fetch *f, const char *url, const watch_ticket *t, int *keep)
 {
 	xfer *x = NULL;
 	char *hostname = NULL, *port = NULL, err[256], stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1];
@@ -923,7 +925,7 @@ xfer_new(fetch *f, const char *url, const watch_ticket *t, int *lost)
 		uc = curl_url_get(f->urlh, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
 	if (uc != CURLUE_OK) {
 		snprintf(err, sizeof err, "invalid URL: %s", curl_url_strerror(uc));
-		*lost = fail_line(f, url, err) < 0;
+		*keep = fail_line(f, url, err) < 0;
 		goto out;
 	}
 	name_from_url(url, stem, ext);
@@ -942,7 +944,7 @@ xfer_new(fetch *f, const char *url, const watch_ticket *t, int *lost)
 		goto drop;
 	}
 	if (r < 0) {
-		*lost = log_failure(url, err) < 0;
+		*keep = log_failure(url, err) < 0 || !state_reason_is_final(err);
 		stats_fail(f->st, err);
 		goto drop;
 	}
@@ -969,7 +971,8 @@ xfer_new(fetch *f, const char *url, const watch_ticket *t, int *lost)
 	snprintf(x->part, plen, "%s.part", x->final);
 	goto out;
 oom:
-	*lost = log_failure(url, "out of memory") < 0;
+	*keep = 1;      /* not final either way */
+	log_failure(url, "out of memory");
 	stats_fail(f->st, "out of memory");
 drop:
 	xfer_free(x);
@@ -1601,7 +1604,7 @@ next_from_lists(fetch *f)
 	const char *line, *reason;
 	watch_ticket t;
 	xfer *x;
-	int lost = 0;
+	int keep = 0;
 
 	while (f->w) {
 		switch (watch_next(f->w, &line, &reason, &t)) {
@@ -1619,13 +1622,13 @@ next_from_lists(fetch *f)
 			continue;
 		case WATCH_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line, &t, &lost))) {
+			if ((x = xfer_new(f, line, &t, &keep))) {
 				x->ticket = ticket_pack(t);
 				x->has_ticket = 1;
 				return x;
 			}
-			ticket_end(f, t, lost, line, NULL);    /* skipped or failed at once */
-			lost = 0;
+			ticket_end(f, t, keep, line, NULL);    /* skipped or failed at once */
+			keep = 0;
 			continue;
 		}
 	}
@@ -1644,7 +1647,7 @@ next_from_lists(fetch *f)
 			continue;
 		case URLLIST_URL:
 			STAT_ADD(f->st, urls, 1);
-			if ((x = xfer_new(f, line, NULL, &lost)))
+			if ((x = xfer_new(f, line, NULL, &keep)))
 				return x;
 			continue;
 		}
