@@ -1672,6 +1672,15 @@ start_time(const fetch *f, const xfer *x)
 	return t;
 }
 
+/* Room to take another entry from the lists or the watch: a queue slot
+ * for every transfer (see the top), the FIFO not nearly full. */
+static int
+can_read(const fetch *f)
+{
+	return f->npending < f->read_limit && f->in_flight < f->c->connections
+	       && (size_t)f->in_flight + jobq_len(f->q) < jobq_capacity(f->q);
+}
+
 /* URLs read from the lists per turn of the loop while anything is in
  * flight (see start_transfers). */
 #define READ_TURN 16
@@ -1703,8 +1712,7 @@ start_transfers(fetch *f)
 		}
 		i++;
 	}
-	while (!f->lists_done && f->npending < f->read_limit && f->in_flight < f->c->connections
-	       && (size_t)f->in_flight + jobq_len(f->q) < cap) {
+	while (!f->lists_done && can_read(f)) {
 		xfer *x = next_from_lists(f);
 		long long t;
 		if (!x)
@@ -1854,8 +1862,11 @@ fetch_run(fetch *f)
 			wait = f->w ? 60000 : 1000;
 		if (f->in_flight > 0 && wait > STALL_CHECK_MS)
 			wait = STALL_CHECK_MS;      /* check_stalls */
-		if (f->w && (next = watch_timeout(f->w)) >= 0 && next < wait)
-			wait = next;                /* a followed file's grace period */
+		/* a followed file's grace period, a kept entry's retry: work
+		 * that only watch_next() takes, so only while there is room
+		 * for it (a due one would else make every wait 0 until then) */
+		if (f->w && can_read(f) && (next = watch_timeout(f->w)) >= 0 && next < wait)
+			wait = next;
 		if (loop_wait(f, wait) < 0) {
 			log_msg(LOG_ERROR, "libcurl multi loop failed");
 			rc = -1;
