@@ -83,6 +83,9 @@ static const reason_rule rules[] = {
 	{ "invalid URL", 0, FAIL_INVALID },
 	{ "not an http(s) URL", 0, FAIL_INVALID },
 	{ "line too long", 0, FAIL_INVALID },
+	/* the same two from a daemon's list, with its place: "path:line: why" (watch.c) */
+	{ ": not an http(s) URL", 1, FAIL_INVALID },
+	{ ": line too long", 1, FAIL_INVALID },
 	{ ": not a regular file", 1, FAIL_INVALID },   /* --files given a directory */
 	/* this machine: fsutil.c, name.c, fetch.c, main.c, urllist.c */
 	{ "out of memory", 0, FAIL_LOCAL },

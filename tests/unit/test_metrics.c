@@ -67,6 +67,9 @@ static const struct {
 	{ "invalid URL: Malformed input to a URL function", FAIL_INVALID },
 	{ "not an http(s) URL", FAIL_INVALID },
 	{ "line too long", FAIL_INVALID },
+	/* the daemon's lists (watch.c) put the line's place first */
+	{ "/var/lib/thumbd/lists/a.urls:3: not an http(s) URL", FAIL_INVALID },
+	{ "/var/lib/thumbd/feed.txt:12: line too long", FAIL_INVALID },
 	{ "redirect to a non-http(s) URL refused", FAIL_INVALID },
 	{ "photos/: not a regular file", FAIL_INVALID },
 	{ "cannot write incoming/a.jpg.part: No space left on device", FAIL_LOCAL },
