@@ -253,6 +253,25 @@ progress(run *r, workers *w, double t0)
 	fflush(stderr);
 }
 
+/*
+ * Descriptors 0, 1 and 2 open, on /dev/null where the caller closed one
+ * (`thumbd list >&- 2>&-`, some cron and init setups).  Otherwise the first
+ * files thumbd opens take those numbers, and the summary and the messages
+ * for stdout and stderr land in them: in failed.tsv, say, which later runs
+ * read as state.  As git and OpenSSH do, before anything else is opened.
+ */
+static void
+open_std_fds(void)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
+			continue;
+		/* open() takes the lowest free number: this one */
+		if (open("/dev/null", O_RDWR) < 0)
+			return;         /* no /dev/null: nothing better to do */
+	}
+}
+
 /* Enough descriptors for every connection, its .part file and the workers. */
 static void
 raise_nofile(const cfg *c)
@@ -444,6 +463,7 @@ main(int argc, char **argv)
 	double t0;
 	struct sigaction sa;
 
+	open_std_fds();
 	bigmem_setup();
 	if (!(sets = calloc((size_t)argc, sizeof *sets))) {
 		fprintf(stderr, "thumbd: out of memory\n");

@@ -3,6 +3,7 @@
 
 import os
 import re
+import subprocess
 
 import common as C
 
@@ -185,3 +186,29 @@ def test_default_paths(t):
         C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="config without [paths]")
         t.check(os.path.exists(os.path.join(wd.logs, "thumbd.log")), "config without [paths]: logs/thumbd.log beside etc/")
         t.eq(wd.base_strays(), [], "config without [paths]: nothing written elsewhere (cwd %s)" % wd.cwd)
+
+
+def test_closed_std_fds(t):
+    """Started with stdin, stdout and stderr closed (`<&- >&- 2>&-`, as some
+    cron and init setups do): the files thumbd opens must not take numbers
+    0-2, or the summary and stderr's messages land in them (failed.tsv,
+    the log, the lock file)."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        bad = srv.url("status/404/x.jpg")
+        lst = wd.write_list([srv.url(GOOD), bad])
+        p = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&- >&- 2>&-', C.thumbd_path(), "-c", wd.config, lst],
+                           cwd=wd.cwd, timeout=60)
+        t.eq(p.returncode, 1, "std fds closed: exit status 1 (one URL failed)")
+        C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="std fds closed")
+        t.eq(wd.failed_lines()[1:], [], "std fds closed: failed.tsv holds the one record, no stray text")
+        t.eq([u for _, u, _ in wd.failed()], [bad], "std fds closed: the failed URL's record")
+        C.check_failed_format(t, wd, "std fds closed")
+        lines = wd.log_lines() or []
+        t.eq([l for l in lines if not C.LOG_LINE.match(l)][:3], [],
+             "std fds closed: thumbd.log has only log lines")
+        with open(os.path.join(wd.incoming, ".thumbd-lock")) as f:
+            lock = f.read()
+        t.check(re.fullmatch(r"\d+\n", lock) is not None, "std fds closed: .thumbd-lock holds a pid (%r)" % lock[:200])
