@@ -73,6 +73,17 @@ $(B)/tests/%: tests/unit/%.c $(LOBJS) | $(B)/tests
 $(B) $(B)/tests:
 	mkdir -p $@
 
+# SYSCONFDIR is compiled in (the default config path, --help), so the objects
+# that use it depend on a file holding its value, rewritten only when it
+# changes: `make && sudo make install PREFIX=/usr` then rebuilds them for /etc
+# instead of installing a binary that looks in /usr/local/etc (as git's
+# GIT-CFLAGS does).
+$(B)/sysconfdir: FORCE | $(B)
+	@echo '$(SYSCONFDIR)' | cmp -s - $@ || echo '$(SYSCONFDIR)' >$@
+$(B)/config.o $(B)/main.o: $(B)/sysconfdir
+.PHONY: FORCE
+FORCE:
+
 # `make test` and `make demo` install what is missing first, then re-enter
 # make so pkg-config is asked again once the packages are there.
 ensure-deps:

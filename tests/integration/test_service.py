@@ -4,7 +4,9 @@ in place with every @PLACEHOLDER@ replaced; the unit passes `systemd-analyze
 verify`, scores at most 2.0 in `systemd-analyze security --offline=yes`, and
 agrees with the installed config about where state and logs live; the
 logrotate file parses and rotates thumbd.log but never failed.tsv; a second
-install keeps the admin's thumbd.ini; uninstall removes everything else.
+install keeps the admin's thumbd.ini; uninstall removes everything else;
+`make && make install PREFIX=/usr` installs a binary whose default config is
+the /etc one it installed.
 
 Needs make, systemd-analyze (package systemd) and logrotate: a missing one is
 a failed check.  Nothing runs as a service and nothing is written outside
@@ -282,3 +284,32 @@ def test_reinstall_and_uninstall(t):
     _make(t, "uninstall", dest)
     t.eq(_files(dest), [PREFIX_FILES["ini"]],
          "uninstall removes everything install added but the admin's thumbd.ini")
+
+
+def test_install_after_plain_make(t):
+    """The README's recipe, `make && sudo make install PREFIX=/usr`: the
+    installed binary's default config is /etc/thumbd/thumbd.ini, where the
+    install put it, not the /usr/local/etc of the plain build before it
+    (SYSCONFDIR is compiled in)."""
+    make = shutil.which("make")
+    if not t.check(make is not None, "make is installed (build-essential)"):
+        return
+    tmp = _tmpdir("thumbd-prefix-")
+    b, dest = os.path.join(tmp, "build"), os.path.join(tmp, "dest")
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZE")}
+    for args in (["-j%d" % (os.cpu_count() or 1)], ["install", "PREFIX=/usr", "DESTDIR=" + dest]):
+        p = subprocess.run([make, "-s", "-C", C.REPO, "B=" + b] + args, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=600, env=env)
+        if not t.eq(p.returncode, 0, "make %s exits 0 (%s)" % (" ".join(args), p.stdout.decode()[-1500:])):
+            return
+    p = subprocess.run([_path(dest, "bin"), "--help"], capture_output=True, timeout=20)
+    out = p.stdout.decode("utf-8", "replace")
+    t.check("/etc/thumbd/thumbd.ini" in out and "/usr/local/etc" not in out,
+            "installed usr/bin/thumbd --help names /etc/thumbd/thumbd.ini as the default config (%r)"
+            % out[out.find("--config"):][:200])
+    p = subprocess.run([_path(dest, "bin"), "--check-config"], capture_output=True, timeout=20, cwd=tmp,
+                       env={k: v for k, v in os.environ.items() if k != "THUMBD_CONFIG"})
+    err = p.stderr.decode("utf-8", "replace")
+    t.check("/usr/local/etc" not in err
+            and (p.returncode == 0 or re.search(r"(?<!local)/etc/thumbd/thumbd\.ini", err) is not None),
+            "installed usr/bin/thumbd without -c looks for /etc/thumbd/thumbd.ini (%r)" % err[-300:])
