@@ -45,6 +45,11 @@
 #include "worker.h"
 
 #define EXIT_PARTIAL 1          /* some URLs or files failed */
+/* After a stop signal the images already downloaded are resized for this
+ * long; what is still queued then is left for the next run, so a stop is
+ * prompt whatever the queue holds (connections images of any size, and
+ * systemd's TimeoutStopSec kills a slower one). */
+#define STOP_DRAIN_MS 5000
 #define EXIT_USAGE 2            /* usage or config error: nothing started */
 /* A job running this long is stuck, not slow: the largest image max_pixels
  * allows decodes in seconds.  The daemon then stops its watchdog pings, so
@@ -138,6 +143,36 @@ typedef struct run {
 	atomic_int stop_files;
 	int producer_rc;
 } run;
+
+/* Stopping, STOP_DRAIN_MS after the signal: take the queued jobs from the
+ * workers and leave them for the next run, like the transfers in flight.
+ * thumbd's own download goes (the next run fetches it again); an image
+ * another program handed off stays, with its daemon entry, for the next
+ * start; --files inputs are the user's and stay. */
+static void
+abandon_queued(run *r)
+{
+	const char *base;
+	job *j;
+	long n = 0;
+
+	while ((j = jobq_trypop(r->q))) {
+		base = strrchr(j->src, '/');
+		base = base ? base + 1 : j->src;
+		if (j->owned && strncmp(base, NAME_OWN_PREFIX, strlen(NAME_OWN_PREFIX)) == 0
+		    && unlink(j->src) < 0 && errno != ENOENT)
+			log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
+		if (j->on_end)
+			j->on_end(j->end_arg, j->ticket, 1, j->url);
+		job_free(j);
+		n++;
+	}
+	if (n) {
+		STAT_ADD(&r->st, abandoned, n);
+		log_msg(LOG_WARNING, "stopping: %ld queued image%s left for the next %s", n,
+		        n == 1 ? "" : "s", r->w ? "start" : "run");
+	}
+}
 
 static void *
 fetch_thread(void *arg)
@@ -619,7 +654,7 @@ main(int argc, char **argv)
 	 * no worker thread is gone */
 	uint64_t wd_usec = daemon ? notify_watchdog_usec() : 0;
 	long last_beat = -1;
-	long long next_wd = 0, next_metrics = 0, next_status = 0;
+	long long next_wd = 0, next_metrics = 0, next_status = 0, stop_at = 0;
 	char last_status[200] = "";
 	double start_wall = (double)time(NULL);
 	for (int phase = 0; phase < 2;) {
@@ -678,8 +713,11 @@ main(int argc, char **argv)
 			write_metrics(&r, w, t0, start_wall);
 			next_metrics = now + r.c->metrics_interval_ms;
 		}
+		if (interrupted && r.q && now - stop_at >= STOP_DRAIN_MS)
+			abandon_queued(&r);
 		if (signals_seen && !interrupted) {
 			interrupted = 1;
+			stop_at = now;
 			if (daemon)
 				notify("STOPPING=1\nSTATUS=stopping: finishing the images already downloaded");
 			log_msg(LOG_WARNING, "%s: stopping (signal again to quit at once)",

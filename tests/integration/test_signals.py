@@ -52,3 +52,72 @@ def test_sigint(t):
 
 def test_sigterm(t):
     _interrupt(t, signal.SIGTERM)
+
+
+def _slow_png(path, w=10000, h=9000):
+    """A PNG that is small on the wire (1.8 MB) and slow to decode (90 MP
+    inflated and box-filtered: about 0.4 s here): a full queue of them holds
+    a worker for many seconds."""
+    import struct
+    import zlib
+    row = bytes([0]) + bytes((x * 7 + (x >> 5)) & 255 for x in range(w * 3))
+    row2 = bytes([1]) + row[1:]
+    raw = b"".join(row if y % 2 else row2 for y in range(h))
+
+    def chunk(tag, data):
+        return (struct.pack(">I", len(data)) + tag + data
+                + struct.pack(">I", zlib.crc32(tag + data) & 0xffffffff))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def test_stop_with_full_queue(t):
+    """A stop resizes the images already downloaded for 5 s, then leaves the
+    rest for the next run: with one worker and 40 slow images queued (16 s
+    of work) thumbd exits within seconds, deletes its abandoned downloads,
+    records nothing, leaves every image with all its thumbnails or none,
+    and the next run does the rest."""
+    with C.Workdir({"download.connections": 48, "resize.workers": 1}) as wd:
+        root = os.path.join(wd.base, "www")
+        os.makedirs(root)
+        _slow_png(os.path.join(root, "big.png"))
+        with C.serve(root) as srv:
+            urls = [srv.url("big.png?n=%d" % i) for i in range(40)]
+            lst = wd.write_list(urls)
+            p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+            # every download is in by then (72 MB over loopback), most still queued
+            time.sleep(2.0)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGTERM)
+            try:
+                out, err = p.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            took = time.monotonic() - t0
+            out = out.decode()
+            t.eq(p.returncode, 1, "full queue: exit status 1 (stderr %r)" % err[-300:])
+            t.check(took < 9, "full queue: exited %.1f s after the signal (5 s of resizing, "
+                    "then the queue left for the next run)" % took)
+            t.check("(interrupted" in out, "full queue: the summary says interrupted: %r" % out)
+            log = open(os.path.join(wd.logs, "thumbd.log")).read()
+            t.check("queued images left for the next run" in log,
+                    "full queue: the log says the queued images were left")
+            t.eq(wd.failed(), [], "full queue: nothing recorded as failed")
+            t.eq(wd.incoming_files(), [], "full queue: the abandoned downloads are deleted")
+            outs = os.listdir(wd.outgoing)
+            t.eq([f for f in outs if f.endswith(".tmp")], [], "full queue: no temp files in outgoing/")
+            stems = {}
+            for f in outs:
+                stems.setdefault(f.rsplit("_", 1)[0], []).append(f)
+            t.check(all(len(v) == 3 for v in stems.values()),
+                    "full queue: every image has all three thumbnails or none (%r)"
+                    % sorted((k, len(v)) for k, v in stems.items() if len(v) != 3))
+            t.check(0 < len(stems) < len(urls), "full queue: %d of %d done before the stop"
+                    % (len(stems), len(urls)))
+            rc, out, err = wd.run("--set", "resize.workers=2", lst, timeout=120)
+            t.eq(rc, 0, "full queue: the next run finishes (stderr %r)" % err[-300:])
+            C.stdout_summary(t, out, "full queue: rerun", urls=len(urls), failed=0)
+            t.eq(len(os.listdir(wd.outgoing)), 3 * len(urls), "full queue: rerun: every thumbnail")
