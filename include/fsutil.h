@@ -45,7 +45,7 @@ int fsu_mkdirs(const char *path, char *err, size_t errlen);
 /* Take an exclusive flock(2) on path (created when absent) without
  * waiting, and write our pid there for the message another process gets.
  * Returns the descriptor to keep open while the lock is needed, or -1 with
- * err ("... is in use by another thumbd (pid N)").  The lock dies with the
+ * err ("... is in use by another thumbd (pid N)", errno EWOULDBLOCK).  The lock dies with the
  * process, so a crash never leaves it behind. */
 int fsu_lock(const char *path, char *err, size_t errlen);
 

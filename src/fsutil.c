@@ -242,6 +242,7 @@ fsu_lock(const char *path, char *err, size_t errlen)
 		else
 			snprintf(err, errlen, "cannot lock %s: %s", path, strerror(e));
 		close(fd);
+		errno = e;
 		return -1;
 	}
 	n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());

@@ -51,6 +51,8 @@
  * systemd's TimeoutStopSec kills a slower one). */
 #define STOP_DRAIN_MS 5000
 #define EXIT_USAGE 2            /* usage or config error: nothing started */
+#define EXIT_BUSY 75            /* EX_TEMPFAIL: another thumbd holds incoming/; a service
+                                   manager restarts on it, where 2 stops it for good */
 /* A job running this long is stuck, not slow: the largest image max_pixels
  * allows decodes in seconds.  The daemon then stops its watchdog pings, so
  * systemd restarts it (the job's URL is done again after the restart). */
@@ -119,7 +121,8 @@ usage(FILE *out)
 "same command again finishes an interrupted run.\n"
 "\n"
 "Exit status: 0 every URL or file produced its thumbnails, 1 some failed (or the\n"
-"run was interrupted), 2 usage or config error (nothing was started).\n"
+"run was interrupted), 2 usage or config error (nothing was started), 75 another\n"
+"thumbd uses the same incoming directory (nothing was started; try again later).\n"
 "See thumbd(1) and thumbd.ini(5).\n");
 }
 
@@ -560,9 +563,17 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
-	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0
-	    || (lock_fd = lock_incoming(r.c->incoming, err, sizeof err)) < 0
-	    || log_open_target(r.c->logs, !daemon || !(r.c->log_target == CFG_LOG_STDERR
+	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+	if ((lock_fd = lock_incoming(r.c->incoming, err, sizeof err)) < 0) {
+		if (errno == EWOULDBLOCK)
+			status = EXIT_BUSY;
+		fprintf(stderr, "thumbd: %s\n", err);
+		goto out;
+	}
+	if (log_open_target(r.c->logs, !daemon || !(r.c->log_target == CFG_LOG_STDERR
 	                       || (r.c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
 	                       ? LOG_TO_FILE : notify_stderr_is_journal() ? LOG_TO_STDERR
 	                       : LOG_TO_STDERR_PLAIN, err, sizeof err) < 0

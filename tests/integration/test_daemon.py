@@ -429,7 +429,8 @@ def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
     with open(second, "w") as f:
         f.write(cp.plain("photos/hopper_128x128.jpg").url + "\n")
     rc, out, err = wd.run(second)
-    t.eq(rc, 2, "lock: a one-shot run on the daemon's directories exits 2 (stderr %r)" % err[-300:])
+    t.eq(rc, 75, "lock: a one-shot run on the daemon's directories exits 75, EX_TEMPFAIL "
+         "(stderr %r)" % err[-300:])
     t.check("in use by another thumbd (pid %d)" % d.proc.pid in err,
             "lock: and says which process holds them (%r)" % err[-300:])
 
