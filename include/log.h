@@ -36,8 +36,8 @@ int log_open(const char *dir, char *err, size_t errlen);
 /* After logrotate renamed thumbd.log away (SIGUSR1): open the path again and
  * put the new file behind the same descriptor, so threads logging meanwhile
  * lose no line and need no lock.  From main's loop, not a signal handler.
- * No-op (0) with LOG_TO_STDERR or when not open; failed.tsv is never
- * reopened.  0 / -1 (the old file then stays in use). */
+ * No-op (1: no file to reopen) with LOG_TO_STDERR or when not open;
+ * failed.tsv is never reopened.  0 / -1 (the old file then stays in use). */
 int log_reopen(char *err, size_t errlen);
 void log_close(void);
 

@@ -166,7 +166,7 @@ log_reopen(char *err, size_t errlen)
 	int fd;
 
 	if (log_fd < 0)
-		return 0;       /* LOG_TO_STDERR (journald has no files), or not open */
+		return 1;       /* LOG_TO_STDERR (journald has no files), or not open */
 	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot reopen %s: %s", log_path, strerror(errno));

@@ -690,10 +690,12 @@ main(int argc, char **argv)
 		}
 		if (usr1_seen) {
 			usr1_seen = 0;
-			if (log_reopen(err, sizeof err) < 0)
+			int rc = log_reopen(err, sizeof err);
+			if (rc < 0)
 				log_msg(LOG_ERROR, "%s", err);
 			else
-				log_msg(LOG_INFO, "log file reopened");
+				log_msg(LOG_INFO, rc == 0 ? "log file reopened"
+				        : "SIGUSR1: no log file to reopen (logging to stderr)");
 		}
 		if (daemon && wd_usec && now >= next_wd) {
 			long beat = phase == 0 && r.f ? fetch_heartbeat(r.f) : last_beat + 1;
