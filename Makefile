@@ -19,12 +19,12 @@ DESTDIR    ?=
 CC         ?= cc
 CFLAGS     ?= -O2 -g
 PKG_CONFIG ?= pkg-config
-PKGS        = libcurl libjpeg libpng libwebp libwebpdemux inih libsystemd
+PKGS        = libcurl libjpeg libpng libwebp libwebpdemux lcms2 inih libsystemd
 
 # Debian packages: build dependencies, then what the tests and the demo run.
 DEB_BUILD = build-essential pkg-config libcurl4-openssl-dev libjpeg62-turbo-dev \
-            libpng-dev libwebp-dev libinih-dev libsystemd-dev
-DEB_TEST  = python3 ca-certificates openssl nghttp2-server man-db systemd logrotate strace
+            libpng-dev libwebp-dev liblcms2-dev libinih-dev libsystemd-dev
+DEB_TEST  = python3 python3-pil ca-certificates openssl nghttp2-server man-db systemd logrotate strace
 
 VERSION   := 0.1.0
 comma     := ,
@@ -91,6 +91,7 @@ ensure-deps:
 	    || ! command -v $(CC) >/dev/null || ! command -v openssl >/dev/null \
 	    || ! command -v nghttpd >/dev/null || ! command -v man >/dev/null \
 	    || ! command -v systemd-analyze >/dev/null || ! command -v strace >/dev/null \
+	    || ! { /usr/bin/python3 -c 'import PIL.ImageCms' || python3 -c 'import PIL.ImageCms'; } 2>/dev/null \
 	    || ! PATH="$$PATH:/usr/sbin:/sbin" command -v logrotate >/dev/null; then $(MAKE) --no-print-directory deps; fi
 
 deps:
@@ -159,7 +160,7 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGET  ?= fuzz_jpeg
 FUZZ_MAXLEN  ?= 65536
 FUZZ_TARGETS := fuzz_jpeg fuzz_png fuzz_webp fuzz_exif
-FUZZ_SRCS    := src/bigmem.c src/img.c src/jpegio.c src/pngio.c src/webpio.c src/exif.c src/resample.c
+FUZZ_SRCS    := src/bigmem.c src/img.c src/icc.c src/jpegio.c src/pngio.c src/webpio.c src/exif.c src/resample.c
 FUZZ_CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude $(WARN) \
                 $(PKG_CFLAGS) -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined

@@ -7,7 +7,8 @@
  *   sniff + decode (small max_pixels, a min_width picked from the input's
  *   last byte to exercise shrink-on-load) -> checksum every pixel ->
  *   Lanczos resize to W x round(h*W/w), W = 32 mostly, else 1, 7 or 200
- *   (also from the last byte: reductions and enlargements) -> EXIF
+ *   (also from the last byte: reductions and enlargements) -> the embedded
+ *   ICC profile applied (lcms2; a broken one ignored) -> EXIF
  *   orientation -> encode to the same format -> decode that output again.
  *
  * Each target must reach its own decoder even from random bytes, so input
@@ -37,6 +38,7 @@
 
 #include "codec.h"
 #include "exif.h"
+#include "icc.h"
 #include "img.h"
 #include "resample.h"
 
@@ -163,7 +165,7 @@ static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t si
 	img_decode_opts dopts = { .max_pixels = FUZZ_MAX_PIXELS };
 	img_encode_opts eopts = { 75, 75, 1 };
 	img im = { 0 }, small = { 0 }, back = { 0 };
-	img_meta meta = { 0, -1, -1 }, meta2;
+	img_meta meta = { .orientation = 0, .width = -1, .height = -1 }, meta2 = { .orientation = 1 };
 	uint8_t *buf = NULL, *enc = NULL;
 	size_t len = 0, enclen = 0;
 	unsigned ctl = size > 0 ? data[size - 1] : 0;
@@ -193,7 +195,7 @@ static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t si
 			snprintf(err, errlen, "decode failed without a reason");
 			goto out;
 		}
-		if (im.px != NULL || im.w != 0 || meta.orientation != 1 || meta.width != 0) {
+		if (im.px != NULL || im.w != 0 || meta.orientation != 1 || meta.width != 0 || meta.icc != NULL) {
 			snprintf(err, errlen, "failed decode left output or meta behind");
 			goto out;
 		}
@@ -226,6 +228,11 @@ static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t si
 		snprintf(err, errlen, "resize %dx%d -> %dx%d failed", im.w, im.h, tw, th);
 		goto out;
 	}
+	if (meta.icc_len > IMG_ICC_MAX || (meta.icc == NULL) != (meta.icc_len == 0)) {
+		snprintf(err, errlen, "bad meta: ICC profile %p of %zu bytes", (void *)meta.icc, meta.icc_len);
+		goto out;
+	}
+	icc_to_srgb(&small, meta.icc, meta.icc_len, NULL);
 	if (img_orient(&small, meta.orientation) != 0) {
 		snprintf(err, errlen, "orient %d failed", meta.orientation);
 		goto out;
@@ -236,9 +243,9 @@ static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t si
 		snprintf(err, errlen, "encode failed: %.100s", err2);
 		goto out;
 	}
-	/* What we write, we must be able to read back, at the same size. */
+	/* What we write, we must be able to read back, at the same size, untagged. */
 	if (img_decode(enc, enclen, NULL, &back, &meta2, err2, sizeof err2) != 0 ||
-	    back.w != small.w || back.h != small.h) {
+	    back.w != small.w || back.h != small.h || meta2.icc != NULL) {
 		snprintf(err, errlen, "re-decode of our own %s failed: %.100s", img_format_name(fmt), err2);
 		goto out;
 	}
@@ -247,6 +254,8 @@ static inline int fuzz_decode_one(img_format fmt, const uint8_t *data, size_t si
 	(void)odd;
 	rc = FUZZ_OK;
 out:
+	img_meta_release(&meta);
+	img_meta_release(&meta2);
 	img_release(&im);
 	img_release(&small);
 	img_release(&back);

@@ -5,7 +5,9 @@
  * one contract, spelled out in img.h:
  *  - decode: check the declared dimensions against o->max_pixels before
  *    allocating; return 8-bit gray/gray+alpha/RGB/RGBA; report EXIF
- *    orientation (1 when none) without applying it; errors per decode,
+ *    orientation (1 when none) without applying it, and the embedded ICC
+ *    profile in meta->icc (at most IMG_ICC_MAX bytes; a larger or broken
+ *    one is left out with a note, never an error); errors per decode,
  *    never abort the process; no uninitialised pixel ever reaches out.
  *  - encode: from any 1..4 channel img into a malloc'd buffer.
  * The "name" of each is only ever used by img.c.

@@ -56,10 +56,25 @@ typedef struct img_encode_opts {
 	int png_level;          /* zlib level 0..9 */
 } img_encode_opts;
 
+/* Largest embedded ICC profile a decoder returns; a larger one is ignored
+ * (icc_note says so) and the picture is decoded as if it had none.  Real
+ * profiles are 0.5-4 KB, CMYK ones up to a few hundred. */
+#define IMG_ICC_MAX ((size_t)4 << 20)
+
 /* What a decoder learned from the header, besides the pixels. */
 typedef struct img_meta {
 	int orientation;        /* EXIF orientation 1..8 (1 when absent or unreadable), not yet applied */
 	int width, height;      /* full size as stored, before any shrink on load */
+	/* The embedded ICC profile (JPEG APP2, PNG iCCP, WebP ICCP) the pixels
+	 * are in, not yet applied: malloc'd, owned by meta, freed by
+	 * img_meta_release.  NULL when the file has none, when it was ignored
+	 * (icc_note), and for a CMYK JPEG, whose decoder applies it itself. */
+	uint8_t *icc;
+	size_t icc_len;
+	/* Why a profile in the file is not in icc (static text: "ICC profile
+	 * larger than 4 MB", "unreadable ICC profile", ...), for a warning;
+	 * NULL otherwise.  Decoding never fails over a profile. */
+	const char *icc_note;
 } img_meta;
 
 #define IMG_ERRLEN 160
@@ -79,12 +94,16 @@ int img_alloc(img *im, int w, int h, int channels);
 int img_alloc_rows(img *im, int w, int h, int channels);
 /* Free the pixels; accepts NULL and an img that was never allocated (px == NULL). */
 void img_release(img *im);
+/* Free meta's ICC profile (icc = NULL, icc_len = 0); accepts NULL. */
+void img_meta_release(img_meta *meta);
 
 /*
  * Decode buf (sniffed) into out.  meta receives the EXIF orientation and the
  * full stored size; the pixels are NOT rotated yet, so the caller can resize
- * first and rotate the small result (img_orient).  On failure meta is
- * {1, 0, 0}.
+ * first and rotate the small result (img_orient), and the embedded ICC
+ * profile, to be applied to the result too (icc_to_srgb, icc.h): release
+ * it with img_meta_release.  meta is overwritten, not released, first.
+ * On failure meta is {1, 0, 0}, without a profile.
  */
 int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
                img *out, img_meta *meta, char *err, size_t errlen);

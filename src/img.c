@@ -213,6 +213,15 @@ void img_release(img *im)
 	memset(im, 0, sizeof *im);
 }
 
+void img_meta_release(img_meta *meta)
+{
+	if (meta == NULL)
+		return;
+	free(meta->icc);
+	meta->icc = NULL;
+	meta->icc_len = 0;
+}
+
 int codec_reserve(const img_decode_opts *o, uint64_t bytes, char *err, size_t errlen)
 {
 	if (o->reserve && o->reserve(o->reserve_arg, bytes) != 0) {
@@ -237,6 +246,9 @@ int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 		meta = &meta_dummy;
 	meta->orientation = 1;
 	meta->width = meta->height = 0;
+	meta->icc = NULL;
+	meta->icc_len = 0;
+	meta->icc_note = NULL;
 	if (o == NULL)
 		o = &def;
 	if (err != NULL && errlen > 0)
@@ -272,8 +284,10 @@ int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 out:
 	if (rc != 0) {
 		img_release(out);
+		img_meta_release(meta);
 		meta->orientation = 1;
 		meta->width = meta->height = 0;
+		meta->icc_note = NULL;
 	}
 	return rc;
 }

@@ -15,8 +15,12 @@
  * scaling (1/2, 1/4, 1/8) to shrink on load: the cheapest possible resize.
  * A truncated file is an error, not a grey-filled picture: libjpeg only
  * warns about it, so emit_message turns that one warning into a failure.
- * CMYK/YCCK are converted to RGB here (naively, without the ICC profile),
- * because nothing downstream knows about four-channel ink.
+ * CMYK/YCCK are converted to RGB here, because nothing downstream knows
+ * about four-channel ink: through the file's CMYK ICC profile with lcms2
+ * when it has a usable one (icc.c, a transform cached per thread; the
+ * pixels are then sRGB and the profile is not handed on), otherwise
+ * naively.  Any other profile (APP2 "ICC_PROFILE" markers, reassembled
+ * by libjpeg-turbo's jpeg_read_icc_profile) goes up in meta->icc.
  *
  * libjpeg-turbo's SIMD upsampling and colour conversion work in whole
  * vectors and read the padding past the end of its sample rows, which it
@@ -72,6 +76,7 @@
 #include "codec.h"
 #include "bigmem.h"
 #include "exif.h"
+#include "icc.h"
 
 #include <setjmp.h>
 #include <stdio.h>
@@ -190,6 +195,7 @@ struct jdec {
 	void (*realize)(j_common_ptr);          /* libjpeg's, called by jdec_realize */
 	int created;
 	JSAMPLE *row;                   /* scratch row for CMYK */
+	const icc_xform *cmyk_xf;       /* CMYK -> sRGB through the file's profile, or NULL: naive */
 	uint8_t *dc;                    /* the DC-scans copy being decoded, if any */
 	uint8_t dc_only[MAX_COMPONENTS];        /* by component index, with dc */
 	struct coefarr arr[MAX_COMPONENTS];     /* one per component at most */
@@ -301,6 +307,36 @@ static int jdec_orientation(j_decompress_ptr cinfo)
 		    memcmp(m->data, "Exif\0\0", 6) == 0)
 			return exif_orientation(m->data, m->data_length);
 	return 1;
+}
+
+/* The ICC profile of the APP2 markers into meta->icc, or a note why not;
+ * after jpeg_read_header. */
+static void jdec_icc(j_decompress_ptr ci, img_meta *meta)
+{
+	jpeg_saved_marker_ptr m;
+	JOCTET *prof = NULL;
+	unsigned int n = 0;
+	size_t total = 0;
+
+	/* "ICC_PROFILE\0", sequence number, count, then the bytes */
+	for (m = ci->marker_list; m != NULL; m = m->next)
+		if (m->marker == JPEG_APP0 + 2 && m->data_length > 14 &&
+		    memcmp(m->data, "ICC_PROFILE", 12) == 0)
+			total += m->data_length - 14;
+	if (total == 0)
+		return;
+	if (total > IMG_ICC_MAX) {
+		meta->icc_note = "ICC profile larger than 4 MB";
+		return;
+	}
+	/* FALSE (a warning) when the markers' numbering does not add up */
+	if (!jpeg_read_icc_profile(ci, &prof, &n) || prof == NULL || n == 0) {
+		free(prof);
+		meta->icc_note = "malformed ICC profile markers";
+		return;
+	}
+	meta->icc = prof;       /* malloc'd by libjpeg-turbo */
+	meta->icc_len = n;
 }
 
 /* ink values 0..255 -> RGB; see the file comment for why Adobe differs. */
@@ -462,6 +498,7 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	ci->progress = &d->progress;
 	jpeg_mem_src(ci, buf, (unsigned long)len);
 	jpeg_save_markers(ci, JPEG_APP0 + 1, 0xffff);
+	jpeg_save_markers(ci, JPEG_APP0 + 2, 0xffff);
 	jpeg_read_header(ci, TRUE);
 
 	if (o->max_pixels != 0 &&
@@ -473,6 +510,7 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	orient = jdec_orientation(ci);
 	meta->width = (int)ci->image_width;     /* JPEG caps both at 65535 */
 	meta->height = (int)ci->image_height;
+	jdec_icc(ci, meta);
 
 	switch (ci->jpeg_color_space) {
 	case JCS_GRAYSCALE:
@@ -485,6 +523,15 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		ci->out_color_space = JCS_CMYK;
 		channels = 3;
 		cmyk = 1;
+		if (meta->icc != NULL) {
+			/* libjpeg hands Adobe files' ink over as stored: inverted */
+			const char *why;
+			d->cmyk_xf = icc_lookup(meta->icc, meta->icc_len,
+			                        ci->saw_Adobe_marker ? ICC_CMYK_INVERTED : ICC_CMYK, &why);
+			if (d->cmyk_xf == NULL)
+				meta->icc_note = why;
+			img_meta_release(meta);         /* the pixels will be sRGB either way */
+		}
 		break;
 	default:
 		ci->out_color_space = JCS_RGB;
@@ -554,7 +601,9 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 			snprintf(err, errlen, "truncated JPEG");
 			return -1;
 		}
-		if (cmyk)
+		if (d->cmyk_xf)
+			icc_apply(d->cmyk_xf, d->row, dst, ci->output_width);
+		else if (cmyk)
 			cmyk_to_rgb(d->row, dst, ci->output_width, ci->saw_Adobe_marker);
 	}
 	jpeg_finish_decompress(ci);
@@ -585,6 +634,9 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	memset(out, 0, sizeof *out);
 	meta->orientation = 1;
 	meta->width = meta->height = 0;
+	meta->icc = NULL;
+	meta->icc_len = 0;
+	meta->icc_note = NULL;
 	jerr_init(&d.je);
 	d.cinfo.err = &d.je.pub;
 
@@ -598,8 +650,10 @@ int jpegio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	free(d.dc);
 	if (rc != 0) {
 		img_release(out);
+		img_meta_release(meta);
 		meta->orientation = 1;
 		meta->width = meta->height = 0;
+		meta->icc_note = NULL;
 	}
 	return rc;
 }

@@ -25,7 +25,9 @@
  * is a damaged picture.
  *
  * Every input is normalised to 8-bit gray, gray+alpha, RGB or RGBA, with
- * tRNS becoming a real alpha channel.
+ * tRNS becoming a real alpha channel.  An iCCP profile (which libpng has
+ * inflated and checked against the colour type) goes up in meta->icc;
+ * gAMA, cHRM and sRGB chunks are not read.
  *
  * Shrink on load.  zlib has no cheap way to skip pixels, but nothing forces
  * us to hold them: a non-interlaced PNG is read one row at a time and
@@ -321,6 +323,27 @@ static void pdec_row_done(png_structp png, png_uint_32 row, int pass)
 		d->last_row = d->pos;
 }
 
+/* The iCCP profile into meta->icc, or a note why not; after png_read_info
+ * (iCCP must come before IDAT).  libpng drops one it finds malformed. */
+static void pdec_icc(png_structp png, png_infop info, img_meta *meta)
+{
+	png_charp name;
+	png_bytep prof;
+	png_uint_32 n = 0;
+	int comp;
+
+	if (!(png_get_iCCP(png, info, &name, &comp, &prof, &n) & PNG_INFO_iCCP) || n == 0)
+		return;
+	if (n > IMG_ICC_MAX)
+		meta->icc_note = "ICC profile larger than 4 MB";
+	else if ((meta->icc = malloc(n)) == NULL)
+		meta->icc_note = "out of memory";
+	else {
+		memcpy(meta->icc, prof, n);
+		meta->icc_len = n;
+	}
+}
+
 static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
                     img_meta *meta, char *err, size_t errlen)
 {
@@ -346,6 +369,7 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 	}
 	meta->width = (int)w;           /* both <= PNG_MAX_DIM */
 	meta->height = (int)h;
+	pdec_icc(png, info, meta);
 	/* the last row as stored (before our transforms) with its filter
 	 * byte, twice: deflate's worst case (stored blocks) is barely over
 	 * once; then the tail */
@@ -449,6 +473,9 @@ int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	memset(out, 0, sizeof *out);
 	meta->orientation = 1;
 	meta->width = meta->height = 0;
+	meta->icc = NULL;
+	meta->icc_len = 0;
+	meta->icc_note = NULL;
 	d.buf = buf;
 	d.len = len;
 	if (pdec_scan(buf, len, &d.has_exif, &d.idat_end, err, errlen) != 0)
@@ -468,8 +495,10 @@ out:
 	free(d.col);
 	if (rc != 0) {
 		img_release(out);
+		img_meta_release(meta);
 		meta->orientation = 1;
 		meta->width = meta->height = 0;
+		meta->icc_note = NULL;
 	}
 	return rc;
 }

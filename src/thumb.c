@@ -23,6 +23,14 @@
  * width): it holds no more than the source, and its ringing would reach the
  * smaller thumbnail, which at the source's own width would no longer be the
  * source's pixels.
+ *
+ * Colour: an embedded ICC profile (img_meta icc) is applied to each result
+ * made from the decode, right after its resize (icc.c: a few thousand
+ * pixels instead of the decode's millions, the transform cached per
+ * worker); a result made from an earlier one is sRGB already.  No profile
+ * is written: the thumbnails are untagged sRGB.  A profile the decoder or
+ * lcms2 could not use is one WARNING line naming the input, and the
+ * picture is made as if it had none.
  */
 #include "thumb.h"
 
@@ -35,7 +43,9 @@
 
 #include "bigmem.h"
 #include "fsutil.h"
+#include "icc.h"
 #include "img.h"
+#include "log.h"
 #include "resample.h"
 
 int
@@ -144,7 +154,7 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 	img_encode_opts eopt = { c->jpeg_quality, c->webp_quality, c->png_level };
 	img src = { 0 }, shown = { 0 }, res[CFG_MAX_SIZES] = { { 0 } };
 	int order[CFG_MAX_SIZES];
-	img_meta meta;
+	img_meta meta = { .orientation = 1 };
 	img_format in_fmt, out_fmt;
 	uint8_t *buf = NULL, *enc = NULL;
 	size_t len, enclen;
@@ -170,6 +180,8 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 	budget_release(&mem);
 	bigmem_free(buf);
 	buf = NULL;
+	if (meta.icc_note)
+		log_msg(LOG_WARNING, "%s: %s ignored", j->url, meta.icc_note);
 	/* displayed size of the full picture */
 	W = meta.orientation >= 5 ? meta.height : meta.width;
 	H = meta.orientation >= 5 ? meta.width : meta.height;
@@ -205,6 +217,14 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 			snprintf(err, errlen, "out of memory resizing to %dx%d", w, h);
 			goto out;
 		}
+		if (from == &src && meta.icc) {
+			const char *why;
+			if (icc_to_srgb(out, meta.icc, meta.icc_len, &why) == 0) {
+				if (why)
+					log_msg(LOG_WARNING, "%s: %s ignored", j->url, why);
+				img_meta_release(&meta);        /* the same answer for every width */
+			}
+		}
 		if (meta.orientation >= 2 && meta.orientation <= 8) {
 			/* rotate a copy: the stored orientation may still feed a smaller width */
 			if (img_alloc(&shown, out->w, out->h, out->channels) != 0
@@ -238,6 +258,7 @@ out:
 	bigmem_free(buf);
 	free(enc);
 	img_release(&src);
+	img_meta_release(&meta);
 	img_release(&shown);
 	for (int i = 0; i < c->nsizes; i++)
 		img_release(&res[i]);

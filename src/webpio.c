@@ -8,7 +8,9 @@
  * own area-averaging scaler, by powers of two like JPEG's DCT scaling, so
  * the resampler sees the same kind of input from both.  Animations yield
  * their first frame composited on the full canvas (WebPAnimDecoder), the
- * frame a browser would show before it starts playing.
+ * frame a browser would show before it starts playing.  EXIF orientation
+ * and the ICC profile come from the VP8X container's EXIF and ICCP chunks
+ * (libwebpdemux); the profile goes up in meta->icc.
  *
  * libwebp allocates its encoder output with WebPMalloc, which is not
  * guaranteed to be malloc, so the encoded bytes are copied into a buffer
@@ -52,21 +54,34 @@ static void status_error(VP8StatusCode st, char *err, size_t errlen)
 		snprintf(err, errlen, "corrupt WebP: %s", status_text(st));
 }
 
-/* EXIF lives in a VP8X "EXIF" chunk.  A file the demuxer cannot parse
- * simply has no orientation; the decoder will judge the pixels. */
-static int webp_orientation(const uint8_t *buf, size_t len)
+/* EXIF and ICCP live in VP8X chunks: the orientation (1 when none) and
+ * the profile into meta.  A file the demuxer cannot parse simply has
+ * neither; the decoder will judge the pixels. */
+static int webp_meta(const uint8_t *buf, size_t len, img_meta *meta)
 {
 	WebPData wd = { buf, len };
 	WebPDemuxer *dmx = WebPDemux(&wd);
 	WebPChunkIterator it;
+	uint32_t flags;
 	int orient = 1;
 
 	if (dmx == NULL)
 		return 1;
-	if ((WebPDemuxGetI(dmx, WEBP_FF_FORMAT_FLAGS) & EXIF_FLAG) &&
-	    WebPDemuxGetChunk(dmx, "EXIF", 1, &it)) {
+	flags = WebPDemuxGetI(dmx, WEBP_FF_FORMAT_FLAGS);
+	if ((flags & EXIF_FLAG) && WebPDemuxGetChunk(dmx, "EXIF", 1, &it)) {
 		/* exif_orientation accepts both with and without "Exif\0\0". */
 		orient = exif_orientation(it.chunk.bytes, it.chunk.size);
+		WebPDemuxReleaseChunkIterator(&it);
+	}
+	if ((flags & ICCP_FLAG) && WebPDemuxGetChunk(dmx, "ICCP", 1, &it)) {
+		if (it.chunk.size > IMG_ICC_MAX)
+			meta->icc_note = "ICC profile larger than 4 MB";
+		else if (it.chunk.size > 0 && (meta->icc = malloc(it.chunk.size)) == NULL)
+			meta->icc_note = "out of memory";
+		else if (it.chunk.size > 0) {
+			memcpy(meta->icc, it.chunk.bytes, it.chunk.size);
+			meta->icc_len = it.chunk.size;
+		}
 		WebPDemuxReleaseChunkIterator(&it);
 	}
 	WebPDemuxDelete(dmx);
@@ -184,6 +199,9 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	memset(out, 0, sizeof *out);
 	meta->orientation = 1;
 	meta->width = meta->height = 0;
+	meta->icc = NULL;
+	meta->icc_len = 0;
+	meta->icc_note = NULL;
 
 	st = WebPGetFeatures(buf, len, &f);
 	if (st != VP8_STATUS_OK) {
@@ -198,7 +216,7 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 		snprintf(err, errlen, "too large: %dx%d > max_pixels", f.width, f.height);
 		goto out;
 	}
-	orient = webp_orientation(buf, len);
+	orient = webp_meta(buf, len, meta);
 	if (f.has_animation)
 		rc = decode_animation(buf, len, &f, o, out, err, errlen);
 	else
@@ -209,8 +227,11 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 		meta->height = f.height;
 	}
 out:
-	if (rc != 0)
+	if (rc != 0) {
 		img_release(out);
+		img_meta_release(meta);
+		meta->icc_note = NULL;
+	}
 	return rc;
 }
 

@@ -69,6 +69,7 @@ static int decode_orient(const uint8_t *buf, size_t len, const img_decode_opts *
 	int rc = img_decode(buf, len, o, im, &m, err, errlen);
 
 	*orient = m.orientation;
+	img_meta_release(&m);
 	return rc;
 }
 
@@ -93,6 +94,7 @@ static int decode_file(const char *rel, uint64_t max_pixels, int min_width,
 	}
 	rc = img_decode(buf, len, &o, im, &last_meta, err, IMG_ERRLEN);
 	*orient = last_meta.orientation;
+	img_meta_release(&last_meta);   /* profiles: test_icc */
 	free(buf);
 	return rc;
 }
@@ -214,7 +216,7 @@ static void test_decode_errors_inline(void)
 	static const uint8_t html[] = "<html><body>not found</body></html>";
 	img_decode_opts o = { .max_pixels = 1000000 };
 	img im;
-	img_meta meta = { 0, 7, 7 };
+	img_meta meta = { .orientation = 0, .width = 7, .height = 7 };
 	char err[IMG_ERRLEN];
 
 	CHECK_INT(img_decode((const uint8_t *)"", 0, &o, &im, &meta, err, sizeof err), -1);
@@ -509,7 +511,8 @@ static void test_cmyk(void)
 	char err[IMG_ERRLEN];
 	double r, g, b;
 
-	/* A flat tint of about 40% cyan, 18% yellow, no black: a pale mint.
+	/* A flat tint of about 40% cyan, 18% yellow, no black: a pale mint,
+	 * through its SWOP profile (153, 214, 214), test_icc checks exactly.
 	 * Read uninverted it would come out a dark purple near (102, 1, 45). */
 	CHECK_INT(decode_file("edge/jpeg_cmyk_adobe_icc_388x218.jpg", 50000000u, 0, &im, &orient, err), 0);
 	if (im.px != NULL) {
@@ -517,7 +520,7 @@ static void test_cmyk(void)
 		g = box_mean(&im, 1, 0, 0, im.w, im.h);
 		b = box_mean(&im, 2, 0, 0, im.w, im.h);
 		CHECK(r > 130 && r < 175);
-		CHECK(g > 235);
+		CHECK(g > 195 && g < 235);
 		CHECK(b > 190 && b < 230);
 	}
 	img_release(&im);

@@ -214,6 +214,8 @@ check_identical(const char *what, const uint8_t *buf, size_t len)
 	int ra = img_decode(buf, len, &o, &a, &m, err, sizeof err);
 	int rb = plain_decode(buf, len, 8, &b);
 
+	img_meta_release(&m);
+
 	if (ra != 0)
 		fprintf(stderr, "%s: %s\n", what, err);
 	CHECK_INT(ra, 0);
@@ -311,6 +313,7 @@ test_synthetic(void)
 				free(c);
 				if (img_decode(prog, cut, &o, &im, &m, err, sizeof err) == 0)
 					decoded++;
+				img_meta_release(&m);
 				img_release(&im);
 				tried++;
 			}

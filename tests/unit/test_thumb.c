@@ -87,6 +87,7 @@ check_output(const cfg *c, const char *name, img_format fmt, int w, int h)
 		return;
 	CHECK_INT(img_sniff(buf, len), fmt);
 	CHECK_INT(img_decode(buf, len, NULL, &im, &m, err, sizeof err), 0);
+	img_meta_release(&m);
 	CHECK_INT(im.w, w);
 	CHECK_INT(im.h, h);
 	img_release(&im);
@@ -149,6 +150,7 @@ main(void)
 		snprintf(path, sizeof path, "%s/checker_32.png", out);
 		CHECK_INT(fsu_read_file(path, 1 << 24, &buf, &len, err, sizeof err), 0);
 		CHECK_INT(img_decode(buf, len, NULL, &got, &m, err, sizeof err), 0);
+		img_meta_release(&m);
 		CHECK(got.px && got.w == 32 && got.h == 32 && got.channels == 3
 		      && memcmp(got.px, want.px, (size_t)32 * want.stride) == 0);
 		img_release(&got);
