@@ -2,9 +2,12 @@
 """
 SSIM and PSNR of thumbnails against a fair reference (BENCH.md section 1).
 
-Reference: Pillow resize(LANCZOS) of the full-size decode, EXIF-transposed, no
-pre-shrink, made at exactly the size of the thumbnail being judged (tools may
-round a height differently by one pixel; each is judged at its own size).
+Reference: Pillow resize(LANCZOS) of the full-size decode, EXIF-transposed,
+converted to sRGB through its embedded ICC profile when it has one (ImageCms,
+relative colorimetric, as thumbd and vipsthumbnail do; an image without one
+is taken as sRGB), no pre-shrink, made at exactly the size of the thumbnail
+being judged (tools may round a height differently by one pixel; each is
+judged at its own size).
 Both images are compared as 8-bit RGB (grayscale replicated), data range 255,
 skimage.metrics.structural_similarity (default 7x7 window, channel_axis=2) and
 peak_signal_noise_ratio.
@@ -16,12 +19,26 @@ Needs python3-pil, python3-skimage, python3-numpy (Debian's /usr/bin/python3).
 where each DIR holds <stem>_200.png for every CORPUS_DIR/<stem>.jpg.
 """
 
+import io
 import os
 import sys
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageCms, ImageOps
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+
+def srgb(im):
+    """im as 8-bit sRGB: through its embedded ICC profile when it has one."""
+    icc = im.info.get("icc_profile")
+    if not icc:
+        return im.convert("RGB")
+    try:
+        prof = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.profileToProfile(im, prof, ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (ImageCms.PyCMSError, OSError):
+        return im.convert("RGB")       # a profile Little CMS refuses: as thumbd, no profile
 
 
 class Reference:
@@ -35,7 +52,7 @@ class Reference:
             full = self._full.get(path)
             if full is None:
                 with Image.open(path) as im:
-                    full = ImageOps.exif_transpose(im).convert("RGB")
+                    full = srgb(ImageOps.exif_transpose(im))
                 self._full = {path: full}          # one full decode kept at a time
             self._cache[key] = np.asarray(full.resize(size, Image.LANCZOS), dtype=np.uint8)
         return self._cache[key]
