@@ -424,8 +424,8 @@ static void test_adobe_to_srgb(const uint8_t *icc, size_t ilen)
 	img_release(&im);
 }
 
-/* A gray picture with a gamma 2.2 gray profile stays gray, its level
- * moved to sRGB gray's: 255 * srgb((30/255)^2.2), about 24. */
+/* A gray picture (and gray + alpha) with a gamma 2.2 gray profile stays
+ * gray, its level moved to sRGB gray's: 255 * srgb((30/255)^2.2), about 24. */
 static void test_gray(void)
 {
 	size_t glen;
@@ -444,6 +444,16 @@ static void test_gray(void)
 	if (im.px) {
 		CHECK(fabs(im.px[(size_t)(im.h / 2) * im.stride + 100] - want) <= 1.0);
 		CHECK(abs(im.px[(size_t)(im.h / 2) * im.stride + 100] - 30) >= 4);     /* it moved */
+	}
+	img_release(&im);
+	/* gray + alpha: the level as above, alpha untouched */
+	write_src("graya.png", IMG_PNG, 2, g, glen);
+	CHECK_INT(thumbs("graya.png", "graya"), 3);
+	CHECK_INT(decode_out("graya_200.png", &im), 0);
+	CHECK_INT(im.channels, 2);
+	if (im.px) {
+		CHECK(fabs(im.px[(size_t)(im.h / 2) * im.stride + 200] - want) <= 1.0);
+		CHECK_INT(im.px[(size_t)(im.h / 2) * im.stride + 201], 128);
 	}
 	img_release(&im);
 	free(g);
