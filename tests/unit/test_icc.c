@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <lcms2.h>
@@ -100,6 +101,42 @@ static void put_le(uint8_t *p, uint32_t v, int n)
 {
 	for (int i = 0; i < n; i++)
 		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A profile of a few hundred bytes whose A2B0 is a lut16 (mft2) of inch
+ * inputs and g grid points a side, with no table data after the input
+ * curves: the class and colour space lcms2 takes, the tables it cannot
+ * read.  b holds 512 bytes; returns the length. */
+static size_t lut_claims(uint8_t *b, const char *space, int inch, int g)
+{
+	uint8_t *t = b + 144;
+	size_t n = 52 + (size_t)inch * 4 + 64;
+
+	memset(b, 0, 512);
+	put_be32(b + 8, 0x02100000);
+	memcpy(b + 12, "prtr", 4);
+	memcpy(b + 16, space, 4);
+	memcpy(b + 20, "Lab ", 4);
+	memcpy(b + 36, "acsp", 4);
+	put_be32(b + 68, 0xf6d6);               /* D50 */
+	put_be32(b + 72, 0x10000);
+	put_be32(b + 76, 0xd32d);
+	put_be32(b + 128, 1);
+	memcpy(b + 132, "A2B0", 4);
+	put_be32(b + 136, 144);
+	put_be32(b + 140, (uint32_t)n);
+	memcpy(t, "mft2", 4);
+	t[8] = (uint8_t)inch;
+	t[9] = 3;
+	t[10] = (uint8_t)g;
+	for (int i = 0; i < 3; i++)
+		put_be32(t + 12 + 16 * i, 0x10000);     /* identity matrix */
+	t[49] = 2;                              /* 2-entry input and output curves */
+	t[51] = 2;
+	for (size_t i = 52; i < n; i += 2)
+		t[i] = 0x80;
+	put_be32(b, (uint32_t)(144 + n));
+	return 144 + n;
 }
 
 /* JPEG: APP2 "ICC_PROFILE" segments (65519 bytes of profile each) after
@@ -599,6 +636,32 @@ out:
 	free(big);
 }
 
+/* A profile that claims tables far larger than itself is refused without
+ * lcms2 allocating them: a CMYK lut16 of 80^4 grid points had it zero
+ * 236 MB (0.9 s), an RGB one of 255^3 97 MB, per image.  Run first, while
+ * the process's peak RSS is still low. */
+static void test_lut_claims(void)
+{
+	static const struct { const char *space; int inch, g; icc_layout lay; } p[] = {
+		{ "CMYK", 4, 80, ICC_CMYK }, { "RGB ", 3, 255, ICC_RGB },
+	};
+	uint8_t b[512];
+	struct rusage r0, r1;
+
+	for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
+		const char *why = NULL;
+		size_t n = lut_claims(b, p[i].space, p[i].inch, p[i].g);
+
+		getrusage(RUSAGE_SELF, &r0);
+		CHECK(icc_lookup(b, n, p[i].lay, &why) == NULL && why != NULL);
+		getrusage(RUSAGE_SELF, &r1);
+		if (r1.ru_maxrss - r0.ru_maxrss > 32 << 10)
+			fprintf(stderr, "  a %zu-byte %s profile: peak RSS up %ld MB\n", n, p[i].space,
+			        (r1.ru_maxrss - r0.ru_maxrss) >> 10);
+		CHECK(r1.ru_maxrss - r0.ru_maxrss <= 32 << 10);        /* KB */
+	}
+}
+
 /* The corpus's profiles: which are sRGB, which get applied. */
 static void test_corpus_profiles(void)
 {
@@ -735,6 +798,7 @@ int main(void)
 	free(conf->outgoing);
 	conf->outgoing = strdup(outdir);
 
+	test_lut_claims();
 	test_decoders_return_profile(adobe, ilen);
 	test_adobe_to_srgb(adobe, ilen);
 	test_gray();
