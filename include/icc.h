@@ -18,7 +18,7 @@
  * frees the cache when the thread exits), keyed by a hash of the profile
  * bytes and the pixel layout and confirmed by comparing the bytes, so a
  * catalogue whose photos share one profile builds its transform once per
- * worker.  Each thread has its own lcms2 context (cmsCreateContext) and
+ * worker; the copies of the bytes it keeps for that stay within 4 MB.  Each thread has its own lcms2 context (cmsCreateContext) and
  * makes every profile and transform in it with the THR functions: no lcms2
  * state is shared between threads, and no lock is taken.
  */
@@ -64,6 +64,9 @@ void icc_apply(const icc_xform *x, const void *in, void *out, size_t n);
  * cannot be used: then *why, if why is not NULL, says why).
  */
 int icc_to_srgb(img *im, const uint8_t *profile, size_t len, const char **why);
+
+/* Bytes of profile copies this thread's cache holds (at most IMG_ICC_MAX). */
+size_t icc_cache_bytes(void);
 
 /* Frees this thread's cache now; the next lookup starts a new one.  Threads
  * need not call it (their cache goes when they exit). */

@@ -29,6 +29,11 @@
  * nothing", or "unusable, and why".  An entry keeps a copy of the bytes it
  * was made from and a hit compares them, so two profiles that share a hash
  * can never share a transform (the hash only spares most of the compares).
+ * The copies together stay within ICC_CACHE_BYTES, the oldest entries
+ * going first to make room: eight distinct 4 MB profiles held 33 MB per
+ * worker for its life, outside resize.decode_memory; now at most 4 MB of
+ * copies (photos' profiles are 0.5-4 KB, a SWOP CMYK one 557 KB) plus the
+ * transforms (a few hundred KB each at most).
  *
  * Allocations.  lcms2 reads a table's size from the tag and allocates
  * (and zeroes) it before reading the entries, which a short profile then
@@ -52,6 +57,7 @@
 #include <lcms2_plugin.h>
 
 #define ICC_CACHE 8
+#define ICC_CACHE_BYTES IMG_ICC_MAX         /* profile copies one thread's cache holds */
 #define ICC_ALLOC_MAX (4 * IMG_ICC_MAX)     /* one lcms2 allocation; the file comment says why */
 #define SRGB_XYZ_TOL 0.0015     /* colorants: s15.16 rounding and Bradford variants are ~1e-4 */
 #define WHITE_TOL 0.003
@@ -171,6 +177,37 @@ void icc_thread_done(void)
 		return;
 	pthread_setspecific(cache_key, NULL);
 	cache_free(c);
+}
+
+/* Bytes of the profile copies c holds. */
+static size_t cache_held(const cache *c)
+{
+	size_t n = 0;
+
+	for (int i = 0; i < ICC_CACHE; i++)
+		n += c->e[i].len;       /* 0 in a free slot */
+	return n;
+}
+
+/* The least recently used entry in use; only called while some is. */
+static struct icc_xform *cache_oldest(cache *c)
+{
+	struct icc_xform *o = NULL;
+
+	for (int i = 0; i < ICC_CACHE; i++)
+		if (c->e[i].bytes && (o == NULL || c->e[i].used < o->used))
+			o = &c->e[i];
+	return o;
+}
+
+size_t icc_cache_bytes(void)
+{
+	cache *c;
+
+	pthread_once(&cache_once, cache_key_init);
+	if (!cache_key_ok || (c = pthread_getspecific(cache_key)) == NULL)
+		return 0;
+	return cache_held(c);
 }
 
 /* FNV-1a, 64 bits: profiles are a few KB, and the bytes are compared anyway. */
@@ -332,6 +369,8 @@ const icc_xform *icc_lookup(const uint8_t *profile, size_t len, icc_layout lay, 
 			victim = e;
 	}
 	entry_clear(victim);
+	while (cache_held(c) + len > ICC_CACHE_BYTES)
+		entry_clear(cache_oldest(c));
 	if ((victim->bytes = malloc(len)) == NULL) {
 		*why = "out of memory";
 		return NULL;

@@ -775,8 +775,28 @@ static void test_cache(const uint8_t *icc, size_t ilen)
 		CHECK(worst <= 1);
 		img_release(&im);
 	}
+	/* large profiles (the Adobe one padded to 1.5 MB, eight different
+	 * last bytes): still applied, and the copies kept stay within 4 MB */
+	{
+		size_t big = 3 << 19;
+		uint8_t *p = calloc(1, big);
+		const icc_xform *x = NULL;
+		CHECK(p != NULL);
+		if (p) {
+			memcpy(p, icc, ilen);
+			put_be32(p, (uint32_t)big);
+			for (int i = 0; i < 8; i++) {
+				p[big - 1] = (uint8_t)(i + 1);
+				CHECK((x = icc_lookup(p, big, ICC_RGB, NULL)) != NULL);
+				CHECK(icc_cache_bytes() <= IMG_ICC_MAX);
+			}
+			CHECK(icc_lookup(p, big, ICC_RGB, NULL) == x);  /* the newest is still a hit */
+		}
+		free(p);
+	}
 	free(copy);
 	icc_thread_done();
+	CHECK(icc_cache_bytes() == 0);
 	icc_thread_done();      /* twice: a no-op */
 	CHECK(icc_lookup(icc, ilen, ICC_RGB, NULL) != NULL);   /* a new cache */
 }
