@@ -24,6 +24,9 @@ uint64_t hash_str(const char *s);
 int hashset_put(hashset *t, uint64_t key, uint32_t val);
 /* The value, or 0 when key is absent. */
 uint32_t hashset_get(const hashset *t, uint64_t key);
+/* key is absent afterwards (it may have been already).  The table does not
+ * shrink. */
+void hashset_del(hashset *t, uint64_t key);
 void hashset_free(hashset *t);
 
 #endif

@@ -40,20 +40,34 @@ slot_at(const hashset *t, size_t i)
 	return &t->segs[i / HS_SEG_SLOTS][i % HS_SEG_SLOTS];
 }
 
-/* The slot holding key, or the empty one where it would go. */
-static struct hs_slot *
-find(const hashset *t, uint64_t key)
+/* key's first slot: Fibonacci hashing first, since keys need not be
+ * hashes (the index takes the high bits, which sequential keys alone
+ * would leave at zero) */
+static size_t
+home(const hashset *t, uint64_t key)
 {
-	/* Fibonacci hashing first: keys need not be hashes (the index takes
-	 * the high bits, which sequential keys alone would leave at zero) */
 	uint64_t mixed = key * 0x9e3779b97f4a7c15ULL;
-	size_t i = (size_t)(((unsigned __int128)mixed * t->cap) >> 64);
+
+	return (size_t)(((unsigned __int128)mixed * t->cap) >> 64);
+}
+
+/* The index of the slot holding key, or of the empty one where it would go. */
+static size_t
+find_at(const hashset *t, uint64_t key)
+{
+	size_t i = home(t, key);
 	struct hs_slot *s;
 
 	while ((s = slot_at(t, i))->key && s->key != key)
 		if (++i == t->cap)
 			i = 0;
-	return s;
+	return i;
+}
+
+static struct hs_slot *
+find(const hashset *t, uint64_t key)
+{
+	return slot_at(t, find_at(t, key));
 }
 
 static int
@@ -106,6 +120,35 @@ hashset_get(const hashset *t, uint64_t key)
 	if (!t->cap)
 		return 0;
 	return find(t, key)->val;
+}
+
+/* Backward shift, not a tombstone: each later key of the probe run that
+ * may sit in the hole (its home is not cyclically after the hole and up
+ * to where it is) moves up, so find() still stops at the first empty slot
+ * and a table of keys that come and go does not fill with dead slots. */
+void
+hashset_del(hashset *t, uint64_t key)
+{
+	size_t i, j;
+
+	if (!t->cap || !slot_at(t, i = find_at(t, key))->key)
+		return;
+	for (j = i;;) {
+		struct hs_slot *s;
+		size_t h;
+		if (++j == t->cap)
+			j = 0;
+		if (!(s = slot_at(t, j))->key)
+			break;
+		h = home(t, s->key);
+		if (i <= j ? h > i && h <= j : h > i || h <= j)
+			continue;
+		*slot_at(t, i) = *s;
+		i = j;
+	}
+	slot_at(t, i)->key = 0;
+	slot_at(t, i)->val = 0;
+	t->used--;
 }
 
 void

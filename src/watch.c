@@ -36,7 +36,9 @@
  * copies, not pointers: when a retry comes due, source_find and pend_find
  * say whether its entry is still out and kept (it may have ended some
  * other way, or its source may be gone); a stale one is dropped then.
- * The pend's tries counts the retries, for the doubling delay.
+ * The pend's tries counts the retries, for the doubling delay.  Every
+ * retry asks watch_busy() (its URL was claimed in this run), so that
+ * reads a count per URL of the entries out (w->busy), not the entries.
  *
  * Bounds.  Lines are assembled in a fixed URLLIST_LINE_MAX buffer (a longer
  * line is reported, its rest skipped); files are read in READ_CHUNK pieces
@@ -221,6 +223,8 @@ struct watch {
 	char *statefile, *statedir;
 	const char *statebase;
 	int dirty;                      /* something to save */
+	hashset busy;                   /* pend.key of the entries out -> how many (watch_busy) */
+	int busy_lost;                  /* busy could not be kept (out of memory): watch_busy scans */
 	retry *rq;                      /* kept entries waiting for their retry, a min-heap on due */
 	size_t nrq, rqcap, rqbytes;
 	int rq_full;                    /* the cap was met (logged); cleared once half empty */
@@ -371,7 +375,7 @@ pend_push(source *s, off_t start, uint32_t seq, uint64_t key)
 
 /* seq's entry while it is out, or NULL. */
 static pend *
-pend_find(source *s, uint32_t seq)
+pend_find(const source *s, uint32_t seq)
 {
 	size_t lo = s->ohead, hi = s->olen;
 
@@ -404,6 +408,42 @@ pend_remove(source *s, uint32_t seq)
 	else if (s->olen - s->ohead > 2 * s->nout + 16)
 		pend_compact(s);
 	return 1;
+}
+
+/* An entry with URL key (pend.key, 0: none) is out, or no longer: the
+ * count watch_busy() reads, so that a retry (which asks it each time)
+ * costs O(1), not a pass over every entry out: a round of 65536 kept
+ * entries coming due took seconds per round that way, with the loop
+ * unanswered.  A count that could not be kept would lie both ways, so
+ * once memory fails watch_busy() goes back to the pass. */
+static void
+busy_lost(watch *w)
+{
+	log_msg(LOG_WARNING, "watch: out of memory counting the URLs in flight; "
+	        "duplicates are looked for the slow way from now on");
+	w->busy_lost = 1;
+	hashset_free(&w->busy);
+}
+
+static void
+busy_add(watch *w, uint64_t key)
+{
+	if (key && !w->busy_lost
+	    && hashset_put(&w->busy, key, hashset_get(&w->busy, key) + 1) < 0)
+		busy_lost(w);
+}
+
+static void
+busy_drop(watch *w, uint64_t key)
+{
+	uint32_t n;
+
+	if (!key || w->busy_lost)
+		return;
+	if ((n = hashset_get(&w->busy, key)) <= 1)
+		hashset_del(&w->busy, key);
+	else if (hashset_put(&w->busy, key, n - 1) < 0)
+		busy_lost(w);
 }
 
 static uint32_t
@@ -678,6 +718,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 	for (;;) {
 		const char *line = NULL, *why = NULL;
 		urllist_kind k;
+		uint64_t key;
 		off_t end, start;
 		int r;
 
@@ -699,7 +740,8 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			note_commit(w, s);
 			continue;
 		}
-		if (pend_push(s, start, s->next_seq, k == URLLIST_URL ? hash_str(line) : 0) < 0) {
+		key = k == URLLIST_URL ? hash_str(line) : 0;
+		if (pend_push(s, start, s->next_seq, key) < 0) {
 			log_msg(LOG_ERROR, "watch: out of memory");
 			s->coff = s->boff = start;      /* read it again next time */
 			s->rpos = s->rlen = 0;
@@ -707,6 +749,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			s->eof = 0;
 			return WATCH_NONE;
 		}
+		busy_add(w, key);
 		t->src = s->id;
 		t->seq = s->next_seq++;
 		snprintf(w->text, sizeof w->text, "%s", line);
@@ -1559,6 +1602,7 @@ retry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 		p->kept = 0;
 		/* in flight again: a second occurrence is a duplicate (watch_busy) */
 		p->key = r.bad ? 0 : hash_str(r.text);
+		busy_add(w, p->key);
 		snprintf(w->text, sizeof w->text, "%s", r.text);
 		if (r.bad)
 			snprintf(w->reason, sizeof w->reason, "%s", r.text + strlen(r.text) + 1);
@@ -1621,7 +1665,15 @@ int
 watch_busy(const watch *w, const char *url, watch_ticket self)
 {
 	uint64_t key = hash_str(url);
+	const source *self_s;
+	const pend *p;
 
+	if (!w->busy_lost) {
+		uint32_t n = hashset_get(&w->busy, key);
+		self_s = source_find(w, self.src);
+		p = self_s ? pend_find(self_s, self.seq) : NULL;
+		return n > (p && p->key == key);
+	}
 	for (const source *s = w->sources; s; s = s->next)
 		for (size_t i = s->ohead; i < s->olen; i++)
 			if (s->out[i].live && s->out[i].key == key
@@ -1634,13 +1686,16 @@ void
 watch_done(watch *w, watch_ticket t)
 {
 	source *s;
+	pend *p;
 
 	if (t.src == 0) {
 		if (!img_done(w, t.seq))
 			log_msg(LOG_WARNING, "watch: image ticket %" PRIu32 " is not out", t.seq);
 		return;
 	}
-	if (!(s = source_find(w, t.src)) || !pend_remove(s, t.seq)) {
+	if ((s = source_find(w, t.src)) && (p = pend_find(s, t.seq)))
+		busy_drop(w, p->key);
+	if (!s || !pend_remove(s, t.seq)) {
 		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
 		return;
 	}
@@ -1666,6 +1721,7 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
 		return -1;
 	}
+	busy_drop(w, p->key);
 	p->key = 0;             /* no longer in flight: not a duplicate's first */
 	if (retry_ms <= 0 || !text)
 		return -1;
@@ -1900,6 +1956,7 @@ watch_free(watch *w)
 	for (size_t i = 0; i < w->nrq; i++)
 		free(w->rq[i].text);
 	free(w->rq);
+	hashset_free(&w->busy);
 	if (w->fd >= 0)
 		close(w->fd);
 	free(w->itab);

@@ -73,6 +73,48 @@ test_hashset(void)
 	CHECK(hashset_get(&set, 7919) == 0);
 }
 
+/* hashset_del: keys that come and go (watch.c's entries out); deleting
+ * from the middle of probe runs (a near-full table, keys that wrap at the
+ * end) loses none of the others. */
+static void
+test_hashset_del(void)
+{
+	hashset t = { 0 };
+	int bad = 0;
+
+	hashset_del(&t, 5);                     /* empty: nothing to do */
+	for (uint64_t k = 1; k <= 13000; k++)   /* 13000 of 16384 slots: long runs */
+		if (hashset_put(&t, k, (uint32_t)k) < 0)
+			bad++;
+	CHECK_INT(bad, 0);
+	for (uint64_t k = 1; k <= 13000; k += 3)
+		hashset_del(&t, k);
+	hashset_del(&t, 99999);                 /* absent */
+	for (uint64_t k = 1; k <= 13000; k++)
+		if (hashset_get(&t, k) != (k % 3 == 1 ? 0 : (uint32_t)k))
+			bad++;
+	CHECK_INT(bad, 0);
+	CHECK_INT(t.used, 13000 - 4334);
+	/* churn: a table of about 1000 keys stays one segment */
+	for (uint64_t k = 1; k <= 13000; k++)
+		hashset_del(&t, k);
+	CHECK_INT(t.used, 0);
+	for (uint64_t k = 1; k <= 1000000; k++) {
+		if (hashset_put(&t, k, 1) < 0)
+			bad++;
+		if (k > 1000)
+			hashset_del(&t, k - 1000);
+	}
+	CHECK_INT(bad, 0);
+	CHECK_INT(t.used, 1000);
+	CHECK_INT(t.nsegs, 1);
+	for (uint64_t k = 999001; k <= 1000000; k++)
+		if (hashset_get(&t, k) != 1)
+			bad++;
+	CHECK_INT(bad, 0);
+	hashset_free(&t);
+}
+
 static char *
 slurp(const char *sub, const char *name)
 {
@@ -216,6 +258,7 @@ main(void)
 	state *s;
 
 	test_hashset();
+	test_hashset_del();
 	CHECK_INT(state_reason_is_final("HTTP 404"), 1);
 	CHECK_INT(state_reason_is_final("HTTP 503 (after 4 attempts)"), 1);
 	CHECK_INT(state_reason_is_final("cannot write /x/incoming/a.part: No space left on device"), 0);

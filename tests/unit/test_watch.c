@@ -1097,6 +1097,86 @@ test_retry_kept_cap(void)
 	watch_free(w);
 }
 
+/* A round of WATCH_RETRY_MAX kept entries coming due: each retry asks
+ * watch_busy() (fetch.c, the URL was claimed in this run), which must not
+ * be a pass over every entry out (65536 x 65536: seconds of a loop that
+ * does not answer its watchdog).  And it still tells: a later entry of
+ * the first URL, read while the first was kept, makes its retry a
+ * duplicate, and stops doing so once it has ended. */
+static void
+test_retry_kept_busy_cost(void)
+{
+	char *paths[1], err[512], url[64];
+	const char *list = P("kb/list.txt");
+	watch_ticket t, dup = { 0, 0 }, first = { 0, 0 };
+	const char *text, *reason;
+	struct timespec a, b;
+	long long due;
+	FILE *fp;
+	watch *w;
+	int n = WATCH_RETRY_MAX, got = 0, busy = 0, again = 0;
+	watch_ticket *ts = malloc((size_t)n * sizeof *ts);
+	double took;
+
+	CHECK_INT(mkdir(P("kb"), 0755), 0);
+	if (!ts || !(fp = fopen(list, "w"))) {
+		CHECK(!"out of memory or cannot write the list");
+		free(ts);
+		return;
+	}
+	/* the first URL twice: its second entry is read while the first is kept */
+	fprintf(fp, "http://kb/0\n");
+	for (int i = 0; i < n; i++)
+		fprintf(fp, "http://kb/%d\n", i);
+	fclose(fp);
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, P("kb/.state"), err, sizeof err))) {
+		CHECK(w != NULL);
+		free(ts);
+		return;
+	}
+	/* its retry comes due after every other entry is read and kept */
+	first = expect(w, WATCH_URL, "http://kb/0", NULL);
+	CHECK_INT(watch_keep(w, first, "http://kb/0", NULL, 2000), 2000);
+	dup = expect(w, WATCH_URL, "http://kb/0", NULL);
+	CHECK_INT(watch_busy(w, "http://kb/0", dup), 0);        /* the first is kept */
+	/* all read before any is kept: a retry due would come first */
+	got = 1;
+	while (ts && got < n && watch_next(w, &text, &reason, &ts[got]) == WATCH_URL) {
+		snprintf(url, sizeof url, "http://kb/%d", got++);
+		CHECK_STR(text, url);
+	}
+	CHECK_INT(got, n);
+	for (int i = 1; i < got; i++) {
+		snprintf(url, sizeof url, "http://kb/%d", i);
+		CHECK_INT(watch_keep(w, ts[i], url, NULL, 1), 1);
+	}
+	due = watch_timeout(w);          /* the first's, the latest */
+	CHECK(due >= 0 && due <= 2000);
+	nanosleep(&(struct timespec){ 2, 50 * 1000 * 1000 }, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	while (watch_next(w, &text, &reason, &t) == WATCH_URL) {
+		int is = watch_busy(w, text, t);
+		again++;
+		if (t.src == first.src && t.seq == first.seq)
+			CHECK_INT(is, 1);       /* the later one is in flight */
+		busy += is;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	took = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	CHECK_INT(again, n);
+	CHECK_INT(busy, 1);
+	CHECK(took < 2.0);
+	if (took >= 2.0)
+		fprintf(stderr, "a round of %d retries asking watch_busy took %.1f s\n", n, took);
+	CHECK_INT(watch_busy(w, "http://kb/0", dup), 1);        /* the first is out again */
+	watch_done(w, first);
+	CHECK_INT(watch_busy(w, "http://kb/0", dup), 0);
+	watch_done(w, dup);
+	watch_free(w);
+	free(ts);
+}
+
 int
 main(void)
 {
@@ -1123,6 +1203,7 @@ main(void)
 	test_retry_kept();
 	test_retry_kept_dir();
 	test_retry_kept_cap();
+	test_retry_kept_busy_cost();
 	watch_free(NULL);
 	log_close();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
