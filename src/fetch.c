@@ -1682,8 +1682,13 @@ can_read(const fetch *f)
 }
 
 /* URLs read from the lists per turn of the loop while anything is in
- * flight (see start_transfers). */
+ * flight (see start_transfers), and while nothing is: entries that end at
+ * once (a paused host's, already done, a round of kept entries coming
+ * due) would else be read all in one turn, and the loop, its heartbeat
+ * and the offsets it saves wait meanwhile (70,000 of a paused host: 3 s;
+ * each round of their retries as long again). */
 #define READ_TURN 16
+#define READ_TURN_IDLE 1024
 
 /* Start what may start now; returns the poll timeout in ms until the first
  * pending transfer becomes startable by time alone (-1: none). */
@@ -1732,7 +1737,7 @@ start_transfers(fetch *f)
 		 * only queued in curl until the loop gives it a turn (to
 		 * connect, then to send).  So the lists are read in short
 		 * turns, and the first requests go out at once. */
-		if (++read >= READ_TURN && f->in_flight > 0)
+		if (++read >= READ_TURN && (f->in_flight > 0 || read >= READ_TURN_IDLE))
 			return 0;
 	}
 	return next;

@@ -206,3 +206,35 @@ def test_daemon_pause_kept_entries_retried(t):
         if up is not None:
             up.stop()
         nt.close()
+
+
+def test_daemon_kept_round_keeps_loop_answering(t):
+    """20,000 URLs of a paused host, kept and tried again by rounds
+    (retry_kept 1 s, then 2 s): each round fails them all at once again.
+    The fetch loop goes round meanwhile, in turns, so the watchdog is
+    pinged throughout (reading them all in one turn, and a pass over every
+    entry out per retry asking for duplicates, held it for seconds)."""
+    dead = C.free_port()
+    nt = Notify()
+    d = None
+    n = 20000
+    try:
+        with C.Workdir() as wd:
+            queue, follow, src = _layout(wd)
+            extra = {"download.host_max_failures": "2", "download.retries": "0",
+                     "download.max_retry_wait": "3600", "daemon.retry_kept": "1"}
+            wd.write_config(_daemon_config(queue, follow, extra))
+            d = Daemon(wd, nt)
+            if not d.start(t, "kept rounds"):
+                return
+            _drop_list(src, queue, "many.urls", ["http://127.0.0.1:%d/r/%d.jpg" % (dead, i) for i in range(n)])
+            tried = lambda: sum("trying a kept entry again" in l for l in wd.log_lines() or [])
+            t.check(_wait(lambda: tried() >= 2 * n, 60, d.proc),
+                    "kept rounds: two rounds of retries (%d tried again)" % tried())
+            stuck = [l for l in wd.log_lines() or [] if "watchdog:" in l]
+            t.eq(stuck[:3], [], "kept rounds: the watchdog is pinged throughout")
+            d.stop(t, "kept rounds")
+    finally:
+        if d is not None:
+            d.kill()
+        nt.close()
