@@ -1114,7 +1114,7 @@ test_retry_kept_busy_cost(void)
 	long long due;
 	FILE *fp;
 	watch *w;
-	int n = WATCH_RETRY_MAX, got = 0, busy = 0, again = 0;
+	int n = WATCH_RETRY_MAX, got = 0, busy = 0, again = 0, wrong = 0;
 	watch_ticket *ts = malloc((size_t)n * sizeof *ts);
 	double took;
 
@@ -1144,13 +1144,14 @@ test_retry_kept_busy_cost(void)
 	got = 1;
 	while (ts && got < n && watch_next(w, &text, &reason, &ts[got]) == WATCH_URL) {
 		snprintf(url, sizeof url, "http://kb/%d", got++);
-		CHECK_STR(text, url);
+		wrong += strcmp(text, url) != 0;
 	}
 	CHECK_INT(got, n);
 	for (int i = 1; i < got; i++) {
 		snprintf(url, sizeof url, "http://kb/%d", i);
-		CHECK_INT(watch_keep(w, ts[i], url, NULL, 1), 1);
+		wrong += watch_keep(w, ts[i], url, NULL, 1) != 1;
 	}
+	CHECK_INT(wrong, 0);    /* every line in order, every keep scheduled (one check, not n) */
 	due = watch_timeout(w);          /* the first's, the latest */
 	CHECK(due >= 0 && due <= 2000);
 	nanosleep(&(struct timespec){ 2, 50 * 1000 * 1000 }, NULL);
