@@ -136,6 +136,10 @@ void watch_done(watch *w, watch_ticket t);
 long long watch_keep(watch *w, watch_ticket t, const char *text, const char *reason,
                      long long retry_ms);
 
+/* How many times the entry of t has been kept and handed out again (0 on
+ * its first hand-out, or for an unknown ticket). */
+int watch_tries(const watch *w, watch_ticket t);
+
 /* thumbd's own download just renamed to incoming/<name>: count it as handed
  * out, so the IN_MOVED_TO the rename causes is not reported as an image.
  * Call it after the rename, before the next watch_handle(); *t goes to

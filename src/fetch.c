@@ -213,6 +213,7 @@ typedef struct xfer {
 	long long claim;        /* f->claims when its name was claimed */
 	uint64_t ticket;        /* daemon: the watch entry this URL came from */
 	int has_ticket;
+	int again;              /* a retry of a kept entry (watch_tries): see xfer_fail */
 	char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
@@ -751,7 +752,16 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 
 	if (x->part)
 		unlink(x->part);
-	unrecorded = log_failure(x->url, reason) < 0;
+	/* a kept entry's retries would add a line per try (up to 24 a day
+	 * each, for as long as a host is down): a failure that is not the
+	 * URL's outcome goes into failed.tsv once, from the first try, and
+	 * the entry stays kept either way */
+	if (x->again && !state_reason_is_final(reason)) {
+		log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", x->url, reason);
+		unrecorded = 0;
+	} else {
+		unrecorded = log_failure(x->url, reason) < 0;
+	}
 	stats_fail(f->st, reason);
 	if (x->has_ticket && f->w)
 		ticket_end(f, ticket_unpack(x->ticket), unrecorded || !state_reason_is_final(reason), x->url,
@@ -1444,6 +1454,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 				j->on_end = job_ended;
 				j->end_arg = f;
 				j->ticket = x->ticket;
+				j->again = x->again;
 			}
 		}
 		if (!j || jobq_push(f->q, j) < 0) {
@@ -1625,6 +1636,7 @@ next_from_lists(fetch *f)
 			if ((x = xfer_new(f, line, &t, &keep))) {
 				x->ticket = ticket_pack(t);
 				x->has_ticket = 1;
+				x->again = watch_tries(f->w, t) > 0;
 				return x;
 			}
 			ticket_end(f, t, keep, line, NULL);    /* skipped or failed at once */

@@ -1768,6 +1768,15 @@ oom:
 	return -1;
 }
 
+int
+watch_tries(const watch *w, watch_ticket t)
+{
+	source *s = t.src ? source_find((watch *)w, t.src) : NULL;
+	pend *p = s ? pend_find(s, t.seq) : NULL;
+
+	return p ? p->tries : 0;
+}
+
 static int
 state_load(watch *w, char *err, size_t errlen)
 {

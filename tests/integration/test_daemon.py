@@ -959,6 +959,12 @@ def _retry_kept(t, wd, cp, srv, nt, d1, d2, queue, follow, src):
             "retry kept: tried again, failed again, kept for twice as long (%r)" % _kept_lines(wd, x.url))
     t.check(any("trying a kept entry again: " + x.url in l for l in wd.log_lines() or []),
             "retry kept: the log says a kept entry is tried again")
+    # each try failed, but only the first try's failure has a line: a
+    # host down for days would otherwise add up to 24 lines a day per URL
+    t.eq((len(wd.failures_for(x.url)), len(wd.failures_for(y.url))), (1, 1),
+         "retry kept: one failed.tsv line per kept URL, however many tries failed")
+    t.check(any(x.url in l and "(tried again; not recorded again)" in l for l in wd.log_lines() or []),
+            "retry kept: the log has the retry's failure")
     t.check(os.path.isfile(os.path.join(queue, "rk.urls"))
             and not os.path.exists(os.path.join(queue, "done", "rk.urls")),
             "retry kept: while it fails the list is not moved to done/")
