@@ -14,7 +14,16 @@
  * header, before libjpeg allocates anything large, then uses libjpeg's DCT
  * scaling (1/2, 1/4, 1/8) to shrink on load: the cheapest possible resize.
  * A truncated file is an error, not a grey-filled picture: libjpeg only
- * warns about it, so emit_message turns that one warning into a failure.
+ * warns when its source runs dry, then feeds itself a made-up EOI and
+ * fills what is missing with grey.  Running dry is not enough to refuse a
+ * file, though: many real files (cameras, scanners, uploads cut by a
+ * byte or two) lack only their EOI marker, and every pixel is there.  So
+ * the warning is noted and the verdict comes after the decode
+ * (jdec_complete): a Huffman decoder that ran out of bits in mid-scan
+ * says so with a second warning (JWRN_HIT_MARKER), and a progressive
+ * file must have had every coefficient refined to its last bit
+ * (coef_bits all 0).  Arithmetic-coded and multi-scan sequential files
+ * leave no such trace, so for them running dry stays an error.
  * CMYK/YCCK are converted to RGB here, because nothing downstream knows
  * about four-channel ink: through the file's CMYK ICC profile with lcms2
  * when it has a usable one (icc.c, a transform cached per thread; the
@@ -99,7 +108,8 @@ struct jerr {
 	jmp_buf jb;
 	char msg[JMSG_LENGTH_MAX];
 	int code;                       /* msg_code of the fatal error */
-	int truncated;                  /* premature end of data */
+	int ran_dry;                    /* the source ended before an EOI */
+	int hit_marker;                 /* entropy data ended mid-scan */
 	int too_many_scans;
 };
 
@@ -116,17 +126,21 @@ static void jerr_emit(j_common_ptr cinfo, int level)
 {
 	struct jerr *e = (struct jerr *)cinfo->err;
 
-	/* level < 0 is a warning.  "Premature end" means the source ran dry
-	 * and libjpeg is about to invent grey pixels: refuse.  Other warnings
-	 * (extraneous bytes, odd markers) are common in camera files and
-	 * harmless, so they are ignored, and trace messages are never wanted. */
-	if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) {
-		e->truncated = 1;
-		e->code = JWRN_JPEG_EOF;
+	/* level < 0 is a warning.  The two that can mean invented pixels are
+	 * noted for jdec_complete.  Other warnings (extraneous bytes, odd
+	 * markers) are common in camera files and harmless, so they are
+	 * ignored, and trace messages are never wanted. */
+	if (level >= 0)
+		return;
+	if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+		e->ran_dry = 1;
+	else if (cinfo->err->msg_code == JWRN_HIT_MARKER)
+		e->hit_marker = 1;
+	cinfo->err->num_warnings++;
+	/* already known to be truncated: stop decoding grey */
+	if (e->ran_dry && cinfo->is_decompressor &&
+	    (e->hit_marker || ((j_decompress_ptr)cinfo)->arith_code))
 		longjmp(e->jb, 1);
-	}
-	if (level < 0)
-		cinfo->err->num_warnings++;
 }
 
 static void jerr_output(j_common_ptr cinfo)
@@ -144,7 +158,7 @@ static void jerr_init(struct jerr *e)
 
 static void jerr_describe(const struct jerr *e, const char *verb, char *err, size_t errlen)
 {
-	if (e->truncated)
+	if (e->ran_dry)         /* whatever libjpeg made of its made-up EOI */
 		snprintf(err, errlen, "truncated JPEG");
 	else if (e->too_many_scans)
 		snprintf(err, errlen, "corrupt JPEG: more than %d scans", JPEG_MAX_SCANS);
@@ -478,12 +492,33 @@ static uint64_t jdec_footprint(struct jdec *d, int channels)
 	return n;
 }
 
+/*
+ * Were all the pixels in the file, should its source have run dry?  Only
+ * the EOI marker may be missing (see the file comment).  Asked before
+ * jpeg_finish_decompress, which frees coef_bits; a JWRN_HIT_MARKER is
+ * checked after it.
+ */
+static int jdec_complete(j_decompress_ptr ci)
+{
+	if (ci->arith_code)
+		return 0;
+	if (!ci->progressive_mode)
+		return !jpeg_has_multiple_scans(ci);
+	if (ci->coef_bits == NULL)
+		return 0;
+	for (int c = 0; c < ci->num_components; c++)
+		for (int k = 0; k < DCTSIZE2; k++)
+			if (ci->coef_bits[c][k] != 0)
+				return 0;
+	return 1;
+}
+
 static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
                     const img_decode_opts *o, img *out, img_meta *meta,
                     char *err, size_t errlen)
 {
 	j_decompress_ptr ci = &d->cinfo;
-	int orient, channels, cmyk = 0;
+	int orient, channels, cmyk = 0, complete;
 	unsigned denom = 1;
 
 	jpeg_create_decompress(ci);
@@ -606,7 +641,12 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		else if (cmyk)
 			cmyk_to_rgb(d->row, dst, ci->output_width, ci->saw_Adobe_marker);
 	}
+	complete = jdec_complete(ci);
 	jpeg_finish_decompress(ci);
+	if (d->je.ran_dry && (d->je.hit_marker || !complete)) {
+		snprintf(err, errlen, "truncated JPEG");
+		return -1;
+	}
 	meta->orientation = orient;
 	return 0;
 }

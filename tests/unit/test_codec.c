@@ -1410,14 +1410,145 @@ static void test_truncations(void)
 			accepted += !failed;
 			free(h);
 		}
-		if (broken || accepted)
+		/* no prefix of a file is a complete picture, but for a
+		 * Huffman-coded JPEG lacking only (part of) its EOI marker */
+		int whole = strcmp(files[i], "edge/jpeg_1x1_progressive.jpg") == 0 ? 2 : 0;
+		if (broken || accepted != whole)
 			fprintf(stderr, "  %s: %d prefixes broke the contract, %d accepted\n",
 			        files[i], broken, accepted);
 		CHECK_INT(broken, 0);
-		/* no prefix of a file is a complete picture */
-		CHECK_INT(accepted, 0);
+		CHECK_INT(accepted, whole);
 		free(buf);
 	}
+}
+
+/*
+ * A JPEG that lacks only its EOI marker (or its last byte) has every pixel:
+ * it decodes, to exactly the whole file's pixels.  One byte less is a
+ * truncated file, whose missing data libjpeg would fill with grey: every
+ * such cut fails, whether it lands in the last MCUs of a baseline scan,
+ * between restart intervals, inside a progressive file's last scans or
+ * between two of its scans.
+ */
+static int same_pixels(const img *a, const img *b)
+{
+	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
+		return 0;
+	for (int y = 0; y < a->h; y++)
+		if (memcmp(a->px + (size_t)y * a->stride, b->px + (size_t)y * b->stride,
+		           (size_t)a->w * a->channels) != 0)
+			return 0;
+	return 1;
+}
+
+static int eoi_cut(const char *what, const uint8_t *buf, size_t len, size_t cut,
+                   const img_decode_opts *o, const img *ref, int *whole, int *early)
+{
+	uint8_t *h = malloc(cut);       /* exact size: ASan sees any over-read */
+	img im;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	int rc, wrong = 0;
+
+	memcpy(h, buf, cut);
+	rc = img_decode(h, cut, o, &im, &meta, err, sizeof err);
+	if (cut >= len - 2) {
+		*whole += rc == 0 && same_pixels(ref, &im);
+	} else {
+		*early += rc == 0;
+		wrong = rc != 0 && strcmp(err, "truncated JPEG") != 0;
+		if (rc == 0 || wrong)
+			fprintf(stderr, "  %s cut at %zu of %zu: %s\n", what, cut, len,
+			        rc == 0 ? "accepted" : err);
+	}
+	img_meta_release(&meta);
+	img_release(&im);
+	free(h);
+	return wrong;
+}
+
+/* The last `tail` prefixes of buf, then `samples` more spread over the rest. */
+static void check_eoi_cuts(const char *what, const uint8_t *buf, size_t len, int min_width,
+                           size_t tail, size_t samples)
+{
+	img_decode_opts o = { .max_pixels = 50000000u, .min_width = min_width };
+	img ref;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	int whole = 0, early = 0, wrong = 0;
+
+	CHECK(len > 300 && buf[len - 2] == 0xff && buf[len - 1] == 0xd9);
+	if (len <= 300 || tail >= len - 5)
+		tail = len - 5;
+	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
+	img_meta_release(&meta);
+	for (size_t k = 1; k <= tail; k++)
+		wrong += eoi_cut(what, buf, len, len - k, &o, &ref, &whole, &early);
+	for (size_t k = 0; k < samples; k++)
+		wrong += eoi_cut(what, buf, len, 5 + (len - tail - 5) * k / samples, &o, &ref,
+		                 &whole, &early);
+	if (whole != 2)
+		fprintf(stderr, "  %s: %d of the 2 EOI-less prefixes decoded whole\n", what, whole);
+	CHECK_INT(whole, 2);
+	CHECK_INT(early, 0);
+	CHECK_INT(wrong, 0);
+	img_release(&ref);
+}
+
+static void test_jpeg_missing_eoi(void)
+{
+	static const struct {
+		const char *file;
+		int min_width;
+		size_t tail, samples;
+	} cases[] = {
+		{ "edge/jpeg_1x1_progressive.jpg", 0, (size_t)-1, 0 },  /* every prefix */
+		{ "edge/jpeg_restart_markers_1024x631.jpg", 200, 24, 12 },
+		{ "edge/jpeg_grayscale_800x533.jpg", 200, 24, 12 },
+		/* at 1/8, with its EOI decoded from the DC scans alone; without,
+		 * as it is (a cut cannot be parsed to its end): every scan */
+		{ "edge/jpeg_progressive_2268x1512.jpg", 200, 8, 8 },
+		{ "edge/jpeg_420_2268x1512.jpg", 200, 24, 12 },
+	};
+	img_encode_opts eo = { .jpeg_quality = 85 };
+	img src;
+	uint8_t *jpg = NULL;
+	size_t len = 0;
+	char err[IMG_ERRLEN];
+
+	/* a small baseline file of our own encoder: every prefix */
+	CHECK_INT(img_alloc(&src, 61, 43, 3), 0);
+	for (int y = 0; y < src.h; y++)
+		for (int x = 0; x < src.w * 3; x++)
+			src.px[(size_t)y * src.stride + x] = (uint8_t)(x * 7 + y * 13 + (x * y) % 31);
+	CHECK_INT(img_encode(&src, IMG_JPEG, &eo, &jpg, &len, err, sizeof err), 0);
+	if (jpg != NULL)
+		check_eoi_cuts("encoded 61x43", jpg, len, 0, (size_t)-1, 0);
+	free(jpg);
+	img_release(&src);
+
+	for (size_t i = 0; i < NELEM(cases); i++) {
+		uint8_t *buf = slurp(cases[i].file, &len);
+		CHECK(buf != NULL);
+		if (buf != NULL)
+			check_eoi_cuts(cases[i].file, buf, len, cases[i].min_width, cases[i].tail,
+			               cases[i].samples);
+		free(buf);
+	}
+
+	/* arithmetic coding leaves no trace of missing data: no EOI, no picture */
+	uint8_t *buf = slurp("edge/jpeg_arithmetic_227x149.jpg", &len);
+	CHECK(buf != NULL && len > 2);
+	if (buf != NULL && len > 2) {
+		img im;
+		img_meta meta;
+		img_decode_opts o = { .max_pixels = 50000000u };
+		CHECK_INT(img_decode(buf, len - 2, &o, &im, &meta, err, sizeof err), -1);
+		CHECK_STR(err, "truncated JPEG");
+		img_meta_release(&meta);
+		img_release(&im);
+	}
+	free(buf);
 }
 
 static void test_mutations(void)
@@ -1482,6 +1613,7 @@ int main(void)
 		test_cmyk();
 		test_orient_corpus();
 		test_truncations();
+		test_jpeg_missing_eoi();
 		test_mutations();
 	}
 	return CHECK_DONE();
