@@ -475,6 +475,27 @@ write_metrics(run *r, workers *w, double t0, double start_wall)
 		log_msg(LOG_WARNING, "%s", err);
 }
 
+/*
+ * As coreutils' close_stdout: output lost to a full disk or a bad
+ * descriptor (`thumbd ... > /dev/full`) is an error, not silence, so the
+ * summary line or --help that was not written turns a 0 into a 1.  A
+ * reader that went away (EPIPE; SIGPIPE is ignored for the sockets' sake)
+ * is not: `thumbd ... | head -1` is fine.
+ */
+static int stdout_close(int status)
+{
+	int bad = ferror(stdout);
+
+	errno = 0;
+	if (fflush(stdout) != 0)
+		bad = 1;
+	if (!bad || errno == EPIPE)
+		return status;
+	fprintf(stderr, "thumbd: cannot write to standard output: %s\n",
+	        errno ? strerror(errno) : "write error");
+	return status == 0 ? EXIT_PARTIAL : status;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -835,5 +856,5 @@ out:
 			close(wake_pipe[i]);
 	if (lock_fd >= 0)
 		close(lock_fd);
-	return status;
+	return stdout_close(status);
 }

@@ -23,6 +23,31 @@ def test_help_and_version(t):
     t.check(re.search(r"\d+\.\d+", out + err) is not None, "--version prints a version number (%r)" % (out + err)[:200])
 
 
+def test_stdout_full(t):
+    """Standard output that cannot be written (/dev/full) is an error, said
+    on stderr, not silence: exit status 1 where it would have been 0; the
+    thumbnails are made all the same."""
+    with open("/dev/full", "wb") as full:
+        p = subprocess.run([C.thumbd_path(), "--version"], stdout=full, stderr=subprocess.PIPE, timeout=20)
+    err = p.stderr.decode("utf-8", "replace")
+    t.eq(p.returncode, 1, "--version > /dev/full: exit status 1")
+    t.check("standard output" in err and "No space" in err,
+            "--version > /dev/full: stderr says why (%r)" % err[:300])
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        lst = wd.write_list([srv.url(GOOD)])
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run([C.thumbd_path(), "-c", wd.config, lst], cwd=wd.cwd, stdout=full,
+                               stderr=subprocess.PIPE, timeout=60)
+        err = p.stderr.decode("utf-8", "replace")
+        t.eq(p.returncode, 1, "a run > /dev/full: exit status 1 (stderr %r)" % err[-300:])
+        t.check("cannot write to standard output" in err, "a run > /dev/full: stderr says so (%r)" % err[-300:])
+        C.check_thumbs(t, wd, "hopper_128x128", "JPEG", 128, 128, what="a run > /dev/full")
+        t.eq(wd.failed_lines(), [], "a run > /dev/full: nothing in failed.tsv")
+
+
 def _nothing_started(t, wd, srv, what):
     t.eq(srv.requests(), [], "%s: nothing downloaded" % what)
     t.eq(wd.outgoing_files(), [], "%s: outgoing/ untouched" % what)
