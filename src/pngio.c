@@ -24,6 +24,15 @@
  * errors in critical chunks stay errors (libpng's default): a damaged IDAT
  * is a damaged picture.
  *
+ * A file that ends at a chunk boundary, or inside its IEND, lacks nothing
+ * but IEND if its image data is all there, as with a JPEG without its EOI
+ * (jpegio.c): such files are read as if the rest of IEND followed
+ * (pdec_read serves it), and libpng still judges the image data: rows
+ * and the zlib stream's end and checksum.  Image data that is cut short
+ * is then a "Not enough image data" error after the made-up IEND, and
+ * reported as "truncated PNG".  A file cut inside any other chunk stays
+ * truncated: part of a chunk is not a chunk, and libpng would read on.
+ *
  * Every input is normalised to 8-bit gray, gray+alpha, RGB or RGBA, with
  * tRNS becoming a real alpha channel.  An iCCP profile (which libpng has
  * inflated and checked against the colour type) goes up in meta->icc;
@@ -97,7 +106,8 @@ struct pdec {
 	png_structp png;
 	png_infop info;
 	const uint8_t *buf;
-	size_t len, pos;
+	size_t len, pos;                /* pos may run past len into the IEND */
+	size_t iend_missing;            /* bytes of IEND the file lacks (pdec_scan) */
 	int has_exif;                   /* pdec_scan met an eXIf chunk */
 	size_t idat_end;                /* pdec_scan: offset past the last IDAT */
 	uint64_t rows_total, rows_read; /* rows libpng reads, all passes; read so far */
@@ -108,11 +118,14 @@ struct pdec {
 	uint32_t *col;                  /* ... and its column sums over a box row */
 };
 
+static const uint8_t png_iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
+
 static void pdec_read(png_structp png, png_bytep data, size_t n)
 {
 	struct pdec *d = png_get_io_ptr(png);
+	size_t from_buf;
 
-	if (n > d->len - d->pos) {
+	if (n > d->len + d->iend_missing - d->pos) {
 		d->e.truncated = 1;
 		png_error(png, "unexpected end of data");
 	}
@@ -121,7 +134,11 @@ static void pdec_read(png_structp png, png_bytep data, size_t n)
 	 * kept a worker busy for 3 s, and max_bytes of it would for minutes */
 	if (d->last_row && d->pos < d->idat_end && d->pos + n - d->last_row > d->tail_max)
 		png_error(png, "image data goes on after the last row");
-	memcpy(data, d->buf + d->pos, n);
+	from_buf = d->pos < d->len ? (n < d->len - d->pos ? n : d->len - d->pos) : 0;
+	memcpy(data, d->buf + d->pos, from_buf);
+	if (from_buf < n)       /* the made-up rest of IEND (see the file comment) */
+		memcpy(data + from_buf, png_iend + 12 - d->iend_missing + (d->pos + from_buf - d->len),
+		       n - from_buf);
 	d->pos += n;
 }
 
@@ -131,17 +148,25 @@ static uint32_t be32(const uint8_t *p)
 }
 
 /* 0, or -1 when a chunk before IEND runs past the end of the input (see
- * the file comment).  A missing IEND is left to libpng to judge.  Sets
+ * the file comment).  Sets *iend_missing to the bytes of IEND missing
+ * when the input ends at a chunk boundary or inside IEND (12: all of it),
  * *has_exif when an eXIf chunk comes before IEND, and *idat_end to the
  * offset past the last IDAT chunk (0: none). */
-static int pdec_scan(const uint8_t *buf, size_t len, int *has_exif, size_t *idat_end,
-                     char *err, size_t errlen)
+static int pdec_scan(const uint8_t *buf, size_t len, size_t *iend_missing, int *has_exif,
+                     size_t *idat_end, char *err, size_t errlen)
 {
 	size_t pos = 8;         /* after the signature, which img_sniff checked */
 
+	*iend_missing = 0;
 	*has_exif = 0;
 	*idat_end = 0;
-	while (pos + 8 <= len) {
+	for (;;) {
+		if (len - pos < sizeof png_iend && memcmp(buf + pos, png_iend, len - pos) == 0) {
+			*iend_missing = sizeof png_iend - (len - pos);
+			break;
+		}
+		if (len - pos < 8)
+			break;          /* a cut chunk header: truncated, says pdec_read */
 		uint32_t n = be32(buf + pos);
 		if (n > PNG_UINT_31_MAX) {
 			snprintf(err, errlen, "corrupt PNG: chunk length %lu out of range", (unsigned long)n);
@@ -440,8 +465,9 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 			d->rows[i] = out->px + (size_t)i * out->stride;
 		png_read_image(png, d->rows);
 	}
-	/* Up to IEND: catches a file cut right after its pixels, and picks up
-	 * an eXIf that was written after IDAT. */
+	/* Up to IEND (perhaps made up): catches image data that goes on
+	 * after the rows, a chunk cut after them, and picks up an eXIf that
+	 * was written after IDAT. */
 	png_read_end(png, info);
 
 	if (png_get_eXIf_1(png, info, &exif_len, &exif) & PNG_INFO_eXIf)
@@ -454,7 +480,8 @@ static int pdec_guarded(struct pdec *d, const img_decode_opts *o, img *out,
                         img_meta *meta, char *err, size_t errlen)
 {
 	if (setjmp(png_jmpbuf(d->png))) {
-		if (d->e.truncated)
+		/* past the file's end, the only error is image data cut short */
+		if (d->e.truncated || d->pos > d->len)
 			snprintf(err, errlen, "truncated PNG");
 		else
 			snprintf(err, errlen, "corrupt PNG: %s", d->e.msg);
@@ -478,7 +505,7 @@ int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	meta->icc_note = NULL;
 	d.buf = buf;
 	d.len = len;
-	if (pdec_scan(buf, len, &d.has_exif, &d.idat_end, err, errlen) != 0)
+	if (pdec_scan(buf, len, &d.iend_missing, &d.has_exif, &d.idat_end, err, errlen) != 0)
 		goto out;
 
 	d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d.e, perr_error, perr_warning);

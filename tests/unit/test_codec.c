@@ -1411,8 +1411,10 @@ static void test_truncations(void)
 			free(h);
 		}
 		/* no prefix of a file is a complete picture, but for a
-		 * Huffman-coded JPEG lacking only (part of) its EOI marker */
-		int whole = strcmp(files[i], "edge/jpeg_1x1_progressive.jpg") == 0 ? 2 : 0;
+		 * Huffman-coded JPEG lacking only (part of) its EOI marker, and a
+		 * PNG only (part of) its IEND chunk (test_missing_end) */
+		int whole = strcmp(files[i], "edge/jpeg_1x1_progressive.jpg") == 0 ? 2
+		            : strstr(files[i], ".png") != NULL ? 12 : 0;
 		if (broken || accepted != whole)
 			fprintf(stderr, "  %s: %d prefixes broke the contract, %d accepted\n",
 			        files[i], broken, accepted);
@@ -1422,14 +1424,7 @@ static void test_truncations(void)
 	}
 }
 
-/*
- * A JPEG that lacks only its EOI marker (or its last byte) has every pixel:
- * it decodes, to exactly the whole file's pixels.  One byte less is a
- * truncated file, whose missing data libjpeg would fill with grey: every
- * such cut fails, whether it lands in the last MCUs of a baseline scan,
- * between restart intervals, inside a progressive file's last scans or
- * between two of its scans.
- */
+/* Equal size, channels and samples (strides may differ). */
 static int same_pixels(const img *a, const img *b)
 {
 	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
@@ -1441,6 +1436,92 @@ static int same_pixels(const img *a, const img *b)
 	return 1;
 }
 
+/*
+ * A PNG that lacks only its IEND chunk, or part of it, has every pixel: it
+ * decodes, to the whole file's pixels.  So does one cut at the boundary
+ * of a chunk after its image data.  One cut anywhere in its image data,
+ * or at a boundary between two IDAT chunks, is truncated.
+ */
+static void check_iend_cuts(const char *what, const uint8_t *buf, size_t len, int min_width,
+                            int samples, int boundaries)
+{
+	img_decode_opts o = { .max_pixels = 50000000u, .min_width = min_width };
+	img ref, im;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	size_t pos = 8, last_idat = 0;
+	int whole = 0, early = 0, wrong = 0, idat_cuts = 0, k;
+
+	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
+	img_meta_release(&meta);
+	while (pos + 12 <= len && memcmp(buf + pos + 4, "IEND", 4) != 0) {
+		size_t n = (size_t)buf[pos] << 24 | buf[pos + 1] << 16 | buf[pos + 2] << 8 | buf[pos + 3];
+		if (memcmp(buf + pos + 4, "IDAT", 4) == 0)
+			last_idat = pos + n + 12;
+		pos += n + 12;
+	}
+	CHECK(last_idat > 0 && pos + 12 == len);
+	/* at every chunk boundary, inside IEND, and a sample of the rest */
+	for (size_t cut = 9; cut < len; cut++) {
+		int boundary = 0;
+		for (size_t p = 8; p + 12 <= len; ) {
+			size_t n = (size_t)buf[p] << 24 | buf[p + 1] << 16 | buf[p + 2] << 8 | buf[p + 3];
+			if (p == cut)
+				boundary = 1;
+			p += n + 12;
+		}
+		if (!boundary && cut < pos && (cut * 7919) % (len / (size_t)samples + 1) != 0)
+			continue;
+		uint8_t *h = malloc(cut);
+		memcpy(h, buf, cut);
+		int rc = img_decode(h, cut, &o, &im, &meta, err, sizeof err);
+		if (cut >= last_idat && (boundary || cut >= pos)) {
+			whole += rc == 0 && same_pixels(&ref, &im);
+		} else {
+			early += rc == 0;
+			idat_cuts += boundary;
+			k = rc != 0 && strcmp(err, "truncated PNG") != 0;
+			wrong += k;
+			if (rc == 0 || k)
+				fprintf(stderr, "  %s cut at %zu of %zu: %s\n", what, cut, len,
+				        rc == 0 ? "accepted" : err);
+		}
+		img_meta_release(&meta);
+		img_release(&im);
+		free(h);
+	}
+	CHECK(whole >= 12);
+	CHECK_INT(early, 0);
+	CHECK_INT(wrong, 0);
+	CHECK_INT(idat_cuts, boundaries);       /* chunk boundaries before the image data's end */
+	img_release(&ref);
+}
+
+static void test_png_missing_iend(void)
+{
+	size_t len;
+	uint8_t *buf;
+
+	buf = slurp("photos/kodim23_768x512.png", &len);
+	CHECK(buf != NULL);
+	if (buf != NULL)
+		check_iend_cuts("kodim23", buf, len, 200, 40, 5); /* rows boxed as they come */
+	free(buf);
+	buf = slurp("edge/png_adam7_interlaced.png", &len);
+	CHECK(buf != NULL);
+	if (buf != NULL)
+		check_iend_cuts("adam7", buf, len, 0, 40, 2);
+	free(buf);
+}
+
+/*
+ * A JPEG that lacks only its EOI marker (or its last byte) has every pixel:
+ * it decodes, to exactly the whole file's pixels.  One byte less is a
+ * truncated file, whose missing data libjpeg would fill with grey: every
+ * such cut fails, whether it lands in the last MCUs of a baseline scan,
+ * between restart intervals, inside a progressive file's last scans or
+ * between two of its scans.
+ */
 static int eoi_cut(const char *what, const uint8_t *buf, size_t len, size_t cut,
                    const img_decode_opts *o, const img *ref, int *whole, int *early)
 {
@@ -1614,6 +1695,7 @@ int main(void)
 		test_orient_corpus();
 		test_truncations();
 		test_jpeg_missing_eoi();
+		test_png_missing_iend();
 		test_mutations();
 	}
 	return CHECK_DONE();
