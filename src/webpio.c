@@ -12,6 +12,10 @@
  * and the ICC profile come from the VP8X container's EXIF and ICCP chunks
  * (libwebpdemux); the profile goes up in meta->icc.
  *
+ * A file shorter than its RIFF header says is reported as truncated,
+ * whatever libwebp made of it: the demuxer behind animations only knows
+ * that it cannot parse the file ("bad animation").
+ *
  * libwebp allocates its encoder output with WebPMalloc, which is not
  * guaranteed to be malloc, so the encoded bytes are copied into a buffer
  * the caller can free().
@@ -52,6 +56,17 @@ static void status_error(VP8StatusCode st, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 	else
 		snprintf(err, errlen, "corrupt WebP: %s", status_text(st));
+}
+
+/* The RIFF header declares more bytes than there are. */
+static int riff_short(const uint8_t *buf, size_t len)
+{
+	uint64_t riff;
+
+	if (len < 12)
+		return 0;
+	riff = (uint64_t)buf[4] | (uint64_t)buf[5] << 8 | (uint64_t)buf[6] << 16 | (uint64_t)buf[7] << 24;
+	return riff + 8 > len;
 }
 
 /* EXIF and ICCP live in VP8X chunks: the orientation (1 when none) and
@@ -228,6 +243,8 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	}
 out:
 	if (rc != 0) {
+		if (strncmp(err, "corrupt WebP", 12) == 0 && riff_short(buf, len))
+			snprintf(err, errlen, "truncated WebP");
 		img_release(out);
 		img_meta_release(meta);
 		meta->icc_note = NULL;
