@@ -191,6 +191,49 @@ fetch_thread(void *arg)
 
 #define FILES_BATCH 32
 
+/*
+ * A file's key: its absolute path as given, with "." components and
+ * repeated slashes dropped, so that a.jpg, ./a.jpg and $PWD/a.jpg are one
+ * file in this run and the next (else the second spelling is a new key,
+ * done again under a name with a hash).  Symlinks are not resolved and
+ * ".." is kept, which could only be resolved through them: two links are
+ * two names, like the user typed them.  -1 when it does not fit.
+ */
+static int
+file_key(const char *cwd, const char *path, char *key, size_t keylen)
+{
+	char full[8192];
+	size_t n = 0;
+	int len;
+
+	if (path[0] == '/' || !cwd[0])
+		len = snprintf(full, sizeof full, "%s", path);
+	else
+		len = snprintf(full, sizeof full, "%s/%s", cwd, path);
+	if (len < 0 || (size_t)len >= sizeof full || keylen < 2)
+		return -1;
+	for (const char *p = full; *p; ) {
+		const char *e = strchr(p, '/');
+		size_t c = e ? (size_t)(e - p) : strlen(p);
+		if (c == 0 || (c == 1 && p[0] == '.')) {
+			if (p == full && c == 0)
+				key[n++] = '/';         /* the root */
+		} else {
+			if (n > 0 && key[n - 1] != '/')
+				key[n++] = '/';
+			if (n + c + 1 > keylen)
+				return -1;
+			memcpy(key + n, p, c);
+			n += c;
+		}
+		p += c + (e != NULL);
+	}
+	if (n == 0)
+		key[n++] = '.';                 /* "." with no cwd */
+	key[n] = '\0';
+	return 0;
+}
+
 /* Name the next batch of files; returns how many jobs it made. */
 static int
 files_batch(run *r, int *next, job **batch)
@@ -205,13 +248,12 @@ files_batch(run *r, int *next, job **batch)
 
 		STAT_ADD(&r->st, urls, 1);
 		name_from_path(path, stem, ext);
-		/* a file's key is its absolute path as given, symlinks not
-		 * resolved: two links are two names, like the user typed them */
-		if (path[0] == '/' || !r->cwd[0])
-			snprintf(key, sizeof key, "%s", path);
-		else
-			snprintf(key, sizeof key, "%s/%s", r->cwd, path);
-		rc = names_claim(r->reg, key, stem, uniq, err, sizeof err);
+		if (file_key(r->cwd, path, key, sizeof key) < 0) {
+			snprintf(err, sizeof err, "path too long");
+			rc = -1;
+		} else {
+			rc = names_claim(r->reg, key, stem, uniq, err, sizeof err);
+		}
 		if (rc == 1) {
 			STAT_ADD(&r->st, duplicates, 1);
 			log_msg(LOG_INFO, "duplicate %s: already in this run, done once", path);

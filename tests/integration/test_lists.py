@@ -144,6 +144,30 @@ def test_files_mode_symlinks(t):
         t.check(os.path.islink(a) and os.path.islink(b), "--files: the links themselves are untouched")
 
 
+def test_files_mode_spellings(t):
+    """One file spelt a.jpg, ./a.jpg, $PWD//./a.jpg is one file, in one run
+    and from run to run: the next run's ./a.jpg writes the same outputs,
+    not a second set under a name with a hash.  sub/../a.jpg stays its own
+    (".." is only right through the links it may cross)."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.Workdir() as wd:
+        shutil.copyfile(os.path.join(cdir, "photos/hopper_128x128.jpg"), os.path.join(wd.cwd, "a.jpg"))
+        os.makedirs(os.path.join(wd.cwd, "sub"))
+        rc, out, err = wd.run("--files", "a.jpg", "./a.jpg", wd.cwd + "//./a.jpg", "sub/../a.jpg")
+        t.eq(rc, 0, "--files spellings: exit 0 (%s)" % err[-300:])
+        C.stdout_summary(t, out, "--files spellings", urls=4, done=2, failed=0, thumbs=6)
+        t.check("3 duplicates" not in out and "2 duplicates skipped" in out,
+                "--files spellings: a.jpg, ./a.jpg and $PWD//./a.jpg are one file (%r)" % out)
+        first = sorted(wd.outgoing_files())
+        rc, out, err = wd.run("--files", "././a.jpg")
+        t.eq(rc, 0, "--files ././a.jpg next run: exit 0 (%s)" % err[-300:])
+        t.eq(sorted(wd.outgoing_files()), first, "--files ././a.jpg next run: the same outputs, no new name")
+        t.check(any(f.startswith("a_") for f in first) and len(first) == 6,
+                "--files spellings: a_* and one hashed set for sub/../a.jpg (%r)" % first)
+
+
 def test_bom_list(t):
     """A list saved by Windows Notepad: a UTF-8 byte order mark before the
     first line, CRLF line ends.  The mark is not part of the first URL."""
