@@ -1443,6 +1443,38 @@ static int same_pixels(const img *a, const img *b)
 }
 
 /*
+ * Decode the first `cut` bytes of buf: a whole picture equal to ref when
+ * whole_expected (counted in *whole), else a failure named `want` (an
+ * acceptance is counted in *early).  1 when it failed for another reason.
+ */
+static int try_cut(const char *what, const uint8_t *buf, size_t len, size_t cut,
+                   const img_decode_opts *o, const img *ref, int whole_expected,
+                   const char *want, int *whole, int *early)
+{
+	uint8_t *h = malloc(cut ? cut : 1);     /* exact size: ASan sees any over-read */
+	img im;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	int rc, wrong = 0;
+
+	memcpy(h, buf, cut);
+	rc = img_decode(h, cut, o, &im, &meta, err, sizeof err);
+	if (whole_expected) {
+		*whole += rc == 0 && same_pixels(ref, &im);
+	} else {
+		*early += rc == 0;
+		wrong = rc != 0 && strcmp(err, want) != 0;
+		if (rc == 0 || wrong)
+			fprintf(stderr, "  %s cut at %zu of %zu: %s\n", what, cut, len,
+			        rc == 0 ? "accepted" : err);
+	}
+	img_meta_release(&meta);
+	img_release(&im);
+	free(h);
+	return wrong;
+}
+
+/*
  * A PNG that lacks only its IEND chunk, or part of it, has every pixel: it
  * decodes, to the whole file's pixels.  So does one cut at the boundary
  * of a chunk after its image data.  One cut anywhere in its image data,
@@ -1452,11 +1484,11 @@ static void check_iend_cuts(const char *what, const uint8_t *buf, size_t len, in
                             int samples, int boundaries)
 {
 	img_decode_opts o = { .max_pixels = 50000000u, .min_width = min_width };
-	img ref, im;
+	img ref;
 	img_meta meta;
 	char err[IMG_ERRLEN];
 	size_t pos = 8, last_idat = 0;
-	int whole = 0, early = 0, wrong = 0, idat_cuts = 0, k;
+	int whole = 0, early = 0, wrong = 0, idat_cuts = 0;
 
 	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
 	img_meta_release(&meta);
@@ -1478,23 +1510,9 @@ static void check_iend_cuts(const char *what, const uint8_t *buf, size_t len, in
 		}
 		if (!boundary && cut < pos && (cut * 7919) % (len / (size_t)samples + 1) != 0)
 			continue;
-		uint8_t *h = malloc(cut);
-		memcpy(h, buf, cut);
-		int rc = img_decode(h, cut, &o, &im, &meta, err, sizeof err);
-		if (cut >= last_idat && (boundary || cut >= pos)) {
-			whole += rc == 0 && same_pixels(&ref, &im);
-		} else {
-			early += rc == 0;
-			idat_cuts += boundary;
-			k = rc != 0 && strcmp(err, "truncated PNG") != 0;
-			wrong += k;
-			if (rc == 0 || k)
-				fprintf(stderr, "  %s cut at %zu of %zu: %s\n", what, cut, len,
-				        rc == 0 ? "accepted" : err);
-		}
-		img_meta_release(&meta);
-		img_release(&im);
-		free(h);
+		int all = cut >= last_idat && (boundary || cut >= pos);
+		idat_cuts += boundary && !all;
+		wrong += try_cut(what, buf, len, cut, &o, &ref, all, "truncated PNG", &whole, &early);
 	}
 	CHECK(whole >= 12);
 	CHECK_INT(early, 0);
@@ -1526,35 +1544,9 @@ static void test_png_missing_iend(void)
  * truncated file, whose missing data libjpeg would fill with grey: every
  * such cut fails, whether it lands in the last MCUs of a baseline scan,
  * between restart intervals, inside a progressive file's last scans or
- * between two of its scans.
+ * between two of its scans.  Tried: the last `tail` prefixes of buf, then
+ * `samples` more spread over the rest.
  */
-static int eoi_cut(const char *what, const uint8_t *buf, size_t len, size_t cut,
-                   const img_decode_opts *o, const img *ref, int *whole, int *early)
-{
-	uint8_t *h = malloc(cut);       /* exact size: ASan sees any over-read */
-	img im;
-	img_meta meta;
-	char err[IMG_ERRLEN];
-	int rc, wrong = 0;
-
-	memcpy(h, buf, cut);
-	rc = img_decode(h, cut, o, &im, &meta, err, sizeof err);
-	if (cut >= len - 2) {
-		*whole += rc == 0 && same_pixels(ref, &im);
-	} else {
-		*early += rc == 0;
-		wrong = rc != 0 && strcmp(err, "truncated JPEG") != 0;
-		if (rc == 0 || wrong)
-			fprintf(stderr, "  %s cut at %zu of %zu: %s\n", what, cut, len,
-			        rc == 0 ? "accepted" : err);
-	}
-	img_meta_release(&meta);
-	img_release(&im);
-	free(h);
-	return wrong;
-}
-
-/* The last `tail` prefixes of buf, then `samples` more spread over the rest. */
 static void check_eoi_cuts(const char *what, const uint8_t *buf, size_t len, int min_width,
                            size_t tail, size_t samples)
 {
@@ -1570,10 +1562,11 @@ static void check_eoi_cuts(const char *what, const uint8_t *buf, size_t len, int
 	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
 	img_meta_release(&meta);
 	for (size_t k = 1; k <= tail; k++)
-		wrong += eoi_cut(what, buf, len, len - k, &o, &ref, &whole, &early);
-	for (size_t k = 0; k < samples; k++)
-		wrong += eoi_cut(what, buf, len, 5 + (len - tail - 5) * k / samples, &o, &ref,
+		wrong += try_cut(what, buf, len, len - k, &o, &ref, k <= 2, "truncated JPEG",
 		                 &whole, &early);
+	for (size_t k = 0; k < samples; k++)
+		wrong += try_cut(what, buf, len, 5 + (len - tail - 5) * k / samples, &o, &ref, 0,
+		                 "truncated JPEG", &whole, &early);
 	if (whole != 2)
 		fprintf(stderr, "  %s: %d of the 2 EOI-less prefixes decoded whole\n", what, whole);
 	CHECK_INT(whole, 2);
