@@ -142,6 +142,51 @@ def _daemon_pause(t, what, cfg_extra, lift):
         nt.close()
 
 
+def test_many_hosts(t):
+    """A list of 6,000 URLs on 6,000 hosts (127.a.b.c, nothing listening):
+    each fails once with its own reason, none is paused, and URLs of a live
+    server among them all succeed.  A dead host whose URLs come every 500
+    URLs is still remembered between them (hosts are forgotten only 4,096
+    newer hosts later) and paused after host_max_failures, as if its URLs
+    had come together."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = C.free_port()
+    # a cool-down longer than the run: no probe between the paused URLs
+    cfg = {"download.host_max_failures": "5", "download.retries": "0", "download.max_retry_wait": "600"}
+    with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
+        urls, many, good, again = [], [], [], []
+        for i in range(6000):
+            u = "http://127.%d.%d.%d:%d/x%d.jpg" % (1 + i // 62500, i // 250 % 250, 1 + i % 250, dead, i)
+            many.append(u)
+            urls.append(u)
+            if i % 100 == 50:
+                good.append(srv.url(IMG + "?n=%d" % i))
+                urls.append(good[-1])
+            if i % 500 == 250:
+                again.append("http://127.0.0.1:%d/%s?n=%d" % (dead, IMG, i))
+                urls.append(again[-1])
+        rc, out, err = wd.run_urls(urls, timeout=300)
+        t.eq(rc, 1, "6,000 hosts: exit status 1")
+        by_url = collections.defaultdict(list)
+        for _, u, r in wd.failed():
+            by_url[u].append(r)
+        t.eq([u for u in good if by_url[u]], [], "6,000 hosts: the live server's URLs all succeed")
+        wrong = []
+        for u in many:
+            rs = by_url[u]
+            host = u.split("/")[2].split(":")[0]
+            if len(rs) != 1 or rs[0] != "cannot connect to %s port %d: Connection refused" % (host, dead):
+                wrong.append((u, rs))
+        t.eq(wrong[:3], [], "6,000 hosts: each URL has one failed.tsv line, its own refusal (%d wrong)" % len(wrong))
+        paused = _paused_re(dead, r"cannot connect to 127\.0\.0\.1 port %d: Connection refused" % dead)
+        after = [by_url[u] for u in again[5:]]
+        t.eq([rs for rs in after if len(rs) != 1 or not paused.fullmatch(rs[0])], [],
+             "6,000 hosts: the dead host met every 500 URLs is paused after 5 failures (%r)" % after[:1])
+        t.eq(len(wd.failed_lines()), len(many) + len(again), "6,000 hosts: one failed.tsv line per failed URL")
+
+
 def test_daemon_pause_ends_after_cooldown(t):
     """The pause lasts max_retry_wait, then a probe finds the host up again."""
     def lift(d, wd):
