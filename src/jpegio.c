@@ -28,8 +28,8 @@
  * about four-channel ink: through the file's CMYK ICC profile with lcms2
  * when it has a usable one (icc.c, a transform cached per thread; the
  * pixels are then sRGB and the profile is not handed on), otherwise
- * naively.  Any other profile (APP2 "ICC_PROFILE" markers, reassembled
- * by libjpeg-turbo's jpeg_read_icc_profile) goes up in meta->icc.
+ * naively.  Any other profile (APP2 "ICC_PROFILE" markers, put together
+ * by jdec_meta_scan from the file's own bytes) goes up in meta->icc.
  *
  * libjpeg-turbo's SIMD upsampling and colour conversion work in whole
  * vectors and read the padding past the end of its sample rows, which it
@@ -312,45 +312,100 @@ static void jdec_progress(j_common_ptr cinfo)
 	}
 }
 
-static int jdec_orientation(j_decompress_ptr cinfo)
-{
-	jpeg_saved_marker_ptr m;
+/*
+ * Metadata, read from the file's own bytes rather than from markers saved
+ * by libjpeg: jpeg_save_markers keeps a copy of every APP1 and APP2 up to
+ * the first scan and between scans, so a file of 46 MB of APP2 markers took
+ * 103 MB to decode; here the EXIF is parsed in place and only the ICC
+ * profile (at most IMG_ICC_MAX) is copied.  The walk stops at the first
+ * SOS, where EXIF and ICC segments belong, and at anything malformed
+ * (libjpeg judges the file).  The ICC rules are jpeg_read_icc_profile's:
+ * "ICC_PROFILE\0", a sequence number 1..count, the same count in every
+ * marker, each number once.
+ */
+#define ICC_HEAD 14
+#define ICC_MAX_MARKERS 255
 
-	for (m = cinfo->marker_list; m != NULL; m = m->next)
-		if (m->marker == JPEG_APP0 + 1 && m->data_length >= 6 &&
-		    memcmp(m->data, "Exif\0\0", 6) == 0)
-			return exif_orientation(m->data, m->data_length);
-	return 1;
+struct jmeta {
+	const uint8_t *exif;            /* the first "Exif\0\0" APP1 */
+	size_t exif_len;
+	const uint8_t *icc[ICC_MAX_MARKERS + 1];        /* by sequence number */
+	size_t icc_len[ICC_MAX_MARKERS + 1];
+	int icc_count, icc_bad;
+	size_t icc_total;
+};
+
+static void jdec_meta_scan(const uint8_t *buf, size_t len, struct jmeta *jm)
+{
+	size_t i = 2;
+
+	memset(jm, 0, sizeof *jm);
+	while (i + 4 <= len && buf[i] == 0xFF) {
+		uint8_t m = buf[i + 1];
+		size_t seg;
+
+		if (m == 0xFF) {                /* fill byte */
+			i++;
+			continue;
+		}
+		if (m == 0xDA || m == 0xD9 || m == 0xD8 || m == 0x00)
+			break;                  /* a scan, the end, or not a marker */
+		if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
+			i += 2;                 /* no length */
+			continue;
+		}
+		seg = (size_t)buf[i + 2] << 8 | buf[i + 3];
+		if (seg < 2 || i + 2 + seg > len)
+			break;
+		const uint8_t *p = buf + i + 4;
+		size_t n = seg - 2;
+		if (m == 0xE1 && !jm->exif && n >= 6 && memcmp(p, "Exif\0\0", 6) == 0) {
+			jm->exif = p;
+			jm->exif_len = n;
+		} else if (m == 0xE2 && n >= ICC_HEAD && memcmp(p, "ICC_PROFILE", 12) == 0) {
+			int seq = p[12], count = p[13];
+			if (jm->icc_count == 0)
+				jm->icc_count = count;
+			if (count == 0 || count != jm->icc_count || seq < 1 || seq > count || jm->icc[seq])
+				jm->icc_bad = 1;
+			else {
+				jm->icc[seq] = p + ICC_HEAD;
+				jm->icc_len[seq] = n - ICC_HEAD;
+			}
+			jm->icc_total += n - ICC_HEAD;
+		}
+		i += 2 + seg;
+	}
 }
 
-/* The ICC profile of the APP2 markers into meta->icc, or a note why not;
- * after jpeg_read_header. */
-static void jdec_icc(j_decompress_ptr ci, img_meta *meta)
+/* The ICC profile into meta->icc, or a note why not. */
+static void jdec_icc(const struct jmeta *jm, img_meta *meta)
 {
-	jpeg_saved_marker_ptr m;
-	JOCTET *prof = NULL;
-	unsigned int n = 0;
-	size_t total = 0;
+	size_t o = 0;
 
-	/* "ICC_PROFILE\0", sequence number, count, then the bytes */
-	for (m = ci->marker_list; m != NULL; m = m->next)
-		if (m->marker == JPEG_APP0 + 2 && m->data_length > 14 &&
-		    memcmp(m->data, "ICC_PROFILE", 12) == 0)
-			total += m->data_length - 14;
-	if (total == 0)
+	if (jm->icc_count == 0 && !jm->icc_bad)
 		return;
-	if (total > IMG_ICC_MAX) {
+	if (jm->icc_total > IMG_ICC_MAX) {
 		meta->icc_note = "ICC profile larger than 4 MB";
 		return;
 	}
-	/* FALSE (a warning) when the markers' numbering does not add up */
-	if (!jpeg_read_icc_profile(ci, &prof, &n) || prof == NULL || n == 0) {
-		free(prof);
-		meta->icc_note = "malformed ICC profile markers";
+	for (int k = 1; k <= jm->icc_count && !jm->icc_bad; k++)
+		if (!jm->icc[k])
+			goto bad;
+	if (jm->icc_bad || jm->icc_total == 0)
+		goto bad;
+	if (!(meta->icc = malloc(jm->icc_total))) {
+		meta->icc_note = "out of memory";
 		return;
 	}
-	meta->icc = prof;       /* malloc'd by libjpeg-turbo */
-	meta->icc_len = n;
+	for (int k = 1; k <= jm->icc_count; k++) {
+		memcpy(meta->icc + o, jm->icc[k], jm->icc_len[k]);
+		o += jm->icc_len[k];
+	}
+	meta->icc_len = o;
+	return;
+bad:
+	meta->icc_note = "malformed ICC profile markers";
 }
 
 /* ink values 0..255 -> RGB; see the file comment for why Adobe differs. */
@@ -520,6 +575,7 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	j_decompress_ptr ci = &d->cinfo;
 	int orient, channels, cmyk = 0, complete;
 	unsigned denom = 1;
+	struct jmeta jm;
 
 	jpeg_create_decompress(ci);
 	d->created = 1;
@@ -532,8 +588,6 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	d->progress.progress_monitor = jdec_progress;
 	ci->progress = &d->progress;
 	jpeg_mem_src(ci, buf, (unsigned long)len);
-	jpeg_save_markers(ci, JPEG_APP0 + 1, 0xffff);
-	jpeg_save_markers(ci, JPEG_APP0 + 2, 0xffff);
 	jpeg_read_header(ci, TRUE);
 
 	if (o->max_pixels != 0 &&
@@ -542,10 +596,11 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		         (unsigned)ci->image_width, (unsigned)ci->image_height);
 		return -1;
 	}
-	orient = jdec_orientation(ci);
+	jdec_meta_scan(buf, len, &jm);
+	orient = jm.exif ? exif_orientation(jm.exif, jm.exif_len) : 1;
 	meta->width = (int)ci->image_width;     /* JPEG caps both at 65535 */
 	meta->height = (int)ci->image_height;
-	jdec_icc(ci, meta);
+	jdec_icc(&jm, meta);
 
 	switch (ci->jpeg_color_space) {
 	case JCS_GRAYSCALE:

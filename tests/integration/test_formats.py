@@ -2,6 +2,8 @@
 checked on the pixels (outputs forced to PNG and decoded here)."""
 
 import os
+import subprocess
+import sys
 
 import common as C
 import imginfo
@@ -187,3 +189,37 @@ def test_decode_memory_budget(t):
                 put_aside = True
                 break
     t.check(put_aside, "decode_memory=1: a decode that did not fit was put aside (logged)")
+
+
+def test_jpeg_metadata_in_place(t):
+    """A JPEG whose EXIF (orientation 6) comes after 600 APP2 markers of
+    64 KB each (39 MB of them) and an APP1 that is not EXIF: the orientation
+    is still found and applied, and the markers are not copied while the
+    file decodes (libjpeg's saved markers took the peak memory to twice the
+    file's size)."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with open(os.path.join(cdir, "edge", "jpeg_exif_orientation_6.jpg"), "rb") as f:
+        src = f.read()
+    junk = b"\xff\xe2\xff\xff" + b"J" * 65533
+    xmp = b"http://ns.adobe.com/xap/1.0/\x00<x:xmpmeta/>"
+    app1 = b"\xff\xe1" + (len(xmp) + 2).to_bytes(2, "big") + xmp
+    with C.Workdir() as wd:
+        big = os.path.join(wd.cwd, "big.jpg")
+        with open(big, "wb") as o:
+            o.write(src[:2] + app1 + junk * 600 + src[2:])
+        size = os.path.getsize(big)
+        # a Python of its own, whose only child is thumbd: its children's
+        # peak RSS is thumbd's
+        probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+                 "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+        p = subprocess.run([sys.executable, "-c", probe, C.thumbd_path(), "-c", wd.config, "--files", big],
+                           cwd=wd.cwd, capture_output=True, timeout=120)
+        rc, kb = (int(x) for x in p.stdout.split()[-2:])
+        t.eq(rc, 0, "39 MB of APP2 markers: exit status 0 (%s)" % p.stderr[-300:])
+        C.check_thumbs(t, wd, "big", "JPEG", 600, 450, what="39 MB of APP2 markers, then EXIF orientation 6")
+        if "/san-" not in C.thumbd_path():      # sanitizers' shadow memory: no RSS to compare
+            t.check(kb * 1024 < size + 32 * 2**20,
+                    "39 MB of APP2 markers: peak RSS %d MB, not much over the file's %d MB"
+                    % (kb // 1024, size // 2**20))

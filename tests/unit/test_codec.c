@@ -1384,6 +1384,133 @@ static int contract_broken(const uint8_t *buf, size_t len, int *failed, char err
 	return broken;
 }
 
+/*
+ * JPEG metadata is read from the file's bytes (jpegio.c): an ICC profile in
+ * APP2 chunks is put together by sequence number whatever their order; a
+ * repeated or missing number, or counts that disagree, are malformed (the
+ * rules of libjpeg's jpeg_read_icc_profile); over 4 MB in all is too large;
+ * the EXIF is the first APP1 that says "Exif", wherever it comes.
+ */
+static size_t put_seg(uint8_t *o, int marker, const char *id, size_t idlen, int seq, int count,
+                      const uint8_t *data, size_t n)
+{
+	size_t h = idlen + (seq >= 0 ? 2 : 0), len = 2 + h + n;
+
+	o[0] = 0xff;
+	o[1] = (uint8_t)marker;
+	o[2] = (uint8_t)(len >> 8);
+	o[3] = (uint8_t)len;
+	memcpy(o + 4, id, idlen);
+	if (seq >= 0) {
+		o[4 + idlen] = (uint8_t)seq;
+		o[5 + idlen] = (uint8_t)count;
+	}
+	memcpy(o + 4 + h, data, n);
+	return 2 + len;
+}
+
+static void icc_case(const char *what, const uint8_t *jpg, size_t jlen, const int *seqs,
+                     const int *counts, int nseg, size_t part, const char *note)
+{
+	uint8_t *buf = malloc(jlen + (size_t)nseg * (part + 32) + 64), prof[65000];
+	img_decode_opts o = { .max_pixels = 50000000u };
+	img im;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	size_t n = 2;
+
+	for (size_t i = 0; i < sizeof prof; i++)
+		prof[i] = (uint8_t)(i * 7 + i / 251);
+	memcpy(buf, jpg, 2);
+	for (int k = 0; k < nseg; k++) {
+		int seq = seqs[k];
+		/* chunk seq holds bytes (seq-1)*part ..., so the whole is prof in order */
+		n += put_seg(buf + n, 0xe2, "ICC_PROFILE", 12, seq, counts[k],
+		             prof + (size_t)(seq > 0 ? seq - 1 : 0) * part, part);
+	}
+	memcpy(buf + n, jpg + 2, jlen - 2);
+	CHECK_INT(img_decode(buf, n + jlen - 2, &o, &im, &meta, err, sizeof err), 0);
+	if (note == NULL) {
+		int same = meta.icc != NULL && meta.icc_len == (size_t)nseg * part &&
+		           memcmp(meta.icc, prof, meta.icc_len) == 0;
+		if (!same)
+			fprintf(stderr, "  %s: profile of %zu bytes, note %s\n", what, meta.icc_len,
+			        meta.icc_note ? meta.icc_note : "none");
+		CHECK(same);
+	} else {
+		CHECK(meta.icc == NULL);
+		CHECK_STR(meta.icc_note ? meta.icc_note : "(none)", note);
+	}
+	img_meta_release(&meta);
+	img_release(&im);
+	free(buf);
+}
+
+static void test_jpeg_metadata(void)
+{
+	img src;
+	img_encode_opts eo = { .jpeg_quality = 85 };
+	uint8_t *jpg = NULL, *buf;
+	size_t len = 0, n;
+	char err[IMG_ERRLEN];
+	static const int order[] = { 2, 3, 1 }, three[] = { 3, 3, 3 }, dup[] = { 1, 2, 2 },
+	                 gap[] = { 1, 3 }, mixed[] = { 3, 3, 4 }, zero[] = { 0 }, one[] = { 1 };
+
+	CHECK_INT(img_alloc(&src, 24, 16, 3), 0);
+	memset(src.px, 128, (size_t)src.stride * src.h);
+	CHECK_INT(img_encode(&src, IMG_JPEG, &eo, &jpg, &len, err, sizeof err), 0);
+	img_release(&src);
+	if (jpg == NULL)
+		return;
+	icc_case("chunks 2, 3, 1", jpg, len, order, three, 3, 20000, NULL);
+	icc_case("chunk 2 twice", jpg, len, dup, three, 3, 20000, "malformed ICC profile markers");
+	icc_case("chunk 2 missing", jpg, len, gap, three, 2, 20000, "malformed ICC profile markers");
+	icc_case("counts 3 and 4", jpg, len, order, mixed, 3, 20000, "malformed ICC profile markers");
+	icc_case("count 0", jpg, len, one, zero, 1, 100, "malformed ICC profile markers");
+
+	/* 65 chunks of 65,000 bytes: over 4 MB */
+	buf = malloc(len + 65 * 65100);
+	n = 2;
+	memcpy(buf, jpg, 2);
+	static uint8_t chunk[65000];
+	for (int k = 1; k <= 65; k++)
+		n += put_seg(buf + n, 0xe2, "ICC_PROFILE", 12, k, 65, chunk, sizeof chunk);
+	memcpy(buf + n, jpg + 2, len - 2);
+	{
+		img_decode_opts o = { .max_pixels = 50000000u };
+		img im;
+		img_meta meta;
+		CHECK_INT(img_decode(buf, n + len - 2, &o, &im, &meta, err, sizeof err), 0);
+		CHECK(meta.icc == NULL);
+		CHECK_STR(meta.icc_note ? meta.icc_note : "(none)", "ICC profile larger than 4 MB");
+		img_meta_release(&meta);
+		img_release(&im);
+	}
+
+	/* EXIF after an XMP APP1 and junk: orientation 6 found */
+	{
+		static const uint8_t xmp[] = "http://ns.adobe.com/xap/1.0/";
+		/* big-endian TIFF, IFD0 with one entry: Orientation (0x0112), SHORT, 1, value 6 */
+		static const uint8_t tiff[] = { 'M', 'M', 0, 42, 0, 0, 0, 8, 0, 1,
+		                                0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, 0, 0, 0, 0 };
+		img_decode_opts o = { .max_pixels = 50000000u };
+		img im;
+		img_meta meta;
+		n = 2;
+		n += put_seg(buf + n, 0xe1, (const char *)xmp, sizeof xmp, -1, 0, chunk, 100);
+		n += put_seg(buf + n, 0xe2, "JUNK", 4, -1, 0, chunk, 60000);
+		n += put_seg(buf + n, 0xe1, "Exif\0", 6, -1, 0, tiff, sizeof tiff);
+		n += put_seg(buf + n, 0xe1, "Exif\0", 6, -1, 0, tiff, 8);  /* a second: not read */
+		memcpy(buf + n, jpg + 2, len - 2);
+		CHECK_INT(img_decode(buf, n + len - 2, &o, &im, &meta, err, sizeof err), 0);
+		CHECK_INT(meta.orientation, 6);
+		img_meta_release(&meta);
+		img_release(&im);
+	}
+	free(buf);
+	free(jpg);
+}
+
 static void test_truncations(void)
 {
 	static const char *files[] = {
@@ -1695,6 +1822,7 @@ int main(void)
 		test_orient_corpus();
 		test_truncations();
 		test_jpeg_missing_eoi();
+		test_jpeg_metadata();
 		test_png_missing_iend();
 		test_mutations();
 	}
