@@ -135,7 +135,8 @@ static void pdec_read(png_structp png, png_bytep data, size_t n)
 	if (d->last_row && d->pos < d->idat_end && d->pos + n - d->last_row > d->tail_max)
 		png_error(png, "image data goes on after the last row");
 	from_buf = d->pos < d->len ? (n < d->len - d->pos ? n : d->len - d->pos) : 0;
-	memcpy(data, d->buf + d->pos, from_buf);
+	if (from_buf > 0)
+		memcpy(data, d->buf + d->pos, from_buf);
 	if (from_buf < n)       /* the made-up rest of IEND (see the file comment) */
 		memcpy(data + from_buf, png_iend + 12 - d->iend_missing + (d->pos + from_buf - d->len),
 		       n - from_buf);
