@@ -128,6 +128,7 @@
 
 #include "job.h"
 #include "fsutil.h"
+#include "hashset.h"
 #include "log.h"
 #include "monotime.h"
 #include "spare.h"
@@ -162,7 +163,7 @@ typedef struct ended_ticket {
 typedef struct host {
 	struct host *prev, *next;       /* fetch.hosts, newest first */
 	struct host *chain;             /* fetch.bucket[hash of name] */
-	uint32_t hash;
+	uint64_t hash;          /* hash_str(name) */
 	int active;             /* requests in flight */
 	int waiting;            /* pending transfers for this host */
 	int fails;              /* consecutive failures that count towards a pause (see the top) */
@@ -575,14 +576,11 @@ fetch_collect(fetch *f)
  */
 #define HOSTS_IDLE_MAX 4096
 
-static uint32_t
-host_hash(const char *name)
+/* The chain of the hosts whose names hash to hash. */
+static host **
+host_bucket(const fetch *f, uint64_t hash)
 {
-	uint32_t v = 2166136261u;       /* FNV-1a */
-
-	for (; *name; name++)
-		v = (v ^ (uint8_t)*name) * 16777619u;
-	return v;
+	return &f->bucket[hash & (f->nbuckets - 1)];
 }
 
 /* Take h out of the list and its chain, and free it. */
@@ -591,7 +589,7 @@ host_drop(fetch *f, host *h)
 {
 	host **pp;
 
-	for (pp = &f->bucket[h->hash & (f->nbuckets - 1)]; *pp != h; pp = &(*pp)->chain)
+	for (pp = host_bucket(f, h->hash); *pp != h; pp = &(*pp)->chain)
 		;
 	*pp = h->chain;
 	if (h->prev)
@@ -606,14 +604,19 @@ host_drop(fetch *f, host *h)
 	free(h);
 }
 
-/* No request of its own in flight or waiting, not paused. */
+/* No request of its own in flight or waiting. */
 static int
 host_idle(const host *h)
 {
-	return h->active == 0 && h->waiting == 0 && !h->paused;
+	return h->active == 0 && h->waiting == 0;
 }
 
-static int host_cooling(const host *h);
+/* Paused and still cooling down: its URLs fail at once. */
+static int
+host_cooling(const host *h)
+{
+	return h->paused && mono_ms() < h->resume_at;
+}
 
 /* Forget the oldest idle hosts beyond HOSTS_IDLE_MAX (see above), down
  * to three quarters of it; when too few are idle, look again only after a
@@ -628,7 +631,7 @@ hosts_trim(fetch *f)
 		return;
 	for (; h && f->nhosts > keep; h = newer) {
 		newer = h->prev;
-		if (h->active == 0 && h->waiting == 0 && (!h->paused || !host_cooling(h)))
+		if (host_idle(h) && !host_cooling(h))
 			host_drop(f, h);
 	}
 	f->trim_at = f->nhosts + HOSTS_IDLE_MAX / 4;
@@ -657,10 +660,10 @@ host_get(fetch *f, const char *name, long port)
 {
 	host *h;
 	size_t len = strlen(name);
-	uint32_t hash = host_hash(name);
+	uint64_t hash = hash_str(name);
 
 	if (f->nbuckets)
-		for (h = f->bucket[hash & (f->nbuckets - 1)]; h; h = h->chain)
+		for (h = *host_bucket(f, hash); h; h = h->chain)
 			if (h->port == port && strcmp(h->name, name) == 0)
 				return h;
 	hosts_trim(f);
@@ -678,8 +681,8 @@ host_get(fetch *f, const char *name, long port)
 	else
 		f->oldest = h;
 	f->hosts = h;
-	h->chain = f->bucket[hash & (f->nbuckets - 1)];
-	f->bucket[hash & (f->nbuckets - 1)] = h;
+	h->chain = *host_bucket(f, hash);
+	*host_bucket(f, hash) = h;
 	f->nhosts++;
 	return h;
 }
@@ -695,13 +698,6 @@ host_limit(const fetch *f, const host *h)
 	return h->window < f->c->per_host ? h->window : f->c->per_host;
 }
 
-/* Paused and still cooling down: its URLs fail at once. */
-static int
-host_cooling(const host *h)
-{
-	return h->paused && mono_ms() < h->resume_at;
-}
-
 /* The latest request start to any port of h's name, for host_delay. */
 static long long
 site_last_start(const fetch *f, const host *h)
@@ -709,7 +705,7 @@ site_last_start(const fetch *f, const host *h)
 	long long t = h->last_start;
 
 	/* every port of the name is in h's chain */
-	for (const host *o = f->bucket[h->hash & (f->nbuckets - 1)]; o; o = o->chain)
+	for (const host *o = *host_bucket(f, h->hash); o; o = o->chain)
 		if (o != h && o->last_start > t && strcmp(o->name, h->name) == 0)
 			t = o->last_start;
 	return t;
@@ -820,7 +816,7 @@ hosts_resume(fetch *f)
 static void
 host_forget_if_idle(fetch *f, host *h)
 {
-	if (!host_idle(h) || h->fails > 0 || h->not_before > mono_ms()
+	if (!host_idle(h) || h->paused || h->fails > 0 || h->not_before > mono_ms()
 	    || (f->c->host_delay_ms && h->last_start + f->c->host_delay_ms > mono_ms()))
 		return;
 	host_drop(f, h);
