@@ -312,6 +312,26 @@ static void jdec_progress(j_common_ptr cinfo)
 	}
 }
 
+/* The marker of the segment at buf[*i], fill 0xFFs skipped (*i moves to
+ * the marker's own 0xFF), with in *seg its length field, 0 for a marker
+ * without one (SOI, EOI, RSTn, TEM); -1 when no marker is there or its
+ * segment runs past the end. */
+static int jseg_at(const uint8_t *buf, size_t len, size_t *i, size_t *seg)
+{
+	uint8_t m;
+
+	while (*i + 1 < len && buf[*i] == 0xFF && buf[*i + 1] == 0xFF)
+		(*i)++;
+	if (*i + 1 >= len || buf[*i] != 0xFF || (m = buf[*i + 1]) == 0x00)
+		return -1;
+	*seg = 0;
+	if (m == 0xD8 || m == 0xD9 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+		return m;
+	if (*i + 4 > len || (*seg = (size_t)buf[*i + 2] << 8 | buf[*i + 3]) < 2 || *i + 2 + *seg > len)
+		return -1;
+	return m;
+}
+
 /*
  * Metadata, read from the file's own bytes rather than from markers saved
  * by libjpeg: jpeg_save_markers keeps a copy of every APP1 and APP2 up to
@@ -337,26 +357,15 @@ struct jmeta {
 
 static void jdec_meta_scan(const uint8_t *buf, size_t len, struct jmeta *jm)
 {
-	size_t i = 2;
+	size_t i = 2, seg;
+	int m;
 
 	memset(jm, 0, sizeof *jm);
-	while (i + 4 <= len && buf[i] == 0xFF) {
-		uint8_t m = buf[i + 1];
-		size_t seg;
-
-		if (m == 0xFF) {                /* fill byte */
-			i++;
+	while ((m = jseg_at(buf, len, &i, &seg)) >= 0 && m != 0xDA && m != 0xD9 && m != 0xD8) {
+		if (seg == 0) {                 /* RSTn, TEM: no length */
+			i += 2;
 			continue;
 		}
-		if (m == 0xDA || m == 0xD9 || m == 0xD8 || m == 0x00)
-			break;                  /* a scan, the end, or not a marker */
-		if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {
-			i += 2;                 /* no length */
-			continue;
-		}
-		seg = (size_t)buf[i + 2] << 8 | buf[i + 3];
-		if (seg < 2 || i + 2 + seg > len)
-			break;
 		const uint8_t *p = buf + i + 4;
 		size_t n = seg - 2;
 		if (m == 0xE1 && !jm->exif && n >= 6 && memcmp(p, "Exif\0\0", 6) == 0) {
@@ -389,11 +398,11 @@ static void jdec_icc(const struct jmeta *jm, img_meta *meta)
 		meta->icc_note = "ICC profile larger than 4 MB";
 		return;
 	}
-	for (int k = 1; k <= jm->icc_count && !jm->icc_bad; k++)
-		if (!jm->icc[k])
-			goto bad;
 	if (jm->icc_bad || jm->icc_total == 0)
 		goto bad;
+	for (int k = 1; k <= jm->icc_count; k++)
+		if (!jm->icc[k])
+			goto bad;
 	if (!(meta->icc = malloc(jm->icc_total))) {
 		meta->icc_note = "out of memory";
 		return;
@@ -455,17 +464,12 @@ uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, const uint8_t need_ac[2
 	if (len < 4 || buf[0] != 0xFF || buf[1] != 0xD8 || !(out = malloc(len)))
 		goto fail;
 	memcpy(out, buf, 2);
-	while (i + 1 < len) {
+	for (;;) {
 		size_t seg, end;
-		uint8_t m;
+		int m = jseg_at(buf, len, &i, &seg);
 
-		if (buf[i] != 0xFF)
+		if (m < 0)
 			goto fail;
-		if (buf[i + 1] == 0xFF) {       /* fill byte before a marker */
-			i++;
-			continue;
-		}
-		m = buf[i + 1];
 		if (m == 0xD9) {                /* EOI: done */
 			if (!dc || !ac)
 				goto fail;      /* nothing to gain */
@@ -474,10 +478,8 @@ uint8_t *jpegio_dc_scans(const uint8_t *buf, size_t len, const uint8_t need_ac[2
 			*outlen = o;
 			return out;
 		}
-		if (m == 0xD8 || m == 0x00 || m == 0x01 || (m >= 0xD0 && m <= 0xD7))
+		if (seg == 0)
 			goto fail;              /* no length: not where a segment belongs */
-		if (i + 4 > len || (seg = ((size_t)buf[i + 2] << 8 | buf[i + 3])) < 2 || i + 2 + seg > len)
-			goto fail;
 		end = i + 2 + seg;
 		if (m == 0xDA) {                /* SOS: header, then its entropy-coded data */
 			size_t ns = buf[i + 4];
