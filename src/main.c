@@ -61,7 +61,7 @@
  * thumbnails are gone (about 300,000 URLs of 100 bytes). */
 #define REGISTRY_COMPACT_BYTES (32LL << 20)
 
-static volatile sig_atomic_t signals_seen, hup_seen, usr1_seen;
+static volatile sig_atomic_t signals_seen, hup_seen, usr1_seen, stop_signal;
 
 /* The other threads tell main that something ended (the producer, a
  * worker) by writing a byte here, so main sleeps in poll(2) instead of
@@ -85,8 +85,33 @@ on_signal(int sig)
 		hup_seen = 1;
 	else if (sig == SIGUSR1)
 		usr1_seen = 1;
-	else
+	else {
+		stop_signal = sig;
 		signals_seen++;
+	}
+}
+
+/*
+ * A one-shot run stopped by SIGINT or SIGTERM ends killed by that signal,
+ * once its files are consistent and its summary is out: a shell waiting on
+ * it sees 130 or 143 and stops too (`for l in *.txt; do thumbd "$l"; done`
+ * ends at ^C instead of going on with the next list), where an ordinary
+ * exit status tells it the child handled the signal and it may go on.
+ */
+static void
+die_by_signal(int sig)
+{
+	struct sigaction sa;
+	sigset_t set;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	sigaction(sig, &sa, NULL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
 }
 
 static void
@@ -120,9 +145,11 @@ usage(FILE *out)
 "URLs whose thumbnails exist, or that failed before, are skipped: running the\n"
 "same command again finishes an interrupted run.\n"
 "\n"
-"Exit status: 0 every URL or file produced its thumbnails, 1 some failed (or the\n"
-"run was interrupted), 2 usage or config error (nothing was started), 75 another\n"
-"thumbd uses the same incoming directory (nothing was started; try again later).\n"
+"Exit status: 0 every URL or file produced its thumbnails, 1 some failed, 2 usage\n"
+"or config error (nothing was started), 75 another thumbd uses the same incoming\n"
+"directory (nothing was started; try again later).  Stopped by SIGINT or SIGTERM,\n"
+"it prints its summary and ends killed by that signal (status 130 or 143 in a\n"
+"shell), so a shell loop around it stops too.\n"
 "See thumbd(1) and thumbd.ini(5).\n");
 }
 
@@ -803,6 +830,8 @@ main(int argc, char **argv)
 			atomic_store(&r.stop_files, 1);
 		} else if (signals_seen > 1) {
 			log_msg(LOG_WARNING, "second signal: quitting at once");
+			if (!daemon)
+				die_by_signal(stop_signal);
 			_exit(EXIT_PARTIAL);
 		}
 		if (tty)
@@ -898,5 +927,8 @@ out:
 			close(wake_pipe[i]);
 	if (lock_fd >= 0)
 		close(lock_fd);
-	return stdout_close(status);
+	status = stdout_close(status);
+	if (signals_seen && !daemon)
+		die_by_signal(stop_signal);
+	return status;
 }

@@ -1,6 +1,7 @@
 """SIGINT/SIGTERM during a run: stop starting work, abandon what was in
 flight without recording it (it has no outcome yet), leave no partial
-files, exit 1 within seconds with a summary; the next run finishes."""
+files, print a summary and end killed by the same signal within seconds
+(so a shell loop around thumbd stops too); the next run finishes."""
 
 import os
 import signal
@@ -33,7 +34,8 @@ def _interrupt(t, sig):
             return
         took = time.monotonic() - t0
         out = out.decode()
-        t.eq(p.returncode, 1, "%s: exit status 1 (stderr %r)" % (what, err[-300:]))
+        t.eq(p.returncode, -sig, "%s: ended killed by %s, after its summary (stderr %r)"
+             % (what, what, err[-300:]))
         t.check(took < 5, "%s: exited %.1f s after the signal" % (what, took))
         t.check(out.count("\n") == 1 and "(interrupted" in out, "%s: one summary line saying interrupted: %r" % (what, out))
         t.eq(wd.failed(), [], "%s: abandoned transfers are not failures" % what)
@@ -52,6 +54,48 @@ def test_sigint(t):
 
 def test_sigterm(t):
     _interrupt(t, signal.SIGTERM)
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def test_shell_loop_stops(t):
+    """^C (SIGINT to the foreground process group) while a shell loop runs
+    thumbd over several lists: thumbd stops, prints its summary and dies of
+    SIGINT, so bash stops the loop and dies of it too.  An exit status of
+    its own (1) would tell bash that thumbd handled the signal, and bash
+    would go on with the next list."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir({"download.connections": 4}) as wd:
+        lists = []
+        for k in range(2):
+            urls = [srv.url("slowhead/3/photos/hopper_128x128.jpg?l=%d&n=%d" % (k, i)) for i in range(4)]
+            lists.append(wd.write_list(urls, name="list%d.txt" % k))
+        script = 'for l in "$@"; do "$T" -c "$C" "$l"; echo "after $l: $?"; done; echo "loop ended"'
+        env = dict(os.environ, T=C.thumbd_path(), C=wd.config)
+        # a new session, so the signal reaches bash and thumbd as a terminal's ^C does;
+        # SIGINT at its default in bash (one ignored on entry could not be trapped)
+        p = subprocess.Popen(["bash", "-c", script, "bash"] + lists, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd, env=env,
+                             start_new_session=True, preexec_fn=_default_sigint)
+        time.sleep(1.0)
+        os.killpg(p.pid, signal.SIGINT)
+        try:
+            out, err = p.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            out, err = p.communicate()
+            t.fail("shell loop: still running 20 s after ^C")
+            return
+        out = out.decode()
+        t.check("(interrupted" in out, "shell loop: the first thumbd printed its summary: %r" % out)
+        t.check("after " not in out and "loop ended" not in out,
+                "shell loop: bash did not go on after thumbd (stdout %r)" % out)
+        t.eq(p.returncode, -signal.SIGINT, "shell loop: bash died of SIGINT (stderr %r)" % err[-300:])
+        t.eq(wd.incoming_files(), [], "shell loop: incoming/ left empty")
 
 
 def _slow_png(path, w=10000, h=9000):
@@ -98,7 +142,8 @@ def test_stop_with_full_queue(t):
                 out, err = p.communicate()
             took = time.monotonic() - t0
             out = out.decode()
-            t.eq(p.returncode, 1, "full queue: exit status 1 (stderr %r)" % err[-300:])
+            t.eq(p.returncode, -signal.SIGTERM, "full queue: killed by SIGTERM after the drain (stderr %r)"
+                 % err[-300:])
             t.check(took < 9, "full queue: exited %.1f s after the signal (5 s of resizing, "
                     "then the queue left for the next run)" % took)
             t.check("(interrupted" in out, "full queue: the summary says interrupted: %r" % out)
