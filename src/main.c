@@ -27,6 +27,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jpeglib.h>     /* after stdio.h, which it needs */
+#include <lcms2.h>
+#include <png.h>
+#include <webp/decode.h>
+
 #include "bigmem.h"
 #include "config.h"
 #include "fetch.h"
@@ -114,15 +119,26 @@ die_by_signal(int sig)
 	raise(sig);
 }
 
-static void
-usage(FILE *out)
-{
-	fprintf(out,
+static const char synopsis[] =
 "usage: thumbd [-c FILE] [--set SECTION.KEY=VALUE]... LIST...\n"
 "       thumbd [-c FILE] [--set SECTION.KEY=VALUE]... --files IMAGE...\n"
 "       thumbd [-c FILE] [--set ...]... --daemon\n"
 "       thumbd [-c FILE] [--set ...]... --check-config\n"
-"       thumbd --help | --version\n"
+"       thumbd --help | --version\n";
+
+/* A usage error gets the synopsis and a pointer to --help on stderr, not
+ * thirty lines of help burying the one line that says what was wrong. */
+static void
+usage_error(void)
+{
+	fprintf(stderr, "%sTry 'thumbd --help' for more information.\n", synopsis);
+}
+
+static void
+usage(void)
+{
+	fputs(synopsis, stdout);
+	fputs(
 "\n"
 "Download every URL in the LIST files ('-' = standard input), write thumbnails\n"
 "(default widths 32, 64, 200) to outgoing/<stem>_<width>.<ext>, and exit.\n"
@@ -150,7 +166,28 @@ usage(FILE *out)
 "directory (nothing was started; try again later).  Stopped by SIGINT or SIGTERM,\n"
 "it prints its summary and ends killed by that signal (status 130 or 143 in a\n"
 "shell), so a shell loop around it stops too.\n"
-"See thumbd(1) and thumbd.ini(5).\n");
+"See thumbd(1) and thumbd.ini(5).\n", stdout);
+}
+
+#define THUMBD_STR2(x) #x
+#define THUMBD_STR(x) THUMBD_STR2(x)
+
+/* As curl -V: the libraries that do the work, for bug reports.  libjpeg
+ * has no run-time version call, so its version is the headers'. */
+static void
+version(void)
+{
+	int w = WebPGetDecoderVersion();
+	int l = cmsGetEncodedCMMversion();
+
+	printf("thumbd %s\n%s\n", THUMBD_VERSION, curl_version());
+#ifdef LIBJPEG_TURBO_VERSION
+	printf("libjpeg-turbo/%s ", THUMBD_STR(LIBJPEG_TURBO_VERSION));
+#else
+	printf("libjpeg/%d ", JPEG_LIB_VERSION);
+#endif
+	printf("libpng/%s libwebp/%d.%d.%d lcms2/%d.%d\n", png_get_libpng_ver(NULL),
+	       (w >> 16) & 0xff, (w >> 8) & 0xff, w & 0xff, l / 1000, l % 1000 / 10);
 }
 
 typedef struct run {
@@ -605,12 +642,23 @@ main(int argc, char **argv)
 		case 'k': check = 1; break;
 		case 'r': retry_failed = 1; break;
 		case 'D': daemon = 1; break;
-		case 'h': usage(stdout); status = 0; goto out;
-		case 'V': printf("thumbd %s (%s)\n", THUMBD_VERSION, curl_version()); status = 0; goto out;
-		default: usage(stderr); goto out;
+		case 'h': usage(); status = 0; goto out;
+		case 'V': version(); status = 0; goto out;
+		default: usage_error(); goto out;
 		}
 	}
 
+	/* the arguments first: `thumbd` alone is a usage error wherever it runs,
+	 * not a complaint about a config file it would not have needed yet */
+	if (!check && daemon && (files_mode || optind < argc)) {
+		fprintf(stderr, "thumbd: --daemon takes its work from [daemon] watch, not from arguments\n");
+		goto out;
+	}
+	if (!check && !daemon && optind >= argc) {
+		fprintf(stderr, "thumbd: no %s given\n", files_mode ? "image file" : "URL list");
+		usage_error();
+		goto out;
+	}
 	if (!cfgpath && !(cfgpath = cfg_default_path(err, sizeof err))) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
@@ -637,15 +685,6 @@ main(int argc, char **argv)
 		}
 		printf("configuration OK\n");
 		status = 0;
-		goto out;
-	}
-	if (daemon && (files_mode || optind < argc)) {
-		fprintf(stderr, "thumbd: --daemon takes its work from [daemon] watch, not from arguments\n");
-		goto out;
-	}
-	if (!daemon && optind >= argc) {
-		fprintf(stderr, "thumbd: no %s given\n", files_mode ? "image file" : "URL list");
-		usage(stderr);
 		goto out;
 	}
 	if (!daemon && !files_mode && !(lists = urllist_open(argv + optind, argc - optind, err, sizeof err))) {

@@ -21,6 +21,9 @@ def test_help_and_version(t):
     rc, out, err = C.run_thumbd(["--version"], timeout=20)
     t.eq(rc, 0, "--version: exit status 0")
     t.check(re.search(r"\d+\.\d+", out + err) is not None, "--version prints a version number (%r)" % (out + err)[:200])
+    for lib in ("libcurl/", "libjpeg", "libpng/", "libwebp/", "lcms2/"):
+        t.check(re.search(re.escape(lib) + r"\S*\d+\.\d+", out) is not None,
+                "--version names %s and its version (%r)" % (lib, out[:400]))
 
 
 def test_stdout_full(t):
@@ -67,7 +70,17 @@ def test_usage_errors(t):
         _nothing_started(t, wd, srv, "unknown option")
         rc, out, err = wd.run(timeout=20)
         t.eq(rc, 2, "no LIST given: exit status 2")
-        t.check(err.strip() != "", "no LIST given: says something on stderr")
+        t.check("no URL list given" in err and "thumbd --help" in err,
+                "no LIST given: says so and points at --help (%r)" % err[:400])
+        t.check(len(err.splitlines()) <= 8, "no LIST given: the synopsis, not the whole help (%d lines)"
+                % len(err.splitlines()))
+        # no config file to be found either: still a usage error about the arguments
+        env = dict(os.environ)
+        env.pop("THUMBD_CONFIG", None)
+        rc, out, err = C.run_thumbd([], timeout=20, cwd=wd.root, env=env)
+        t.eq(rc, 2, "bare thumbd: exit status 2")
+        t.check(err.startswith("thumbd: no URL list given"),
+                "bare thumbd: says no URL list given, whether a config exists or not (%r)" % err[:300])
         missing = os.path.join(wd.root, "no-such-config.ini")
         rc, out, err = C.run_thumbd(["-c", missing, lst], timeout=20, cwd=wd.cwd)
         t.eq(rc, 2, "-c nonexistent file: exit status 2")
