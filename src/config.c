@@ -199,19 +199,23 @@ section_list(char *buf, size_t len)
 	return buf;
 }
 
-/* Integer with an optional K/M/G/T suffix (powers of 1024, "iB"/"B" allowed). */
+/* Integer with an optional K/M/G/T suffix (powers of 1024, "iB"/"B" allowed).
+ * -1 not a number, -2 a number too large for any key (said as out of range,
+ * not as "not a number"). */
 static int
 parse_number(const char *v, int allow_suffix, long long *out)
 {
 	char *end;
 	long long n;
-	int shift = 0;
+	int shift = 0, overflow = 0;
 
 	errno = 0;
 	if (!isdigit((unsigned char)*v))
 		return -1;
 	n = strtoll(v, &end, 10);
-	if (errno)
+	if (errno == ERANGE)
+		overflow = 1;
+	else if (errno)
 		return -1;
 	if (allow_suffix && *end) {
 		switch (toupper((unsigned char)*end)) {
@@ -229,8 +233,8 @@ parse_number(const char *v, int allow_suffix, long long *out)
 	}
 	if (*end)
 		return -1;
-	if (shift && n > (LLONG_MAX >> shift))
-		return -1;
+	if (overflow || (shift && n > (LLONG_MAX >> shift)))
+		return -2;
 	*out = n << shift;
 	return 0;
 }
@@ -302,6 +306,7 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 {
 	char *base = (char *)c + k->off;
 	long long n;
+	int rc;
 
 	switch (k->type) {
 	case T_OPTPATH:
@@ -388,7 +393,11 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 		return NULL;
 	case T_INT:
 	case T_BYTES:
-		if (parse_number(v, k->type == T_BYTES, &n) < 0) {
+		if ((rc = parse_number(v, k->type == T_BYTES, &n)) == -2) {
+			snprintf(msg, msglen, "%s is out of range (%lld..%lld)", v, k->min, k->max);
+			return msg;
+		}
+		if (rc < 0) {
 			snprintf(msg, msglen, "\"%s\" is not a %s", v,
 			         k->type == T_BYTES ? "number (K, M, G suffixes allowed)" : "whole number");
 			return msg;
@@ -430,7 +439,12 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 				memcpy(item, p, len);
 				item[len] = 0;
 			}
-			if (len == 0 || len >= sizeof item || parse_number(item, 0, &n) < 0) {
+			rc = len > 0 && len < sizeof item ? parse_number(item, 0, &n) : -1;
+			if (rc == -2) {
+				snprintf(msg, msglen, "width %s is out of range (%lld..%lld)", item, k->min, k->max);
+				return msg;
+			}
+			if (rc < 0) {
 				snprintf(msg, msglen, "\"%s\" is not a comma-separated list of widths", v);
 				return msg;
 			}

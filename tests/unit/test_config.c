@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -275,6 +276,100 @@ test_daemon_keys(void)
 	cfg_free(c);
 }
 
+/* Numbers at their edges: suffixes, values too large for any key (out of
+ * range, not "not a number"), width lists, a line longer than the reader
+ * takes, a config named without a directory, and where the default config
+ * is looked for. */
+static void
+test_edges(void)
+{
+	cfg *c = cfg_new();
+	char err[CFG_ERRLEN], cwd[512], want[600], line[9000];
+	const char *p;
+
+	CHECK_INT(cfg_set(c, "download.max_bytes=3G", err, sizeof err), 0);
+	CHECK(c->max_bytes == 3ULL << 30);
+	CHECK_INT(cfg_set(c, "download.max_bytes=2MiB", err, sizeof err), 0);
+	CHECK(c->max_bytes == 2ULL << 20);
+	CHECK_INT(cfg_set(c, "download.max_bytes=5kb", err, sizeof err), 0);
+	CHECK(c->max_bytes == 5ULL << 10);
+	CHECK_INT(cfg_set(c, "download.max_bytes=1T", err, sizeof err), 0);
+	CHECK(c->max_bytes == 1ULL << 40);
+	CHECK_INT(cfg_set(c, "download.max_bytes=2T", err, sizeof err), -1);
+	CHECK(strstr(err, "out of range") != NULL);
+	CHECK_INT(cfg_set(c, "download.max_bytes=99999999999T", err, sizeof err), -1);
+	CHECK(strstr(err, "99999999999T is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "download.connections=99999999999999999999999", err, sizeof err), -1);
+	CHECK(strstr(err, "is out of range (1..1024)") != NULL);
+	CHECK_INT(cfg_set(c, "download.max_bytes=2 M", err, sizeof err), -1);
+	CHECK(strstr(err, "is not a number") != NULL);
+	CHECK_INT(cfg_set(c, "download.max_bytes=-1", err, sizeof err), -1);
+	CHECK_INT(cfg_set(c, "download.connections=4K", err, sizeof err), -1);  /* counts take no suffix */
+	CHECK(strstr(err, "not a whole number") != NULL);
+	CHECK(c->max_bytes == 1ULL << 40);              /* refused values change nothing */
+
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=0", err, sizeof err), -1);
+	CHECK(strstr(err, "width 0 is out of range (1..8192)") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=64,8193", err, sizeof err), -1);
+	CHECK(strstr(err, "width 8193 is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,99999999999999999999", err, sizeof err), -1);
+	CHECK(strstr(err, "width 99999999999999999999 is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", err, sizeof err), -1);
+	CHECK(strstr(err, "more than 16 widths") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,", err, sizeof err), -1);
+	CHECK(strstr(err, "ends with a comma") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=", err, sizeof err), -1);
+	CHECK(strstr(err, "needs at least one width") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes= 16 ,\t300", err, sizeof err), 0);
+	CHECK_INT(c->nsizes, 2);
+	CHECK_INT(c->sizes[1], 300);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16", err, sizeof err), 0);
+	CHECK_INT(c->nsizes, 16);
+	cfg_free(c);
+
+	/* a line longer than the reader's buffer: an error on that line, and
+	 * the lines after it are still read as lines */
+	memset(line, 'x', sizeof line - 1);
+	line[sizeof line - 1] = 0;
+	{
+		char text[sizeof line + 128];
+		snprintf(text, sizeof text, "[download]\nuser_agent = %s\nretries = 7\nbogus = 1\n", line);
+		p = write_ini("long.ini", text);
+	}
+	c = cfg_new();
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "long.ini:2: line longer than") != NULL);
+	CHECK(strstr(err, "long.ini:4: unknown key \"bogus\"") != NULL);
+	CHECK_INT(c->retries, 7);
+	cfg_free(c);
+
+	/* -c thumbd.ini, no directory in the name: paths relative to the
+	 * current directory, which is that file's */
+	CHECK(getcwd(cwd, sizeof cwd) != NULL);
+	write_ini("plain.ini", "[paths]\noutgoing = out\n");
+	CHECK_INT(chdir(tmpdir), 0);
+	c = cfg_new();
+	CHECK_INT(cfg_load(c, "plain.ini", err, sizeof err), 0);
+	snprintf(want, sizeof want, "%s/out", tmpdir);
+	CHECK_STR(c->outgoing, want);
+	cfg_free(c);
+
+	/* the default config: $THUMBD_CONFIG, then ./config/thumbd.ini */
+	setenv("THUMBD_CONFIG", "/some/where.ini", 1);
+	CHECK_STR(cfg_default_path(err, sizeof err), "/some/where.ini");
+	unsetenv("THUMBD_CONFIG");
+	CHECK_INT(mkdir("config", 0755), 0);
+	write_ini("config/thumbd.ini", "[download]\n");
+	CHECK_STR(cfg_default_path(err, sizeof err), "config/thumbd.ini");
+	CHECK_INT(unlink("config/thumbd.ini"), 0);
+	if (access(SYSCONFDIR "/thumbd/thumbd.ini", F_OK) != 0) {
+		CHECK(cfg_default_path(err, sizeof err) == NULL);
+		CHECK(strstr(err, "no config file found") != NULL);
+		CHECK(strstr(err, "(use -c FILE)") != NULL);
+	}
+	CHECK_INT(chdir(cwd), 0);
+}
+
 int
 main(void)
 {
@@ -291,6 +386,7 @@ main(void)
 	test_errors();
 	test_set();
 	test_daemon_keys();
+	test_edges();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
 	CHECK_INT(system(cmd), 0);
 	return CHECK_DONE();
