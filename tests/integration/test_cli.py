@@ -81,6 +81,9 @@ def test_usage_errors(t):
         t.eq(rc, 2, "bare thumbd: exit status 2")
         t.check(err.startswith("thumbd: no URL list given"),
                 "bare thumbd: says no URL list given, whether a config exists or not (%r)" % err[:300])
+        rc, out, err = wd.run("--daemon", lst, timeout=20)
+        t.eq(rc, 2, "--daemon with a list: exit status 2")
+        t.check("--daemon takes its work from [daemon] watch" in err, "--daemon with a list: says why (%r)" % err[:300])
         missing = os.path.join(wd.root, "no-such-config.ini")
         rc, out, err = C.run_thumbd(["-c", missing, lst], timeout=20, cwd=wd.cwd)
         t.eq(rc, 2, "-c nonexistent file: exit status 2")

@@ -98,6 +98,38 @@ def test_shell_loop_stops(t):
         t.eq(wd.incoming_files(), [], "shell loop: incoming/ left empty")
 
 
+def test_second_signal(t):
+    """A second signal while the first one's drain resizes quits at once,
+    killed by that signal, and still leaves nothing half-written in
+    outgoing/ (thumbnails are renamed into place whole)."""
+    with C.Workdir({"download.connections": 8, "resize.workers": 1}) as wd:
+        root = os.path.join(wd.base, "www")
+        os.makedirs(root)
+        _slow_png(os.path.join(root, "big.png"))
+        with C.serve(root) as srv:
+            urls = [srv.url("big.png?n=%d" % i) for i in range(8)]
+            lst = wd.write_list(urls)
+            p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+            time.sleep(1.5)
+            p.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            t0 = time.monotonic()
+            p.send_signal(signal.SIGINT)
+            try:
+                out, err = p.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                out, err = p.communicate()
+            took = time.monotonic() - t0
+            t.eq(p.returncode, -signal.SIGINT, "second signal: killed by it (stderr %r)" % err[-300:])
+            t.check(took < 1.0, "second signal: gone %.2f s after it (a worker was mid-image)" % took)
+            log = open(os.path.join(wd.logs, "thumbd.log")).read()
+            t.check("second signal: quitting at once" in log, "second signal: the log says so")
+            t.eq([f for f in os.listdir(wd.outgoing) if not f.startswith("big")], [],
+                 "second signal: only whole thumbnails in outgoing/, no temp files")
+
+
 def _slow_png(path, w=10000, h=9000):
     """A PNG that is small on the wire (1.8 MB) and slow to decode (90 MP
     inflated and box-filtered: about 0.4 s here): a full queue of them holds
