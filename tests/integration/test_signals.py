@@ -20,20 +20,10 @@ def _interrupt(t, sig):
         # slow answers keep transfers in flight when the signal arrives
         urls = [srv.url("slowhead/3/photos/hopper_128x128.jpg?n=%d" % i) for i in range(8)]
         lst = wd.write_list(urls)
-        p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+        p = _spawn(wd, lst)
         time.sleep(1.0)
-        t0 = time.monotonic()
         p.send_signal(sig)
-        try:
-            out, err = p.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-            t.fail("%s: thumbd did not exit within 10 s" % what)
-            return
-        took = time.monotonic() - t0
-        out = out.decode()
+        out, err, took = _finish(p, 10)
         t.eq(p.returncode, -sig, "%s: ended killed by %s, after its summary (stderr %r)"
              % (what, what, err[-300:]))
         t.check(took < 5, "%s: exited %.1f s after the signal" % (what, took))
@@ -98,30 +88,42 @@ def test_shell_loop_stops(t):
         t.eq(wd.incoming_files(), [], "shell loop: incoming/ left empty")
 
 
+def _slow_site(wd):
+    """A web root in wd holding one slow-to-decode big.png."""
+    root = os.path.join(wd.base, "www")
+    os.makedirs(root)
+    _slow_png(os.path.join(root, "big.png"))
+    return root
+
+
+def _spawn(wd, lst):
+    return subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+
+
+def _finish(p, timeout):
+    """Wait for p (killed past timeout) -> (stdout text, stderr bytes, seconds waited)."""
+    t0 = time.monotonic()
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate()
+    return out.decode(), err, time.monotonic() - t0
+
+
 def test_second_signal(t):
     """A second signal while the first one's drain resizes quits at once,
     killed by that signal, and still leaves nothing half-written in
     outgoing/ (thumbnails are renamed into place whole)."""
     with C.Workdir({"download.connections": 8, "resize.workers": 1}) as wd:
-        root = os.path.join(wd.base, "www")
-        os.makedirs(root)
-        _slow_png(os.path.join(root, "big.png"))
-        with C.serve(root) as srv:
-            urls = [srv.url("big.png?n=%d" % i) for i in range(8)]
-            lst = wd.write_list(urls)
-            p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+        with C.serve(_slow_site(wd)) as srv:
+            p = _spawn(wd, wd.write_list([srv.url("big.png?n=%d" % i) for i in range(8)]))
             time.sleep(1.5)
             p.send_signal(signal.SIGTERM)
             time.sleep(0.3)
-            t0 = time.monotonic()
             p.send_signal(signal.SIGINT)
-            try:
-                out, err = p.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                out, err = p.communicate()
-            took = time.monotonic() - t0
+            out, err, took = _finish(p, 10)
             t.eq(p.returncode, -signal.SIGINT, "second signal: killed by it (stderr %r)" % err[-300:])
             t.check(took < 1.0, "second signal: gone %.2f s after it (a worker was mid-image)" % took)
             log = open(os.path.join(wd.logs, "thumbd.log")).read()
@@ -155,25 +157,14 @@ def test_stop_with_full_queue(t):
     records nothing, leaves every image with all its thumbnails or none,
     and the next run does the rest."""
     with C.Workdir({"download.connections": 48, "resize.workers": 1}) as wd:
-        root = os.path.join(wd.base, "www")
-        os.makedirs(root)
-        _slow_png(os.path.join(root, "big.png"))
-        with C.serve(root) as srv:
+        with C.serve(_slow_site(wd)) as srv:
             urls = [srv.url("big.png?n=%d" % i) for i in range(40)]
             lst = wd.write_list(urls)
-            p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, lst], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
+            p = _spawn(wd, lst)
             # every download is in by then (72 MB over loopback), most still queued
             time.sleep(2.0)
-            t0 = time.monotonic()
             p.send_signal(signal.SIGTERM)
-            try:
-                out, err = p.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                out, err = p.communicate()
-            took = time.monotonic() - t0
-            out = out.decode()
+            out, err, took = _finish(p, 60)
             t.eq(p.returncode, -signal.SIGTERM, "full queue: killed by SIGTERM after the drain (stderr %r)"
                  % err[-300:])
             t.check(took < 9, "full queue: exited %.1f s after the signal (5 s of resizing, "
