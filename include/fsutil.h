@@ -49,4 +49,9 @@ int fsu_mkdirs(const char *path, char *err, size_t errlen);
  * process, so a crash never leaves it behind. */
 int fsu_lock(const char *path, char *err, size_t errlen);
 
+/* The same on a directory itself, flock(2) on its descriptor, for the
+ * directories without a lock file of their own: outgoing/ holds nothing but
+ * thumbnails.  what names its role in the message ("outgoing"). */
+int fsu_lock_dir(const char *dir, const char *what, char *err, size_t errlen);
+
 #endif

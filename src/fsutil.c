@@ -253,6 +253,29 @@ fsu_lock(const char *path, char *err, size_t errlen)
 }
 
 int
+fsu_lock_dir(const char *dir, const char *what, char *err, size_t errlen)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			snprintf(err, errlen, "%s is the %s directory of another running thumbd: one thumbd "
+			         "per directory, since output names and failed.tsv are kept for one", dir, what);
+		else
+			snprintf(err, errlen, "cannot lock %s: %s", dir, strerror(e));
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
 fsu_mkdirs(const char *path, char *err, size_t errlen)
 {
 	char buf[4096];

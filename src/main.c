@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -162,10 +163,10 @@ usage(void)
 "same command again finishes an interrupted run.\n"
 "\n"
 "Exit status: 0 every URL or file produced its thumbnails, 1 some failed, 2 usage\n"
-"or config error (nothing was started), 75 another thumbd uses the same incoming\n"
-"directory (nothing was started; try again later).  Stopped by SIGINT or SIGTERM,\n"
-"it prints its summary and ends killed by that signal (status 130 or 143 in a\n"
-"shell), so a shell loop around it stops too.\n"
+"or config error (nothing was started), 75 another thumbd uses the same incoming,\n"
+"outgoing or logs directory (nothing was started; try again later).  Stopped by\n"
+"SIGINT or SIGTERM, it prints its summary and ends killed by that signal (status\n"
+"130 or 143 in a shell), so a shell loop around it stops too.\n"
 "See thumbd(1) and thumbd.ini(5).\n", stdout);
 }
 
@@ -431,13 +432,30 @@ raise_nofile(const cfg *c)
 
 /* incoming/ is one process's: two would delete each other's downloads as
  * leftovers and race on the names registry.  Held until exit. */
+/*
+ * One thumbd per set of directories.  incoming/ has a lock file (with the
+ * holder's pid for the message); outgoing/ and logs/ are locked as
+ * directories, since names are claimed in incoming/'s registry and
+ * failed.tsv is rewritten whole: two runs with different incoming/ but one
+ * outgoing/ could give two images one name, and two sharing logs/ could
+ * drop each other's failures.  fds[3] get the descriptors to keep open.
+ * 0, or -1 with err and errno (EWOULDBLOCK: another thumbd holds one).
+ */
 static int
-lock_incoming(const char *incoming, char *err, size_t errlen)
+lock_dirs(const cfg *c, int fds[3], char *err, size_t errlen)
 {
 	char path[4200];
+	struct stat so, sl;
 
-	snprintf(path, sizeof path, "%s/.thumbd-lock", incoming);
-	return fsu_lock(path, err, errlen);
+	snprintf(path, sizeof path, "%s/.thumbd-lock", c->incoming);
+	if ((fds[0] = fsu_lock(path, err, errlen)) < 0
+	    || (fds[1] = fsu_lock_dir(c->outgoing, "outgoing", err, errlen)) < 0)
+		return -1;
+	/* logs/ may be outgoing/ itself: a second flock of it would be ours */
+	if (fstat(fds[1], &so) == 0 && stat(c->logs, &sl) == 0
+	    && so.st_dev == sl.st_dev && so.st_ino == sl.st_ino)
+		return 0;
+	return (fds[2] = fsu_lock_dir(c->logs, "logs", err, errlen)) < 0 ? -1 : 0;
 }
 
 /* Defaults, the file, the --set overrides, validated.  NULL + err, which
@@ -623,7 +641,7 @@ main(int argc, char **argv)
 	urllist *lists = NULL;
 	workers *w = NULL;
 	pthread_t producer;
-	int producer_started = 0, interrupted = 0, in_file, lock_fd = -1;
+	int producer_started = 0, interrupted = 0, in_file, lock_fds[3] = { -1, -1, -1 };
 	long lost;
 	double t0;
 	struct sigaction sa;
@@ -696,7 +714,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}
-	if ((lock_fd = lock_incoming(r.c->incoming, err, sizeof err)) < 0) {
+	if (lock_dirs(r.c, lock_fds, err, sizeof err) < 0) {
 		if (errno == EWOULDBLOCK)
 			status = EXIT_BUSY;
 		fprintf(stderr, "thumbd: %s\n", err);
@@ -964,8 +982,9 @@ out:
 	for (int i = 0; i < 2; i++)
 		if (wake_pipe[i] >= 0)
 			close(wake_pipe[i]);
-	if (lock_fd >= 0)
-		close(lock_fd);
+	for (int i = 0; i < 3; i++)
+		if (lock_fds[i] >= 0)
+			close(lock_fds[i]);
 	status = stdout_close(status);
 	if (signals_seen && !daemon)
 		die_by_signal(stop_signal);

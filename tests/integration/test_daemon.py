@@ -433,6 +433,21 @@ def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
          "(stderr %r)" % err[-300:])
     t.check("in use by another thumbd (pid %d)" % d.proc.pid in err,
             "lock: and says which process holds them (%r)" % err[-300:])
+    # its own incoming/ (so its own name registry) but the daemon's outgoing/
+    # or logs/: refused too, as it could give two images one name or rewrite
+    # the daemon's failed.tsv
+    own = os.path.join(wd.base, "own")
+    for what, sets in (("outgoing", ["paths.incoming=%s/in" % own]),
+                       ("logs", ["paths.incoming=%s/in2" % own, "paths.outgoing=%s/out2" % own])):
+        args = []
+        for kv in sets:
+            args += ["--set", kv]
+        rc, out, err = wd.run(*args, second)
+        t.eq(rc, 75, "lock: a one-shot run with the daemon's %s/ exits 75 (stderr %r)" % (what, err[-300:]))
+        t.check("is the %s directory of another running thumbd" % what in err,
+                "lock: says whose %s/ it is (%r)" % (what, err[-300:]))
+    t.eq(sorted(os.listdir(os.path.join(own, "in"))), [".thumbd-lock"],
+         "lock: the refused run made nothing but its own lock file")
 
     # 1. a list renamed into the watched directory, busy for a few seconds
     good = [cp.plain("photos/hopper_128x128.jpg"), cp.plain("photos/iguana_100x68.jpg"),

@@ -1,4 +1,4 @@
-/* Unit tests: fsutil's durable replace and atomic write, on a real directory. */
+/* Unit tests: fsutil's durable replace, atomic write and directory lock, on a real directory. */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,6 +125,27 @@ main(void)
 	CHECK_INT(fsu_write_atomic(dir, "t.jpg", "abc", 3, err, sizeof err), 0);
 	CHECK_STR(text_of("t.jpg"), "abc");
 	CHECK_INT(access(path_of(".t.jpg.tmp"), F_OK), -1);
+
+	/* fsu_lock_dir: a directory is held by one descriptor at a time
+	 * (flock belongs to the open file, so a second open conflicts even in
+	 * this process), nothing is written in it, and closing releases it */
+	int n0 = entries(), l1, l2;
+	l1 = fsu_lock_dir(dir, "outgoing", err, sizeof err);
+	CHECK(l1 >= 0);
+	err[0] = 0;
+	l2 = fsu_lock_dir(dir, "outgoing", err, sizeof err);
+	CHECK_INT(l2, -1);
+	CHECK(strstr(err, dir) == err && strstr(err, "is the outgoing directory of another running thumbd") != NULL);
+	CHECK_INT(entries(), n0);
+	if (l1 >= 0)
+		close(l1);
+	l2 = fsu_lock_dir(dir, "logs", err, sizeof err);
+	CHECK(l2 >= 0);
+	if (l2 >= 0)
+		close(l2);
+	err[0] = 0;
+	CHECK_INT(fsu_lock_dir(path_of("nope"), "logs", err, sizeof err), -1);
+	CHECK(strstr(err, "cannot open ") == err);
 
 	snprintf(err, sizeof err, "rm -rf %s", dir);
 	if (system(err) != 0)
