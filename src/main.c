@@ -432,6 +432,15 @@ raise_nofile(const cfg *c)
 
 /* incoming/ is one process's: two would delete each other's downloads as
  * leftovers and race on the names registry.  Held until exit. */
+/* A directory lock is a safeguard, not a need: where flock(2) does not
+ * work on a directory (NFS emulates it with write locks, which a directory
+ * opened read-only cannot take), say so and go on without it. */
+static void
+dir_unlocked(const char *why)
+{
+	fprintf(stderr, "thumbd: warning: %s; a second thumbd sharing it will not be refused\n", why);
+}
+
 /*
  * One thumbd per set of directories.  incoming/ has a lock file (with the
  * holder's pid for the message); outgoing/ and logs/ are locked as
@@ -448,14 +457,21 @@ lock_dirs(const cfg *c, int fds[3], char *err, size_t errlen)
 	struct stat so, sl;
 
 	snprintf(path, sizeof path, "%s/.thumbd-lock", c->incoming);
-	if ((fds[0] = fsu_lock(path, err, errlen)) < 0
-	    || (fds[1] = fsu_lock_dir(c->outgoing, "outgoing", err, errlen)) < 0)
+	if ((fds[0] = fsu_lock(path, err, errlen)) < 0)
 		return -1;
+	if ((fds[1] = fsu_lock_dir(c->outgoing, "outgoing", err, errlen)) < 0 && errno == EWOULDBLOCK)
+		return -1;
+	if (fds[1] < 0)
+		dir_unlocked(err);
 	/* logs/ may be outgoing/ itself: a second flock of it would be ours */
-	if (fstat(fds[1], &so) == 0 && stat(c->logs, &sl) == 0
+	if (fds[1] >= 0 && fstat(fds[1], &so) == 0 && stat(c->logs, &sl) == 0
 	    && so.st_dev == sl.st_dev && so.st_ino == sl.st_ino)
 		return 0;
-	return (fds[2] = fsu_lock_dir(c->logs, "logs", err, errlen)) < 0 ? -1 : 0;
+	if ((fds[2] = fsu_lock_dir(c->logs, "logs", err, errlen)) < 0 && errno == EWOULDBLOCK)
+		return -1;
+	if (fds[2] < 0)
+		dir_unlocked(err);
+	return 0;
 }
 
 /* Defaults, the file, the --set overrides, validated.  NULL + err, which
