@@ -615,6 +615,41 @@ write_metrics(run *r, workers *w, double t0, double start_wall)
 		log_msg(LOG_WARNING, "%s", err);
 }
 
+/* The end of a one-shot run: one summary line on stdout, the counters on
+ * stderr (stdout is that one line: thumbd(1), and the integration tests
+ * hold it to that), both in the log.  The exit status. */
+static int
+summarize(run *r, int files_mode, int interrupted, long lost, double t0)
+{
+	long failed = (long)STAT_GET(&r->st, failed), before = (long)STAT_GET(&r->st, failed_before);
+	long urls = (long)STAT_GET(&r->st, urls), thumbs = (long)STAT_GET(&r->st, thumbnails);
+	char notes[160], mb[40] = "", more[512];
+
+	if (isatty(STDERR_FILENO))
+		fprintf(stderr, "\r\033[K");
+	summary_notes(&r->st, notes, sizeof notes);
+	if (!files_mode) {
+		mb[0] = ',';
+		mb[1] = ' ';
+		metrics_bytes((long long)STAT_GET(&r->st, bytes), mb + 2, sizeof mb - 2);
+	}
+	printf("thumbd: %ld %s%s%s: %ld done, %ld failed; %ld thumbnail%s%s in %.1f s%s\n",
+	       urls, files_mode ? "file" : "URL", urls == 1 ? "" : "s", notes,
+	       (long)STAT_GET(&r->st, images), failed, thumbs, thumbs == 1 ? "" : "s",
+	       mb, mono_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
+	metrics_summary(&r->st, more, sizeof more);
+	if (more[0])
+		fprintf(stderr, "thumbd: %s\n", more);
+	if (lost)
+		fprintf(stderr, "thumbd: %ld failure%s could not be recorded in %s/failed.tsv (see "
+		        "the log); the next run tries those URLs again\n", lost, lost == 1 ? "" : "s",
+		        r->c->logs);
+	log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r->st, images), failed);
+	if (more[0])
+		log_msg(LOG_INFO, "%s", more);
+	return failed || before || interrupted || r->producer_rc || lost ? EXIT_PARTIAL : 0;
+}
+
 /*
  * As coreutils' close_stdout: output lost to a full disk or a bad
  * descriptor (`thumbd ... > /dev/full`) is an error, not silence, so the
@@ -634,6 +669,52 @@ static int stdout_close(int status)
 	fprintf(stderr, "thumbd: cannot write to standard output: %s\n",
 	        errno ? strerror(errno) : "write error");
 	return status == 0 ? EXIT_PARTIAL : status;
+}
+
+/* The daemon's signs of life, from the main loop: watchdog pings at a
+ * quarter of systemd's interval, only when the fetch loop has gone round
+ * since the last one (fetch_heartbeat) and no worker thread is gone or
+ * stuck; a STATUS= line when it changed; the metrics file. */
+typedef struct pulse {
+	uint64_t wd_usec;               /* systemd's watchdog interval; 0 = none */
+	long last_beat;                 /* fetch_heartbeat() at the last ping */
+	long long next_wd, next_status, next_metrics;
+	char last_status[200];
+	double t0, start_wall;
+} pulse;
+
+static void
+daemon_pulse(pulse *p, run *r, workers *w, int phase, int interrupted, long long now)
+{
+	if (p->wd_usec && now >= p->next_wd) {
+		long beat = phase == 0 && r->f ? fetch_heartbeat(r->f) : p->last_beat + 1;
+		double longest = workers_longest_job(w);
+		if (beat != p->last_beat && (phase > 0 || workers_running(w) == r->c->workers)
+		    && longest < STUCK_JOB_S)
+			notify("WATCHDOG=1");
+		else
+			log_msg(LOG_WARNING, "watchdog: %s; not pinging",
+			        beat == p->last_beat ? "the fetch loop does not answer"
+			        : longest >= STUCK_JOB_S ? "a resize job has run for 5 minutes"
+			        : "a worker thread is gone");
+		p->last_beat = beat;
+		p->next_wd = now + (long long)(p->wd_usec / 4000);
+	}
+	if (now >= p->next_status) {
+		char st[200];
+		snprintf(st, sizeof st, "STATUS=%s%ld done, %ld failed, %ld in flight, %zu queued, %d busy",
+		         interrupted ? "stopping: " : "", (long)STAT_GET(&r->st, images),
+		         (long)STAT_GET(&r->st, failed), (long)STAT_GET(&r->st, in_flight),
+		         jobq_len(r->q), workers_busy(w));
+		if (strcmp(st, p->last_status) != 0)       /* idle: nothing to say */
+			notify("%s", st);
+		snprintf(p->last_status, sizeof p->last_status, "%s", st);
+		p->next_status = now + 2000;
+	}
+	if (now >= p->next_metrics) {
+		write_metrics(r, w, p->t0, p->start_wall);
+		p->next_metrics = now + r->c->metrics_interval_ms;
+	}
 }
 
 int
@@ -823,22 +904,17 @@ main(int argc, char **argv)
 		        r.c->nwatch == 1 ? "" : "s", r.c->incoming);
 		notify("READY=1\nSTATUS=ready");
 	}
-	/* watchdog pings at a quarter of systemd's interval, and only when the
-	 * fetch loop has gone round since the last one (fetch_heartbeat) and
-	 * no worker thread is gone */
-	uint64_t wd_usec = daemon ? notify_watchdog_usec() : 0;
-	long last_beat = -1;
-	long long next_wd = 0, next_metrics = 0, next_status = 0, stop_at = 0;
-	char last_status[200] = "";
-	double start_wall = (double)time(NULL);
+	pulse pl = { .wd_usec = daemon ? notify_watchdog_usec() : 0, .last_beat = -1, .t0 = t0,
+	             .start_wall = (double)time(NULL) };
+	long long stop_at = 0;
 	for (int phase = 0; phase < 2;) {
 		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
 		char drain[64];
 		long long now, tick = tty ? 200 : 1000;
 		if (daemon) {
 			tick = 2000;
-			if (wd_usec && (long long)(wd_usec / 4000) < tick)
-				tick = wd_usec / 4000 > 0 ? (long long)(wd_usec / 4000) : 1;
+			if (pl.wd_usec && (long long)(pl.wd_usec / 4000) < tick)
+				tick = pl.wd_usec / 4000 > 0 ? (long long)(pl.wd_usec / 4000) : 1;
 			if (r.c->metrics_path && r.c->metrics_interval_ms < tick)
 				tick = r.c->metrics_interval_ms;
 		}
@@ -860,35 +936,8 @@ main(int argc, char **argv)
 				log_msg(LOG_INFO, rc == 0 ? "log file reopened"
 				        : "SIGUSR1: no log file to reopen (logging to stderr)");
 		}
-		if (daemon && wd_usec && now >= next_wd) {
-			long beat = phase == 0 && r.f ? fetch_heartbeat(r.f) : last_beat + 1;
-			double longest = workers_longest_job(w);
-			if (beat != last_beat && (phase > 0 || workers_running(w) == r.c->workers)
-			    && longest < STUCK_JOB_S)
-				notify("WATCHDOG=1");
-			else
-				log_msg(LOG_WARNING, "watchdog: %s; not pinging",
-				        beat == last_beat ? "the fetch loop does not answer"
-				        : longest >= STUCK_JOB_S ? "a resize job has run for 5 minutes"
-				        : "a worker thread is gone");
-			last_beat = beat;
-			next_wd = now + (long long)(wd_usec / 4000);
-		}
-		if (daemon && now >= next_status) {
-			char st[200];
-			snprintf(st, sizeof st, "STATUS=%s%ld done, %ld failed, %ld in flight, %zu queued, %d busy",
-			         interrupted ? "stopping: " : "", (long)STAT_GET(&r.st, images),
-			         (long)STAT_GET(&r.st, failed), (long)STAT_GET(&r.st, in_flight),
-			         jobq_len(r.q), workers_busy(w));
-			if (strcmp(st, last_status) != 0)       /* idle: nothing to say */
-				notify("%s", st);
-			snprintf(last_status, sizeof last_status, "%s", st);
-			next_status = now + 2000;
-		}
-		if (daemon && now >= next_metrics) {
-			write_metrics(&r, w, t0, start_wall);
-			next_metrics = now + r.c->metrics_interval_ms;
-		}
+		if (daemon)
+			daemon_pulse(&pl, &r, w, phase, interrupted, now);
 		if (interrupted && r.q && now - stop_at >= STOP_DRAIN_MS)
 			abandon_queued(&r);
 		if (signals_seen && !interrupted) {
@@ -949,39 +998,8 @@ drain:
 		log_msg(LOG_ERROR, "%ld failure%s could not be recorded in %s/failed.tsv: %s", lost,
 		        lost == 1 ? "" : "s", r.c->logs, daemon ? "their entries come again at the next start"
 		        : "the next run tries those URLs again");
-	if (status == EXIT_PARTIAL && r.q) {
-		long failed = (long)STAT_GET(&r.st, failed);
-		if (isatty(STDERR_FILENO))
-			fprintf(stderr, "\r\033[K");
-		long before = (long)STAT_GET(&r.st, failed_before);
-		char notes[160];
-		summary_notes(&r.st, notes, sizeof notes);
-		char mb[40] = "";
-		if (!files_mode) {
-			mb[0] = ',';
-			mb[1] = ' ';
-			metrics_bytes((long long)STAT_GET(&r.st, bytes), mb + 2, sizeof mb - 2);
-		}
-		long urls = (long)STAT_GET(&r.st, urls), thumbs = (long)STAT_GET(&r.st, thumbnails);
-		printf("thumbd: %ld %s%s%s: %ld done, %ld failed; %ld thumbnail%s%s in %.1f s%s\n",
-		       urls, files_mode ? "file" : "URL", urls == 1 ? "" : "s", notes,
-		       (long)STAT_GET(&r.st, images), failed, thumbs, thumbs == 1 ? "" : "s",
-		       mb, mono_s() - t0, interrupted ? " (interrupted: run again to finish)" : "");
-		/* the detail on stderr: stdout is one summary line (thumbd(1),
-		 * and the integration tests hold it to that) */
-		char more[512];
-		metrics_summary(&r.st, more, sizeof more);
-		if (more[0])
-			fprintf(stderr, "thumbd: %s\n", more);
-		if (lost)
-			fprintf(stderr, "thumbd: %ld failure%s could not be recorded in %s/failed.tsv (see "
-			        "the log); the next run tries those URLs again\n", lost, lost == 1 ? "" : "s",
-			        r.c->logs);
-		log_msg(LOG_INFO, "finished: %ld done, %ld failed", (long)STAT_GET(&r.st, images), failed);
-		if (more[0])
-			log_msg(LOG_INFO, "%s", more);
-		status = failed || before || interrupted || r.producer_rc || lost ? EXIT_PARTIAL : 0;
-	}
+	if (status == EXIT_PARTIAL && r.q)
+		status = summarize(&r, files_mode, interrupted, lost, t0);
 out:
 	fetch_free(r.f);
 	watch_free(r.w);
