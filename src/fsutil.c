@@ -4,7 +4,9 @@
  * same filesystem, so rename(2) is atomic, and hidden from globs such as
  * "outgoing/ *.jpg", so nobody picks up half a thumbnail.  Thumbnails are
  * not synced (a crash loses at most files the next run makes again); the
- * files that record what was done (fsu_replace) are.
+ * files that record what was done (fsu_replace) are.  The locks that keep
+ * one thumbd per directory live here too: a lock file for incoming/, the
+ * directory itself for outgoing/ and logs/, which get no file of ours.
  */
 #include "fsutil.h"
 #include "bigmem.h"
