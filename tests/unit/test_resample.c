@@ -6,9 +6,12 @@
  * rounding between passes), so a wrong tap window, a lost shift or a
  * swapped order shows up as a number, not as "looks fine".  The rest pins the
  * properties a thumbnailer depends on: flat stays flat, transparent colour
- * never bleeds, borders do not wrap, odd sizes work, bad sizes are refused.
+ * never bleeds, borders do not wrap, odd sizes work, bad sizes are refused,
+ * and the weight tables a thread keeps between calls give the same pixels
+ * as tables made afresh.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -470,6 +473,74 @@ static void test_refuse(void)
 	free(src.px);
 }
 
+/* ---- weight tables kept per thread -------------------------------------- */
+
+typedef struct resize_job {
+	const img *src;
+	int w, h;
+	img out;
+	int rc;
+} resize_job;
+
+static void *resize_on_new_thread(void *arg)
+{
+	resize_job *j = arg;
+
+	j->rc = resample_resize(j->src, &j->out, j->w, j->h);
+	return NULL;
+}
+
+/*
+ * One thread resizes two sources to many sizes, twice over: the same source
+ * size to other outputs, the same outputs from another source size, more
+ * tables than a thread keeps (so some are dropped and made again), and one
+ * too large to keep.  Each result must equal the one a new thread makes,
+ * whose tables are all made afresh: a table found under the wrong key, or
+ * one overwritten while still kept, changes pixels.
+ */
+static void test_kept_tables(void)
+{
+	static const int outs[][2] = {
+		{ 100, 60 }, { 60, 100 }, { 100, 100 }, { 37, 199 }, { 199, 37 },
+		{ 150, 9 }, { 9, 150 }, { 299, 199 }, { 64, 64 }, { 32, 21 },
+		{ 30000, 2 },   /* 30000 x 8 weights: over what is kept */
+		{ 100, 60 },
+	};
+	img src[2];
+
+	if (mk(&src[0], 300, 200, 3, 0) != 0 || mk(&src[1], 200, 300, 4, 3) != 0) {
+		CHECK(0);
+		return;
+	}
+	fill_test_image(&src[0]);
+	fill_test_image(&src[1]);
+	for (int round = 0; round < 2; round++)
+		for (int s = 0; s < 2; s++)
+			for (size_t i = 0; i < sizeof outs / sizeof outs[0]; i++) {
+				resize_job fresh = { .src = &src[s], .w = outs[i][0], .h = outs[i][1], .rc = -1 };
+				img here;
+				pthread_t t;
+
+				CHECK_INT(resample_resize(&src[s], &here, outs[i][0], outs[i][1]), 0);
+				CHECK_INT(pthread_create(&t, NULL, resize_on_new_thread, &fresh), 0);
+				pthread_join(t, NULL);
+				CHECK_INT(fresh.rc, 0);
+				int same = here.px && fresh.out.px && here.stride == fresh.out.stride;
+				for (int y = 0; same && y < here.h; y++)
+					same = memcmp(here.px + (size_t)y * here.stride,
+					              fresh.out.px + (size_t)y * fresh.out.stride,
+					              (size_t)here.w * (size_t)here.channels) == 0;
+				if (!same)
+					fprintf(stderr, "kept tables: %dx%d -> %dx%d differs (round %d)\n",
+					        src[s].w, src[s].h, outs[i][0], outs[i][1], round);
+				CHECK(same);
+				img_release(&here);
+				img_release(&fresh.out);
+			}
+	free(src[0].px);
+	free(src[1].px);
+}
+
 int main(void)
 {
 	test_kernel();
@@ -480,5 +551,6 @@ int main(void)
 	test_odd_sizes();
 	test_ramp();
 	test_refuse();
+	test_kept_tables();
 	return CHECK_DONE();
 }
