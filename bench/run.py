@@ -801,13 +801,15 @@ def report(res, meta):
             for name in info["thumbd"]:
                 t = E[name].median
                 pr = paired_ratio(E[name], [E["curl --parallel (download only)"], E["thumbd resize only (--files)"]])
-                targets.append(("end to end within 1.15x of max(curl, resize only) [%s]" % name, pr <= 1.15,
+                targets.append(("end to end within 1.15x of max(curl, resize only) [%s]" % name,
+                                pr <= 1.15 if name == info["base"] else None,
                                 "%.2fx, median of %d rounds' own ratios (ratio of the medians: %.2fx, %.2f s vs "
                                 "max(%.2f, %.2f) s)" % (pr, len(E[name].walls), t / bound, t, curl, ro)))
         else:
             for name in info["thumbd"]:
                 t = E[name].median
-                targets.append(("many small >= 20x faster than the original [%s]" % name, orig / t >= 20,
+                targets.append(("many small >= 20x faster than the original [%s]" % name,
+                                orig / t >= 20 if name == info["base"] else None,
                                 "%.1fx (original %.1f s, %.2f s)" % (orig / t, orig, t)))
     if "memory" in res:
         M = res["memory"]
@@ -833,7 +835,9 @@ def report(res, meta):
     table = head + "".join("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n" % (
         r[0], r[1], r[2], fmt_s(r[3]), r[4], "" if r[5] is None else "%.2f" % r[5], r[6], r[7], r[8])
         for r in rows)
-    tg = "".join("- %s **%s**: %s\n" % ("met" if ok else "MISSED", name, d) for name, ok, d in targets)
+    # the targets are the defaults'; other settings are shown beside them (ok None)
+    tg = "".join("- %s **%s**: %s\n" % ("for comparison" if ok is None else "met" if ok else "MISSED", name, d)
+                 for name, ok, d in targets)
     return table, tg
 
 
