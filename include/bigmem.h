@@ -10,9 +10,9 @@
  * faults than in decoding, and the 88 MB coefficient array of a large
  * progressive JPEG 0.3 s (bench/NOTES.md).  Here a block is mapped on a
  * 2 MB boundary with MADV_HUGEPAGE (one fault per 2 MB where transparent
- * huge pages are "madvise" or "always"), and the last block a thread frees,
- * up to BIGMEM_KEEP, stays with that thread for its next image, so a run of
- * similar images maps nothing at all.  Raising glibc's threshold instead
+ * huge pages are "madvise" or "always"), and the last two blocks a thread
+ * frees, each up to BIGMEM_KEEP, stay with that thread for its next image
+ * (its file and its decode), so a run of similar images maps nothing at all.  Raising glibc's threshold instead
  * would keep every such block in the arenas, fragmented: a higher peak on
  * large images for the same speed.
  *
@@ -38,8 +38,8 @@
 #endif
 
 /* The largest block a thread keeps for its next image (mapped length):
- * a 1200x1600 decode, a downloaded photo of several MB.  Per worker, so
- * it is also what an idle-looking worker may hold until it trims. */
+ * a 1200x1600 decode, a downloaded photo of several MB.  Per worker, two
+ * of them are also what an idle-looking worker may hold until it trims. */
 #define BIGMEM_KEEP ((size_t)8 << 20)
 
 /* n bytes, zeroed when zero is set; NULL when out of memory (or n == 0). */
@@ -51,7 +51,7 @@ void bigmem_free(void *p);
  * unless MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ say otherwise. */
 void bigmem_setup(void);
 /* Give back the block this thread keeps for reuse, and the heap's free
- * memory (an idle worker; at thread exit the kept block goes by itself). */
+ * memory (an idle worker; at thread exit the kept blocks go by themselves). */
 void bigmem_trim(void);
 
 #endif

@@ -1,21 +1,26 @@
 /*
- * bigmem: large buffers in huge pages, one kept per thread for reuse.
+ * bigmem: large buffers in huge pages, two kept per thread for reuse.
  * Why, and what it costs, in include/bigmem.h.
  *
  * Every block is [header | data]: the header (one cache line, so the data
  * stays 64-byte aligned) records the mapped length, 0 for a malloc'd
  * block, so bigmem_free needs no size and a kept block may serve a smaller
- * request than the one it was made for.  A mapping is over-allocated by one
+ * request than the one it was made for; a kept block's header also links
+ * it to the thread's next kept one.  A mapping is over-allocated by one
  * huge page and trimmed so that it starts on a huge-page boundary: the
  * kernel only backs aligned 2 MB ranges with huge pages.
  *
- * The kept block is thread-specific: workers never hand pixel buffers to
- * each other, so no lock is needed, and the block a worker keeps is the
- * one its next image is most likely to need.  A kept block is handed out
- * again only for a request that fits; a larger request unmaps it first, so
- * a thread never holds two blocks because of the cache.  It lives in a
- * pthread key rather than a _Thread_local so that a thread that exits
- * without bigmem_trim() still gives it back (the key's destructor).
+ * The kept blocks are thread-specific: workers never hand pixel buffers to
+ * each other, so no lock is needed, and the blocks a worker keeps are the
+ * ones its next image is most likely to need.  Two, since an image holds
+ * two at once (its file, then its decode; with one kept, every image
+ * mapped, and so faulted in and zeroed, at least one block afresh).  A
+ * request is served by the smallest kept block it fits; one that fits none
+ * unmaps them first, so the cache never adds to what a thread holds while
+ * it works on larger pictures.  They are chained through their headers,
+ * the chain's head in a pthread key rather than a _Thread_local, so that
+ * a thread that exits without bigmem_trim() still gives them back (the
+ * key's destructor).
  */
 #include "bigmem.h"
 
@@ -48,8 +53,11 @@
 #define BIGMEM_MIN  ((size_t)2 << 20)   /* smaller: malloc (glibc's heap reuses those) */
 #define BIGMEM_HDR  64
 
+#define BIGMEM_KEEP_N 2         /* blocks a thread keeps (file comment) */
+
 typedef struct block {
 	size_t maplen;          /* bytes mapped, header included */
+	struct block *next;     /* while kept: the thread's next kept block */
 } block;
 
 static pthread_key_t kept_key;
@@ -69,10 +77,16 @@ unmap(block *b)
 		munmap(b, b->maplen);
 }
 
+/* Unmap a chain of kept blocks. */
 static void
-kept_drop(void *b)
+kept_drop(void *head)
 {
-	unmap(b);
+	block *b = head, *next;
+
+	for (; b; b = next) {
+		next = b->next;
+		unmap(b);
+	}
 }
 
 static void
@@ -81,7 +95,7 @@ kept_init(void)
 	kept_ok = pthread_key_create(&kept_key, kept_drop) == 0;
 }
 
-/* This thread's kept block, taken out of the key; NULL if none. */
+/* This thread's kept blocks, taken out of the key; NULL if none. */
 static block *
 kept_take(void)
 {
@@ -92,6 +106,14 @@ kept_take(void)
 		return NULL;
 	pthread_setspecific(kept_key, NULL);
 	return b;
+}
+
+/* Give a chain back to the key; unmapped if the key cannot hold it. */
+static void
+kept_put(block *head)
+{
+	if (head && !(kept_ok && pthread_setspecific(kept_key, head) == 0))
+		kept_drop(head);
 }
 
 /* maplen bytes (a multiple of BIGMEM_HUGE) on a huge-page boundary, of
@@ -139,11 +161,18 @@ bigmem_alloc(size_t n, int zero)
 		return (uint8_t *)b + BIGMEM_HDR;
 	}
 	maplen = (n + BIGMEM_HDR + BIGMEM_HUGE - 1) & ~(BIGMEM_HUGE - 1);
-	if ((b = kept_take()) && b->maplen >= maplen) {
+	block *head = kept_take(), **pick = NULL;
+	for (block **pp = &head; *pp; pp = &(*pp)->next)
+		if ((*pp)->maplen >= maplen && (!pick || (*pp)->maplen < (*pick)->maplen))
+			pick = pp;
+	if (pick) {
+		b = *pick;
+		*pick = b->next;
+		kept_put(head);
 		if (zero)
 			memset((uint8_t *)b + BIGMEM_HDR, 0, n);
 	} else {
-		unmap(b);       /* too small for this one: do not hold two */
+		kept_drop(head);        /* none fits: do not hold them beside it */
 		if (!(b = map(maplen, n + BIGMEM_HDR)))
 			return NULL;
 		/* fresh anonymous pages read as zero */
@@ -154,7 +183,8 @@ bigmem_alloc(size_t n, int zero)
 void
 bigmem_free(void *p)
 {
-	block *b, *k, *keep;
+	block *b, *head, **small;
+	int n = 1;
 
 	if (!p)
 		return;
@@ -163,14 +193,24 @@ bigmem_free(void *p)
 		free(b);
 		return;
 	}
-	k = kept_take();
-	/* keep the larger of the two that may be kept, unmap the other */
-	keep = b->maplen <= BIGMEM_KEEP ? b : NULL;
-	if (k && (!keep || k->maplen >= keep->maplen))
-		keep = k;
-	unmap(keep == b ? k : b);
-	if (keep && !(kept_ok && pthread_setspecific(kept_key, keep) == 0))
-		unmap(keep);
+	if (b->maplen > BIGMEM_KEEP) {
+		unmap(b);
+		return;
+	}
+	head = kept_take();
+	b->next = head;
+	head = b;
+	/* over BIGMEM_KEEP_N: the smallest goes */
+	small = &head;
+	for (block **pp = &head->next; *pp; pp = &(*pp)->next, n++)
+		if ((*pp)->maplen < (*small)->maplen)
+			small = pp;
+	if (n > BIGMEM_KEEP_N) {
+		block *s = *small;
+		*small = s->next;
+		unmap(s);
+	}
+	kept_put(head);
 }
 
 void
@@ -196,7 +236,7 @@ bigmem_setup(void)
 void
 bigmem_trim(void)
 {
-	unmap(kept_take());
+	kept_drop(kept_take());
 #ifdef BIGMEM_GLIBC_HEAP
 	malloc_trim(0);
 #endif

@@ -1,10 +1,11 @@
 /*
- * Unit tests: bigmem (large buffers in huge pages, one kept per thread).
+ * Unit tests: bigmem (large buffers in huge pages, two kept per thread).
  * What must hold whatever the build: zeroed blocks read as zero, also when
  * a block is reused, every byte is writable, blocks are aligned for SIMD
  * loads, free accepts NULL and needs no size.  What holds
  * where bigmem maps its blocks (every build but AddressSanitizer, where all
- * of it is malloc so ASan sees it): reuse by the same thread, 64-byte
+ * of it is malloc so ASan sees it): reuse by the same thread (two blocks,
+ * the smallest pushed out by a third), 64-byte
  * alignment, memory given back (RSS) on free of a large block and on trim,
  * none kept by a thread that exits, and huge pages where the kernel offers
  * them to madvise.
@@ -174,6 +175,31 @@ main(void)
 		CHECK(b == a);
 		CHECK(b && all_zero(b, 3 * MB));
 		bigmem_free(b);
+		bigmem_trim();
+	}
+
+	/* a picture's two blocks (its file, its decode) both come back, each
+	 * to the request it fits best; a third one freed pushes out the
+	 * smallest */
+	if (mapped) {
+		uint8_t *a = bigmem_alloc(3 * MB, 0), *b = bigmem_alloc(5 * MB, 0), *c, *q, *r;
+		bigmem_free(a);
+		bigmem_free(b);
+		q = bigmem_alloc(3 * MB, 1);
+		r = bigmem_alloc(5 * MB, 1);
+		CHECK(q == a);
+		CHECK(r == b);
+		CHECK(q && all_zero(q, 3 * MB));
+		c = bigmem_alloc(7 * MB - 64, 0);
+		bigmem_free(q);
+		bigmem_free(r);
+		bigmem_free(c);                 /* a (3 MB) goes */
+		q = bigmem_alloc(2 * MB, 0);
+		r = bigmem_alloc(2 * MB, 0);
+		CHECK(q == b);
+		CHECK(r == c);
+		bigmem_free(q);
+		bigmem_free(r);
 		bigmem_trim();
 	}
 
