@@ -101,6 +101,16 @@ def _spawn(wd, lst):
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=wd.cwd)
 
 
+def _first_thumbnails(wd, p, timeout=30):
+    """Wait until p has made its first thumbnails (or ended): the moment to
+    stop it whatever this machine's speed, with most of its list ahead."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and p.poll() is None:
+        if any(f.startswith("big") for f in os.listdir(wd.outgoing)):
+            return
+        time.sleep(0.02)
+
+
 def _finish(p, timeout):
     """Wait for p (killed past timeout) -> (stdout text, stderr bytes, seconds waited)."""
     t0 = time.monotonic()
@@ -118,8 +128,8 @@ def test_second_signal(t):
     outgoing/ (thumbnails are renamed into place whole)."""
     with C.Workdir({"download.connections": 8, "resize.workers": 1}) as wd:
         with C.serve(_slow_site(wd)) as srv:
-            p = _spawn(wd, wd.write_list([srv.url("big.png?n=%d" % i) for i in range(8)]))
-            time.sleep(1.5)
+            p = _spawn(wd, wd.write_list([srv.url("big.png?n=%d" % i) for i in range(40)]))
+            _first_thumbnails(wd, p)
             p.send_signal(signal.SIGTERM)
             time.sleep(0.3)
             p.send_signal(signal.SIGINT)
@@ -152,17 +162,19 @@ def _slow_png(path, w=10000, h=9000):
 
 def test_stop_with_full_queue(t):
     """A stop resizes the images already downloaded for 5 s, then leaves the
-    rest for the next run: with one worker and 40 slow images queued (16 s
-    of work) thumbd exits within seconds, deletes its abandoned downloads,
+    rest for the next run: with one worker and 60 slow images queued (10 s
+    of work on a fast machine) stopped after its first one, thumbd exits
+    within seconds, deletes its abandoned downloads,
     records nothing, leaves every image with all its thumbnails or none,
     and the next run does the rest."""
     with C.Workdir({"download.connections": 48, "resize.workers": 1}) as wd:
         with C.serve(_slow_site(wd)) as srv:
-            urls = [srv.url("big.png?n=%d" % i) for i in range(40)]
+            urls = [srv.url("big.png?n=%d" % i) for i in range(60)]
             lst = wd.write_list(urls)
             p = _spawn(wd, lst)
-            # every download is in by then (72 MB over loopback), most still queued
-            time.sleep(2.0)
+            # the downloads (108 MB over loopback) are all in soon after; the
+            # 5 s drain cannot resize the other 59 unless one takes < 0.085 s
+            _first_thumbnails(wd, p)
             p.send_signal(signal.SIGTERM)
             out, err, took = _finish(p, 60)
             t.eq(p.returncode, -signal.SIGTERM, "full queue: killed by SIGTERM after the drain (stderr %r)"
@@ -185,7 +197,7 @@ def test_stop_with_full_queue(t):
                     % sorted((k, len(v)) for k, v in stems.items() if len(v) != 3))
             t.check(0 < len(stems) < len(urls), "full queue: %d of %d done before the stop"
                     % (len(stems), len(urls)))
-            rc, out, err = wd.run("--set", "resize.workers=2", lst, timeout=120)
+            rc, out, err = wd.run("--set", "resize.workers=2", lst, timeout=300)
             t.eq(rc, 0, "full queue: the next run finishes (stderr %r)" % err[-300:])
             C.stdout_summary(t, out, "full queue: rerun", urls=len(urls), failed=0)
             t.eq(len(os.listdir(wd.outgoing)), 3 * len(urls), "full queue: rerun: every thumbnail")
