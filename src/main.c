@@ -717,6 +717,111 @@ daemon_pulse(pulse *p, run *r, workers *w, int phase, int interrupted, long long
 	}
 }
 
+/* Signal handlers only set flags (and wake the supervisor loop). */
+static void
+catch_signals(int daemon)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (daemon) {
+		sigaction(SIGHUP, &sa, NULL);
+		sigaction(SIGUSR1, &sa, NULL);
+	}
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	/* a file size limit is a write error for the job at hand, not death */
+	sigaction(SIGXFSZ, &sa, NULL);
+}
+
+/*
+ * The main thread while the work runs: it owns no work of its own, only the
+ * signal flags, the reloads, the daemon's pings and the progress line, and
+ * it sees the run through its phases: producer running, then workers
+ * finishing the queue, then done.  Returns 1 when a signal stopped the run.
+ */
+static int
+supervise(run *r, workers *w, pthread_t producer, int *producer_started, int daemon, double t0)
+{
+	int tty = isatty(STDERR_FILENO) && !daemon, interrupted = 0;
+	pulse pl = { .wd_usec = daemon ? notify_watchdog_usec() : 0, .last_beat = -1, .t0 = t0,
+	             .start_wall = (double)time(NULL) };
+	long long stop_at = 0;
+	char err[CFG_ERRLEN];
+
+	if (daemon) {
+		log_msg(LOG_INFO, "daemon ready: watching %d path%s and %s", r->c->nwatch,
+		        r->c->nwatch == 1 ? "" : "s", r->c->incoming);
+		notify("READY=1\nSTATUS=ready");
+	}
+	for (int phase = 0; phase < 2;) {
+		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
+		char drain[64];
+		long long now, tick = tty ? 200 : 1000;
+		if (daemon) {
+			tick = 2000;
+			if (pl.wd_usec && (long long)(pl.wd_usec / 4000) < tick)
+				tick = pl.wd_usec / 4000 > 0 ? (long long)(pl.wd_usec / 4000) : 1;
+			if (r->c->metrics_path && r->c->metrics_interval_ms < tick)
+				tick = r->c->metrics_interval_ms;
+		}
+		/* a signal interrupts the poll (main does not block signals) */
+		poll(&pfd, 1, (int)tick);
+		while (read(wake_pipe[0], drain, sizeof drain) > 0)
+			;
+		now = mono_ms();
+		if (daemon && hup_seen && !interrupted) {
+			hup_seen = 0;
+			reload(r, w);
+		}
+		if (usr1_seen) {
+			usr1_seen = 0;
+			int rc = log_reopen(err, sizeof err);
+			if (rc < 0)
+				log_msg(LOG_ERROR, "%s", err);
+			else
+				log_msg(LOG_INFO, rc == 0 ? "log file reopened"
+				        : "SIGUSR1: no log file to reopen (logging to stderr)");
+		}
+		if (daemon)
+			daemon_pulse(&pl, r, w, phase, interrupted, now);
+		if (interrupted && r->q && now - stop_at >= STOP_DRAIN_MS)
+			abandon_queued(r);
+		if (signals_seen && !interrupted) {
+			interrupted = 1;
+			stop_at = now;
+			if (daemon)
+				notify("STOPPING=1\nSTATUS=stopping: finishing the images already downloaded");
+			log_msg(LOG_WARNING, "%s: stopping (signal again to quit at once)",
+			        daemon ? "terminating" : "interrupted");
+			if (r->f)
+				fetch_stop(r->f);
+			atomic_store(&r->stop_files, 1);
+		} else if (signals_seen > 1) {
+			log_msg(LOG_WARNING, "second signal: quitting at once");
+			if (!daemon)
+				die_by_signal(stop_signal);
+			_exit(EXIT_PARTIAL);
+		}
+		if (tty)
+			progress(r, w, t0);
+		if (phase == 0 && atomic_load(&r->producer_done)) {
+			pthread_join(producer, NULL);
+			*producer_started = 0;
+			jobq_on_pop(r->q, NULL, NULL);
+			jobq_close(r->q);
+			phase = 1;
+		}
+		if (phase == 1 && workers_running(w) == 0)
+			phase = 2;
+	}
+	return interrupted;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -733,7 +838,7 @@ main(int argc, char **argv)
 	};
 	const char *cfgpath = NULL;
 	char **sets = NULL, err[CFG_ERRLEN];
-	int nsets = 0, files_mode = 0, check = 0, retry_failed = 0, daemon = 0, opt, status = EXIT_USAGE, tty;
+	int nsets = 0, files_mode = 0, check = 0, retry_failed = 0, daemon = 0, opt, status = EXIT_USAGE;
 	run r = { 0 };
 	urllist *lists = NULL;
 	workers *w = NULL;
@@ -741,7 +846,6 @@ main(int argc, char **argv)
 	int producer_started = 0, interrupted = 0, in_file, lock_fds[3] = { -1, -1, -1 };
 	long lost;
 	double t0;
-	struct sigaction sa;
 
 	open_std_fds();
 	bigmem_setup();
@@ -828,19 +932,7 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	if (daemon) {
-		sigaction(SIGHUP, &sa, NULL);
-		sigaction(SIGUSR1, &sa, NULL);
-	}
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
-	/* a file size limit is a write error for the job at hand, not death */
-	sigaction(SIGXFSZ, &sa, NULL);
+	catch_signals(daemon);
 	raise_nofile(r.c);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "thumbd: cannot initialise libcurl\n");
@@ -898,76 +990,7 @@ main(int argc, char **argv)
 		goto drain;
 	}
 
-	tty = isatty(STDERR_FILENO) && !daemon;
-	if (daemon) {
-		log_msg(LOG_INFO, "daemon ready: watching %d path%s and %s", r.c->nwatch,
-		        r.c->nwatch == 1 ? "" : "s", r.c->incoming);
-		notify("READY=1\nSTATUS=ready");
-	}
-	pulse pl = { .wd_usec = daemon ? notify_watchdog_usec() : 0, .last_beat = -1, .t0 = t0,
-	             .start_wall = (double)time(NULL) };
-	long long stop_at = 0;
-	for (int phase = 0; phase < 2;) {
-		struct pollfd pfd = { .fd = wake_pipe[0], .events = POLLIN };
-		char drain[64];
-		long long now, tick = tty ? 200 : 1000;
-		if (daemon) {
-			tick = 2000;
-			if (pl.wd_usec && (long long)(pl.wd_usec / 4000) < tick)
-				tick = pl.wd_usec / 4000 > 0 ? (long long)(pl.wd_usec / 4000) : 1;
-			if (r.c->metrics_path && r.c->metrics_interval_ms < tick)
-				tick = r.c->metrics_interval_ms;
-		}
-		/* a signal interrupts the poll (main does not block signals) */
-		poll(&pfd, 1, (int)tick);
-		while (read(wake_pipe[0], drain, sizeof drain) > 0)
-			;
-		now = mono_ms();
-		if (daemon && hup_seen && !interrupted) {
-			hup_seen = 0;
-			reload(&r, w);
-		}
-		if (usr1_seen) {
-			usr1_seen = 0;
-			int rc = log_reopen(err, sizeof err);
-			if (rc < 0)
-				log_msg(LOG_ERROR, "%s", err);
-			else
-				log_msg(LOG_INFO, rc == 0 ? "log file reopened"
-				        : "SIGUSR1: no log file to reopen (logging to stderr)");
-		}
-		if (daemon)
-			daemon_pulse(&pl, &r, w, phase, interrupted, now);
-		if (interrupted && r.q && now - stop_at >= STOP_DRAIN_MS)
-			abandon_queued(&r);
-		if (signals_seen && !interrupted) {
-			interrupted = 1;
-			stop_at = now;
-			if (daemon)
-				notify("STOPPING=1\nSTATUS=stopping: finishing the images already downloaded");
-			log_msg(LOG_WARNING, "%s: stopping (signal again to quit at once)",
-			        daemon ? "terminating" : "interrupted");
-			if (r.f)
-				fetch_stop(r.f);
-			atomic_store(&r.stop_files, 1);
-		} else if (signals_seen > 1) {
-			log_msg(LOG_WARNING, "second signal: quitting at once");
-			if (!daemon)
-				die_by_signal(stop_signal);
-			_exit(EXIT_PARTIAL);
-		}
-		if (tty)
-			progress(&r, w, t0);
-		if (phase == 0 && atomic_load(&r.producer_done)) {
-			pthread_join(producer, NULL);
-			producer_started = 0;
-			jobq_on_pop(r.q, NULL, NULL);
-			jobq_close(r.q);
-			phase = 1;
-		}
-		if (phase == 1 && workers_running(w) == 0)
-			phase = 2;
-	}
+	interrupted = supervise(&r, w, producer, &producer_started, daemon, t0);
 drain:
 	if (producer_started)
 		pthread_join(producer, NULL);
