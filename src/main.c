@@ -717,6 +717,60 @@ daemon_pulse(pulse *p, run *r, workers *w, int phase, int interrupted, long long
 	}
 }
 
+/* --check-config: 0 and "configuration OK", or the exit status after
+ * printing what is wrong. */
+static int
+check_config(const cfg *c, int extra_args)
+{
+	char err[CFG_ERRLEN];
+
+	if (extra_args) {
+		fprintf(stderr, "thumbd: --check-config takes no other arguments\n");
+		return EXIT_USAGE;
+	}
+	/* what --daemon would refuse at its start (watch_new), which comes
+	 * after it has made these directories */
+	char *made[] = { c->incoming, c->outgoing, c->logs, NULL };
+	if (c->nwatch > 0 && watch_check(c->watch, c->nwatch, c->incoming, made, err, sizeof err) < 0) {
+		fprintf(stderr, "thumbd: %s\n", err);
+		return EXIT_USAGE;
+	}
+	printf("configuration OK\n");
+	return 0;
+}
+
+/* The run's directories made and locked, its log, name registry and state
+ * opened: 0, or the exit status after printing why not. */
+static int
+open_work(run *r, int daemon, int retry_failed, int lock_fds[3])
+{
+	const cfg *c = r->c;
+	char err[CFG_ERRLEN];
+
+	if (fsu_mkdirs(c->incoming, err, sizeof err) < 0 || fsu_mkdirs(c->outgoing, err, sizeof err) < 0
+	    || fsu_mkdirs(c->logs, err, sizeof err) < 0)
+		goto fail;
+	if (lock_dirs(c, lock_fds, err, sizeof err) < 0) {
+		if (errno == EWOULDBLOCK) {
+			fprintf(stderr, "thumbd: %s\n", err);
+			return EXIT_BUSY;
+		}
+		goto fail;
+	}
+	if (log_open_target(c->logs, !daemon || !(c->log_target == CFG_LOG_STDERR
+	                       || (c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
+	                       ? LOG_TO_FILE : notify_stderr_is_journal() ? LOG_TO_STDERR
+	                       : LOG_TO_STDERR_PLAIN, err, sizeof err) < 0
+	    || !(r->reg = names_open(c->incoming, err, sizeof err))
+	    || !(r->done = state_open(c, retry_failed, err, sizeof err))
+	    || state_compact_names(r->done, c, r->reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0)
+		goto fail;
+	return 0;
+fail:
+	fprintf(stderr, "thumbd: %s\n", err);
+	return EXIT_USAGE;
+}
+
 /* Signal handlers only set flags (and wake the supervisor loop). */
 static void
 catch_signals(int daemon)
@@ -843,7 +897,7 @@ main(int argc, char **argv)
 	urllist *lists = NULL;
 	workers *w = NULL;
 	pthread_t producer;
-	int producer_started = 0, interrupted = 0, in_file, lock_fds[3] = { -1, -1, -1 };
+	int producer_started = 0, interrupted = 0, in_file, rc, lock_fds[3] = { -1, -1, -1 };
 	long lost;
 	double t0;
 
@@ -890,45 +944,15 @@ main(int argc, char **argv)
 	r.sets = sets;
 	r.nsets = nsets;
 	if (check) {
-		if (optind < argc) {
-			fprintf(stderr, "thumbd: --check-config takes no other arguments\n");
-			goto out;
-		}
-		/* what --daemon would refuse at its start (watch_new), which
-		 * comes after it has made these directories */
-		char *made[] = { r.c->incoming, r.c->outgoing, r.c->logs, NULL };
-		if (r.c->nwatch > 0
-		    && watch_check(r.c->watch, r.c->nwatch, r.c->incoming, made, err, sizeof err) < 0) {
-			fprintf(stderr, "thumbd: %s\n", err);
-			goto out;
-		}
-		printf("configuration OK\n");
-		status = 0;
+		status = check_config(r.c, optind < argc);
 		goto out;
 	}
 	if (!daemon && !files_mode && !(lists = urllist_open(argv + optind, argc - optind, err, sizeof err))) {
 		fprintf(stderr, "thumbd: %s\n", err);
 		goto out;
 	}
-	if (fsu_mkdirs(r.c->incoming, err, sizeof err) < 0 || fsu_mkdirs(r.c->outgoing, err, sizeof err) < 0
-	    || fsu_mkdirs(r.c->logs, err, sizeof err) < 0) {
-		fprintf(stderr, "thumbd: %s\n", err);
-		goto out;
-	}
-	if (lock_dirs(r.c, lock_fds, err, sizeof err) < 0) {
-		if (errno == EWOULDBLOCK)
-			status = EXIT_BUSY;
-		fprintf(stderr, "thumbd: %s\n", err);
-		goto out;
-	}
-	if (log_open_target(r.c->logs, !daemon || !(r.c->log_target == CFG_LOG_STDERR
-	                       || (r.c->log_target == CFG_LOG_AUTO && notify_under_systemd()))
-	                       ? LOG_TO_FILE : notify_stderr_is_journal() ? LOG_TO_STDERR
-	                       : LOG_TO_STDERR_PLAIN, err, sizeof err) < 0
-	    || !(r.reg = names_open(r.c->incoming, err, sizeof err))
-	    || !(r.done = state_open(r.c, retry_failed, err, sizeof err))
-	    || state_compact_names(r.done, r.c, r.reg, REGISTRY_COMPACT_BYTES, err, sizeof err) < 0) {
-		fprintf(stderr, "thumbd: %s\n", err);
+	if ((rc = open_work(&r, daemon, retry_failed, lock_fds)) != 0) {
+		status = rc;
 		goto out;
 	}
 
