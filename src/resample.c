@@ -60,6 +60,7 @@
 #define RING_BUDGET (64.0 * 1024 * 1024)       /* bytes, see resample_resize */
 
 typedef struct axis {
+	int n_in;               /* source size (0: no table) */
 	int n_out;
 	int stride;             /* weights per output in w (>= every count) */
 	int maxtaps;            /* largest count actually used */
@@ -115,6 +116,7 @@ static void axis_free(axis *ax)
 	free(ax->w);
 	ax->start = ax->count = NULL;
 	ax->w = NULL;
+	ax->n_in = 0;
 }
 
 /* 0 / -1 (out of memory). */
@@ -135,6 +137,7 @@ static int axis_init(axis *ax, int in, int out)
 	stride = (stride + 3) & ~3;
 
 	memset(ax, 0, sizeof *ax);
+	ax->n_in = in;
 	ax->n_out = out;
 	ax->stride = stride;
 	ax->start = malloc((size_t)out * sizeof *ax->start);
@@ -209,8 +212,7 @@ out:
 #define AXIS_KEEP_BYTES (256 * 1024)
 
 typedef struct axis_keep {
-	axis ax[AXIS_KEEP];
-	int in[AXIS_KEEP];              /* source size; 0: an empty slot */
+	axis ax[AXIS_KEEP];             /* n_in 0: an empty slot */
 	unsigned long used[AXIS_KEEP];  /* clock at the last use */
 	unsigned long clock;
 } axis_keep;
@@ -259,7 +261,7 @@ static const axis *axis_get(int in, int out, axis *tmp)
 	memset(tmp, 0, sizeof *tmp);
 	if (k != NULL)
 		for (int i = 0; i < AXIS_KEEP; i++) {
-			if (k->in[i] == in && k->ax[i].n_out == out) {
+			if (k->ax[i].n_in == in && k->ax[i].n_out == out) {
 				k->used[i] = ++k->clock;
 				return &k->ax[i];
 			}
@@ -272,7 +274,6 @@ static const axis *axis_get(int in, int out, axis *tmp)
 		return tmp;
 	axis_free(&k->ax[old]);
 	k->ax[old] = *tmp;
-	k->in[old] = in;
 	k->used[old] = ++k->clock;
 	memset(tmp, 0, sizeof *tmp);
 	return &k->ax[old];
