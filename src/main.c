@@ -430,8 +430,6 @@ raise_nofile(const cfg *c)
 	}
 }
 
-/* incoming/ is one process's: two would delete each other's downloads as
- * leftovers and race on the names registry.  Held until exit. */
 /* A directory lock is a safeguard, not a need: where flock(2) does not
  * work on a directory (NFS emulates it with write locks, which a directory
  * opened read-only cannot take), say so and go on without it. */
@@ -442,8 +440,10 @@ dir_unlocked(const char *why)
 }
 
 /*
- * One thumbd per set of directories.  incoming/ has a lock file (with the
- * holder's pid for the message); outgoing/ and logs/ are locked as
+ * One thumbd per set of directories, each lock held until exit.  incoming/
+ * has a lock file (with the holder's pid for the message): two processes
+ * would delete each other's downloads as leftovers and race on the names
+ * registry.  outgoing/ and logs/ are locked as
  * directories, since names are claimed in incoming/'s registry and
  * failed.tsv is rewritten whole: two runs with different incoming/ but one
  * outgoing/ could give two images one name, and two sharing logs/ could
