@@ -287,39 +287,41 @@ test_edges(void)
 	char err[CFG_ERRLEN], cwd[512], want[600], line[9000];
 	const char *p;
 
-	CHECK_INT(cfg_set(c, "download.max_bytes=3G", err, sizeof err), 0);
-	CHECK(c->max_bytes == 3ULL << 30);
-	CHECK_INT(cfg_set(c, "download.max_bytes=2MiB", err, sizeof err), 0);
-	CHECK(c->max_bytes == 2ULL << 20);
-	CHECK_INT(cfg_set(c, "download.max_bytes=5kb", err, sizeof err), 0);
-	CHECK(c->max_bytes == 5ULL << 10);
-	CHECK_INT(cfg_set(c, "download.max_bytes=1T", err, sizeof err), 0);
-	CHECK(c->max_bytes == 1ULL << 40);
-	CHECK_INT(cfg_set(c, "download.max_bytes=2T", err, sizeof err), -1);
-	CHECK(strstr(err, "out of range") != NULL);
-	CHECK_INT(cfg_set(c, "download.max_bytes=99999999999T", err, sizeof err), -1);
-	CHECK(strstr(err, "99999999999T is out of range") != NULL);
-	CHECK_INT(cfg_set(c, "download.connections=99999999999999999999999", err, sizeof err), -1);
-	CHECK(strstr(err, "is out of range (1..1024)") != NULL);
-	CHECK_INT(cfg_set(c, "download.max_bytes=2 M", err, sizeof err), -1);
-	CHECK(strstr(err, "is not a number") != NULL);
-	CHECK_INT(cfg_set(c, "download.max_bytes=-1", err, sizeof err), -1);
-	CHECK_INT(cfg_set(c, "download.connections=4K", err, sizeof err), -1);  /* counts take no suffix */
-	CHECK(strstr(err, "not a whole number") != NULL);
-	CHECK(c->max_bytes == 1ULL << 40);              /* refused values change nothing */
+	static const struct { const char *set; unsigned long long bytes; } taken[] = {
+		{ "download.max_bytes=3G", 3ULL << 30 },
+		{ "download.max_bytes=2MiB", 2ULL << 20 },
+		{ "download.max_bytes=5kb", 5ULL << 10 },
+		{ "download.max_bytes=1T", 1ULL << 40 },
+	};
+	/* each refused with err holding the text (NULL: any message) */
+	static const struct { const char *set, *says; } refused[] = {
+		{ "download.max_bytes=2T", "out of range" },
+		{ "download.max_bytes=99999999999T", "99999999999T is out of range" },
+		{ "download.connections=99999999999999999999999", "is out of range (1..1024)" },
+		{ "download.max_bytes=2 M", "is not a number" },
+		{ "download.max_bytes=-1", NULL },
+		{ "download.connections=4K", "not a whole number" },    /* counts take no suffix */
+		{ "thumbnails.sizes=0", "width 0 is out of range (1..8192)" },
+		{ "thumbnails.sizes=64,8193", "width 8193 is out of range" },
+		{ "thumbnails.sizes=32,99999999999999999999", "width 99999999999999999999 is out of range" },
+		{ "thumbnails.sizes=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", "more than 16 widths" },
+		{ "thumbnails.sizes=32,", "ends with a comma" },
+		{ "thumbnails.sizes=", "needs at least one width" },
+	};
 
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=0", err, sizeof err), -1);
-	CHECK(strstr(err, "width 0 is out of range (1..8192)") != NULL);
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=64,8193", err, sizeof err), -1);
-	CHECK(strstr(err, "width 8193 is out of range") != NULL);
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,99999999999999999999", err, sizeof err), -1);
-	CHECK(strstr(err, "width 99999999999999999999 is out of range") != NULL);
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17", err, sizeof err), -1);
-	CHECK(strstr(err, "more than 16 widths") != NULL);
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=32,", err, sizeof err), -1);
-	CHECK(strstr(err, "ends with a comma") != NULL);
-	CHECK_INT(cfg_set(c, "thumbnails.sizes=", err, sizeof err), -1);
-	CHECK(strstr(err, "needs at least one width") != NULL);
+	for (size_t i = 0; i < sizeof taken / sizeof taken[0]; i++) {
+		CHECK_INT(cfg_set(c, taken[i].set, err, sizeof err), 0);
+		CHECK(c->max_bytes == taken[i].bytes);
+	}
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		CHECK_INT(cfg_set(c, refused[i].set, err, sizeof err), -1);
+		if (refused[i].says) {
+			CHECK(strstr(err, refused[i].says) != NULL);
+			if (!strstr(err, refused[i].says))
+				fprintf(stderr, "  %s: got \"%s\"\n", refused[i].set, err);
+		}
+	}
+	CHECK(c->max_bytes == 1ULL << 40);              /* refused values change nothing */
 	CHECK_INT(cfg_set(c, "thumbnails.sizes= 16 ,\t300", err, sizeof err), 0);
 	CHECK_INT(c->nsizes, 2);
 	CHECK_INT(c->sizes[1], 300);
