@@ -14,7 +14,11 @@
  *
  * A file shorter than its RIFF header says is reported as truncated,
  * whatever libwebp made of it: the demuxer behind animations only knows
- * that it cannot parse the file ("bad animation").
+ * that it cannot parse the file ("bad animation").  One exception: a file
+ * that lacks only the pad byte after an odd-sized last chunk (some
+ * encoders and cut uploads) has every byte of its picture, which browsers
+ * show; libwebp refuses it, so it is decoded from a copy with the byte
+ * put back, as a JPEG without its EOI is (README, Failures).
  *
  * libwebp allocates its encoder output with WebPMalloc, which is not
  * guaranteed to be malloc, so the encoded bytes are copied into a buffer
@@ -58,15 +62,35 @@ static void status_error(VP8StatusCode st, char *err, size_t errlen)
 		snprintf(err, errlen, "corrupt WebP: %s", status_text(st));
 }
 
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 /* The RIFF header declares more bytes than there are. */
 static int riff_short(const uint8_t *buf, size_t len)
 {
-	uint64_t riff;
+	return len >= 12 && (uint64_t)le32(buf + 4) + 8 > len;
+}
 
-	if (len < 12)
+/* The RIFF header declares one byte more than there is, and that byte is
+ * the pad after an odd-sized last chunk that ends the file. */
+static int pad_missing(const uint8_t *buf, size_t len)
+{
+	size_t off = 12;
+
+	if (len < 12 || (uint64_t)le32(buf + 4) + 8 != (uint64_t)len + 1)
 		return 0;
-	riff = (uint64_t)buf[4] | (uint64_t)buf[5] << 8 | (uint64_t)buf[6] << 16 | (uint64_t)buf[7] << 24;
-	return riff + 8 > len;
+	while (len - off >= 8) {
+		uint64_t end = (uint64_t)off + 8 + le32(buf + off + 4);
+
+		if (end == len)
+			return (le32(buf + off + 4) & 1) != 0;
+		if (end >= len)
+			return 0;
+		off = (size_t)end + (end & 1);
+	}
+	return 0;
 }
 
 /* EXIF and ICCP live in VP8X chunks: the orientation (1 when none) and
@@ -209,6 +233,7 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 {
 	WebPBitstreamFeatures f;
 	VP8StatusCode st;
+	uint8_t *padded = NULL;
 	int orient, rc = -1;
 
 	memset(out, 0, sizeof *out);
@@ -218,6 +243,15 @@ int webpio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	meta->icc_len = 0;
 	meta->icc_note = NULL;
 
+	if (pad_missing(buf, len)) {
+		if (!(padded = malloc(len + 1))) {
+			snprintf(err, errlen, "out of memory");
+			goto out;
+		}
+		memcpy(padded, buf, len);
+		padded[len++] = 0;
+		buf = padded;
+	}
 	st = WebPGetFeatures(buf, len, &f);
 	if (st != VP8_STATUS_OK) {
 		status_error(st, err, errlen);
@@ -249,6 +283,7 @@ out:
 		img_meta_release(meta);
 		meta->icc_note = NULL;
 	}
+	free(padded);
 	return rc;
 }
 

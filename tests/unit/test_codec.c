@@ -1758,6 +1758,78 @@ static void test_jpeg_missing_eoi(void)
 	free(buf);
 }
 
+/*
+ * A WebP that lacks only the pad byte after its odd-sized last chunk has
+ * every byte of its picture: it decodes, to the padded file's pixels.  Two
+ * bytes short, or one short of an even-sized last chunk, is truncated.
+ * The corpus's lossless file ends on an odd chunk; the others get an odd
+ * metadata chunk appended (ICMT, which decoders skip).
+ */
+static void check_pad_cut(const char *what, const uint8_t *buf, size_t len, int min_width)
+{
+	img_decode_opts o = { .max_pixels = 50000000u, .min_width = min_width };
+	img ref;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	int whole = 0, early = 0, wrong = 0;
+
+	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
+	img_meta_release(&meta);
+	wrong += try_cut(what, buf, len, len - 1, &o, &ref, 1, "truncated WebP", &whole, &early);
+	wrong += try_cut(what, buf, len, len - 2, &o, &ref, 0, "truncated WebP", &whole, &early);
+	wrong += try_cut(what, buf, len, len - 3, &o, &ref, 0, "truncated WebP", &whole, &early);
+	if (whole != 1)
+		fprintf(stderr, "  %s: the file without its pad byte did not decode whole\n", what);
+	CHECK_INT(whole, 1);
+	CHECK_INT(early, 0);
+	CHECK_INT(wrong, 0);
+	img_release(&ref);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static void test_webp_missing_pad(void)
+{
+	static const char *odd_added[] = {
+		"edge/webp_lossy.webp", "edge/webp_exif_orientation_6.webp",
+		"edge/webp_animated_10_frames.webp", "edge/webp_lossy_alpha.webp",
+	};
+	size_t len;
+	uint8_t *buf = slurp("edge/webp_lossless_alpha.webp", &len);
+
+	CHECK(buf != NULL && len > 20 && (buf[16] & 1) == 1);    /* VP8L, odd, the only chunk */
+	if (buf != NULL) {
+		check_pad_cut("webp_lossless_alpha", buf, len, 0);
+		check_pad_cut("webp_lossless_alpha at 200", buf, len, 200);
+	}
+	free(buf);
+	for (size_t i = 0; i < NELEM(odd_added); i++) {
+		uint8_t *big;
+		if ((buf = slurp(odd_added[i], &len)) == NULL || !(big = malloc(len + 14))) {
+			CHECK(0);
+			free(buf);
+			continue;
+		}
+		memcpy(big, buf, len);
+		memcpy(big + len, "ICMT\5\0\0\0thumb\0", 14);   /* 5 bytes and the pad */
+		put_le32(big + 4, (uint32_t)(len + 14 - 8));
+		check_pad_cut(odd_added[i], big, len + 14, 64);
+		/* the unchanged file, one byte short: its last chunk is even */
+		int whole = 0, early = 0;
+		CHECK_INT(try_cut(odd_added[i], buf, len, len - 1, &(img_decode_opts){ .max_pixels = 50000000u },
+		                  NULL, 0, "truncated WebP", &whole, &early), 0);
+		CHECK_INT(early, 0);
+		free(big);
+		free(buf);
+	}
+}
+
 static void test_mutations(void)
 {
 	static const char *files[] = {
@@ -1824,6 +1896,7 @@ int main(void)
 		test_jpeg_missing_eoi();
 		test_jpeg_metadata();
 		test_png_missing_iend();
+		test_webp_missing_pad();
 		test_mutations();
 	}
 	return CHECK_DONE();
