@@ -15,7 +15,7 @@
  * Segments are mapped, not taken from malloc: glibc's mmap threshold is
  * 2 MB in thumbd (bigmem_setup), so a freed 192 KiB block stayed in the
  * heap, resident, and the peak was the old table and the new one (30
- * bytes per URL of a 1,000,000-URL list instead of 19; bench/NOTES.md).
+ * bytes per URL of a 1,000,000-URL list instead of 18; bench/NOTES.md).
  * Under AddressSanitizer they come from calloc, so that it sees them.
  */
 #include "hashset.h"
