@@ -65,7 +65,15 @@ seg_new(void)
 	if (!HS_MAPS)
 		return calloc(1, len);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	return p == MAP_FAILED ? NULL : p;
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef MADV_NOHUGEPAGE
+	/* where transparent huge pages are "always", neighbouring segments
+	 * could share a huge page, which a segment's munmap only splits:
+	 * its memory would go back later, not as the growth moves on */
+	(void)madvise(p, len, MADV_NOHUGEPAGE);
+#endif
+	return p;
 }
 
 static void
