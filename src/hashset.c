@@ -19,22 +19,12 @@
  * Under AddressSanitizer they come from calloc, so that it sees them.
  */
 #include "hashset.h"
+#include "bigmem.h"             /* BIGMEM_MAPS: 0 under AddressSanitizer */
 
 #include <stdlib.h>
 #include <sys/mman.h>
 
 #define HS_SEG_SLOTS 16384      /* 192 KiB: a mapping of its own, given back when freed */
-
-#if defined(__SANITIZE_ADDRESS__)
-#define HS_MAPS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HS_MAPS 0
-#endif
-#endif
-#ifndef HS_MAPS
-#define HS_MAPS 1
-#endif
 
 struct hs_slot {
 	uint64_t key;
@@ -62,7 +52,7 @@ seg_new(void)
 	size_t len = HS_SEG_SLOTS * sizeof(struct hs_slot);
 	void *p;
 
-	if (!HS_MAPS)
+	if (!BIGMEM_MAPS)
 		return calloc(1, len);
 	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED)
@@ -79,7 +69,7 @@ seg_new(void)
 static void
 seg_free(struct hs_slot *seg)
 {
-	if (!HS_MAPS)
+	if (!BIGMEM_MAPS)
 		free(seg);
 	else if (seg)
 		munmap(seg, HS_SEG_SLOTS * sizeof(struct hs_slot));
