@@ -209,6 +209,7 @@ out:
  * thread, so there is no lock; a thread's tables go when it ends.
  */
 #define AXIS_KEEP 8
+_Static_assert(AXIS_KEEP > 1, "resample_resize holds two kept tables at once");
 #define AXIS_KEEP_BYTES (256 * 1024)
 
 typedef struct axis_keep {
@@ -926,6 +927,8 @@ int resample_resize(const img *src, img *dst, int dst_w, int dst_h)
 	size_t dw = (size_t)dst_w * (size_t)ch;      /* samples per output row */
 
 	pthread_once(&isa_once, isa_init);
+	/* av's lookup cannot push out ah's kept table: that one was used
+	 * last, and the least recently used of AXIS_KEEP > 1 goes */
 	if (!(ah = axis_get(src->w, dst_w, &ah_tmp)) || !(av = axis_get(src->h, dst_h, &av_tmp)))
 		goto out;
 
