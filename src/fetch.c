@@ -1222,25 +1222,49 @@ running_remove(fetch *f, xfer *x)
 
 typedef enum { OUTCOME_OK, OUTCOME_TRANSIENT, OUTCOME_PERMANENT } outcome;
 
+/* The host and port curl tried last: the list's URL's, or those of the
+ * Location a redirect led to, so that a failure to resolve or connect names
+ * the host that failed, not the one that redirected.  Fetch thread only (it
+ * uses the shared parser). */
+static void
+tried_host(const xfer *x, char *name, size_t namelen, long *port)
+{
+	CURLU *u = x->f->urlh;
+	char *url = NULL, *h = NULL, *p = NULL;
+
+	snprintf(name, namelen, "%s", x->host->name);
+	*port = x->port;
+	if (curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url) != CURLE_OK || !url)
+		return;
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) == CURLUE_OK
+	    && curl_url_get(u, CURLUPART_HOST, &h, 0) == CURLUE_OK
+	    && curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+		snprintf(name, namelen, "%s", h);
+		*port = strtol(p, NULL, 10);
+	}
+	curl_free(h);
+	curl_free(p);
+}
+
 /* libcurl takes a proxy from the environment (http_proxy, https_proxy,
  * all_proxy, no_proxy) and, when it cannot reach it, says so only in its
  * message, which names the proxy's host and port: "Failed to connect to
- * H port P ...".  A host or port there other than the URL's is the proxy's. */
+ * H port P ...".  A host or port there other than the one tried (name,
+ * port: tried_host) is the proxy's. */
 static int
-via_proxy(const xfer *x)
+via_proxy(const xfer *x, const char *name, long port)
 {
-	const char *name = x->host->name;
 	char shown[256];
 	size_t n = strlen(name);
-	long port;
+	long shown_port;
 
-	if (sscanf(x->errbuf, "Failed to connect to %255s port %ld", shown, &port) != 2)
+	if (sscanf(x->errbuf, "Failed to connect to %255s port %ld", shown, &shown_port) != 2)
 		return 0;
 	if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {      /* IPv6 literal: curl prints it bare */
 		name++;
 		n -= 2;
 	}
-	return port != x->port || strlen(shown) != n || strncasecmp(shown, name, n) != 0;
+	return shown_port != port || strlen(shown) != n || strncasecmp(shown, name, n) != 0;
 }
 
 /* The server's bytes did not start with a status line (curl: "Received
@@ -1326,7 +1350,8 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	const cfg *c = x->f->c;
 	double pretransfer = 0;
 	curl_off_t clen = -1;
-	long connect_code = 0;
+	long connect_code = 0, port;
+	char name[256];
 
 	/* pretransfer, not connect time: on a reused connection the connect
 	 * time is 0 although the request was sent */
@@ -1403,15 +1428,17 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		return;
 	}
 	case CURLE_COULDNT_RESOLVE_HOST:
-		snprintf(out, outlen, "cannot resolve host %s", x->host->name);
+		tried_host(x, name, sizeof name, &port);
+		snprintf(out, outlen, "cannot resolve host %s", name);
 		return;
 	case CURLE_COULDNT_CONNECT: {
 		long oserr = 0;
 		curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &oserr);
-		if (via_proxy(x))
+		tried_host(x, name, sizeof name, &port);
+		if (via_proxy(x, name, port))
 			snprintf(out, outlen, "cannot connect to the proxy: %s", x->errbuf);
 		else
-			snprintf(out, outlen, "cannot connect to %s port %ld: %s", x->host->name, x->port,
+			snprintf(out, outlen, "cannot connect to %s port %ld: %s", name, port,
 			         oserr ? strerror((int)oserr) : x->errbuf);
 		return;
 	}

@@ -13,6 +13,7 @@ A case:
     file      corpus file served for {file} (default photos/hopper_128x128.jpg)
     route     request target on the batch's server: "{file}" = c/<id>.<ext>,
               "{name}" = <id>.jpg (for routes that serve no file)
+              and "{refused}" as in url
     url       instead of route: a whole URL; "{refused}" = a port nobody
               listens on, "{blackhole}" = host:port of a socket whose accept
               queue is full (connect never completes), "{name}" as above
@@ -20,7 +21,7 @@ A case:
     reason    expected failed.tsv reason, exactly; or
     reason_re a regular expression it must match (re.fullmatch).  In both,
               "{len}" = size of the file, "{half}" = len // 2, "{port}" =
-              the server's port, "{host}" = the URL's host
+              the server's port, "{host}" = the URL's host, "{refused}" as in url
     requests  GETs the server must see for exactly this URL (retries counted);
               an int, or (min, max) where libcurl may add requests of its own
               (it retries a request once per reused connection that dies
@@ -156,6 +157,13 @@ CASES = [
     # so no query ever leaves the machine: tests talk to 127.0.0.1 only.
     dict(id="nxdomain", url="http://" + "a" * 64 + ".invalid/{name}",
          reason="cannot resolve host " + "a" * 64 + ".invalid", within=4),
+    # the same after a redirect: the reason names the host that failed, not the one that
+    # redirected (which was once taken for a proxy: "cannot connect to the proxy")
+    dict(id="redirect_refused", route="location/http%3A%2F%2F127.0.0.1%3A{refused}%2F{name}",
+         reason_re=r"cannot connect to 127\.0\.0\.1 port {refused}: Connection refused" + AFTER4,
+         requests=4, within=6),
+    dict(id="redirect_nxdomain", route="location/http%3A%2F%2F" + "a" * 64 + ".invalid%2F{name}",
+         reason="cannot resolve host " + "a" * 64 + ".invalid", requests=1, within=4),
 
     # -- resume: Range + If-Range after a cut, start over when Range is ignored -----
     dict(id="resume_png", route="resumable/{file}", file=P, thumbs=PP, requests=2, range2="bytes={half}-"),

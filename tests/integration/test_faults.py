@@ -29,7 +29,8 @@ def _ext(path):
 def _tokens(text, case, srv):
     size = case.get("_len", 0)
     return (text.replace("{len}", str(size)).replace("{half}", str(size // 2))
-            .replace("{port}", str(srv.port)).replace("{host}", case.get("_host", "")))
+            .replace("{port}", str(srv.port)).replace("{host}", case.get("_host", ""))
+            .replace("{refused}", str(case.get("_refused", ""))))
 
 
 def _prepare(cases, cdir, www, srv, hole):
@@ -41,12 +42,13 @@ def _prepare(cases, cdir, www, srv, hole):
         os.makedirs(os.path.join(www, "c"), exist_ok=True)
         shutil.copyfile(os.path.join(cdir, src), os.path.join(www, rel))
         c["_len"] = os.path.getsize(os.path.join(www, rel))
+        c["_refused"] = refused
         name = c["id"] + ".jpg"
         if "url" in c:
             c["_url"] = c["url"].format(refused=refused, blackhole=hole.hostport if hole else "", name=name)
             c["_target"] = None
         else:
-            target = "/" + c["route"].format(file=rel, name=name)
+            target = "/" + c["route"].format(file=rel, name=name, refused=refused)
             c["_url"] = srv.url(target)
             c["_target"] = target
         c["_host"] = urllib.parse.urlsplit(c["_url"]).hostname
