@@ -32,12 +32,14 @@ urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
 
 /* The rules of urllist_next for one physical line, for readers that get
  * their lines elsewhere (watch.c follows files with inotify).  buf holds the
- * line without its '\n', NUL-terminated; first says it is the line at the
- * start of its file (a UTF-8 byte order mark before it is skipped);
- * too_long says it was cut at URLLIST_LINE_MAX bytes.  Trims buf in place.
+ * len bytes of the line without its '\n' (NUL bytes inside its text make it
+ * BAD; around it they are blanks), then a NUL; first says it is the line at the start of its file (a UTF-8
+ * byte order mark before it is skipped); too_long says it was cut at
+ * URLLIST_LINE_MAX bytes.  Rewrites buf in place (trims it, NULs -> DEL).
  * URLLIST_URL or URLLIST_BAD with *line (into buf) and, for BAD, *reason;
  * URLLIST_END when the line holds no entry (blank, or a comment). */
-urllist_kind urllist_line(char *buf, int first, int too_long, const char **line, const char **reason);
+urllist_kind urllist_line(char *buf, size_t len, int first, int too_long, const char **line,
+                          const char **reason);
 
 /* 1 when s starts with http:// or https:// (case-insensitive) and has a host. */
 int urllist_is_http(const char *s);

@@ -120,28 +120,44 @@ read_line(FILE *fp, char *buf, size_t cap)
 }
 
 urllist_kind
-urllist_line(char *buf, int first, int too_long, const char **line, const char **reason)
+urllist_line(char *buf, size_t len, int first, int too_long, const char **line, const char **reason)
 {
-	char *s, *e;
+	char *s = buf, *e = buf + len;
+	int nul = 0;
 
-	if (first && strncmp(buf, UTF8_BOM, sizeof UTF8_BOM - 1) == 0)
-		buf += sizeof UTF8_BOM - 1;
+	if (first && len >= sizeof UTF8_BOM - 1 && memcmp(buf, UTF8_BOM, sizeof UTF8_BOM - 1) == 0)
+		s += sizeof UTF8_BOM - 1;
 	if (too_long) {
-		buf[80] = 0;            /* enough of it to recognise in failed.tsv */
-		*line = buf;
+		s[80] = 0;              /* enough of it to recognise in failed.tsv */
+		*line = s;
 		*reason = "line too long";
 		return URLLIST_BAD;
 	}
-	for (s = buf; *s == ' ' || *s == '\t' || *s == '\r'; s++)
-		;
-	for (e = s + strlen(s); e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'); e--)
-		;
+	/* NUL bytes around the text are blanks (a file cut by a crash can end
+	 * in zeros); inside it, read as a C string, one would end the line
+	 * early and a shorter URL than the list's would be fetched.  Those
+	 * become DEL, which no valid URL holds either: the line is refused
+	 * whole (escaped in the log and failed.tsv), never taken for a real
+	 * URL it starts with. */
+	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == 0))
+		s++;
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == 0))
+		e--;
 	*e = 0;
+	for (char *p = s; p < e; p++)
+		if (*p == 0) {
+			*p = 0x7f;
+			nul = 1;
+		}
 	if (!*s || *s == '#')
 		return URLLIST_END;
 	*line = s;
 	if (!urllist_is_http(s)) {
 		*reason = "not an http(s) URL";
+		return URLLIST_BAD;
+	}
+	if (nul) {
+		*reason = "invalid URL: a NUL byte in the line";
 		return URLLIST_BAD;
 	}
 	return URLLIST_URL;
@@ -180,7 +196,8 @@ urllist_next(urllist *l, const char **line, const char **reason)
 		}
 		first = l->first;
 		l->first = 0;
-		if ((k = urllist_line(l->buf, first, len == -2, line, reason)) != URLLIST_END)
+		if ((k = urllist_line(l->buf, len == -2 ? sizeof l->buf - 1 : (size_t)len, first, len == -2,
+		                      line, reason)) != URLLIST_END)
 			return k;
 	}
 }

@@ -733,7 +733,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 		s->coff = end;
 		s->lineno++;
 		/* start 0: the file's first line, which may follow a BOM */
-		k = urllist_line(s->line, start == 0, s->too_long, &line, &why);
+		k = urllist_line(s->line, s->llen, start == 0, s->too_long, &line, &why);
 		s->llen = 0;
 		s->too_long = 0;
 		if (k == URLLIST_END) {

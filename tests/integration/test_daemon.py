@@ -786,16 +786,21 @@ def _list_lines(t, wd, cp, d1, d2, queue, follow, src):
         return
     a, b = cp.alias("photos/hopper_128x128.jpg", "bom1"), cp.alias("photos/iguana_100x68.jpg", "bom2")
     bad = "ftp://127.0.0.1/bad.jpg"
+    # a NUL byte inside a line: the whole line is refused (shown with DEL), not
+    # read as the URL before the NUL, which is a's and would count as done
+    nul = a.url + "\0.png"
     with open(follow, "wb") as f:
         f.write(b"\xef\xbb\xbf" + (a.url + "\r\n").encode())
-    _drop_list(src, queue, "bom.urls", ["\ufeff" + b.url, bad])
+    _drop_list(src, queue, "bom.urls", ["\ufeff" + b.url, bad, nul])
     listed = os.path.join(queue, "done", "bom.urls")
     t.check(_wait(lambda: a.done(wd) and b.done(wd) and os.path.isfile(listed), 10, d1.proc),
             "list lines: the first URLs of a followed file and a list with a BOM are done")
     a.check(t, wd, "list lines: followed file with a BOM:")
     b.check(t, wd, "list lines: directory list with a BOM:")
-    t.eq([(u, r) for _, u, r in wd.failed()], [(bad, "%s:2: not an http(s) URL" % os.path.join(queue, "bom.urls"))],
-         "list lines: failed.tsv holds the bad line only, once")
+    t.eq(sorted((u, r) for _, u, r in wd.failed()),
+         sorted([(bad, "%s:2: not an http(s) URL" % os.path.join(queue, "bom.urls")),
+                 (a.url + "\\x7f.png", "%s:3: invalid URL: a NUL byte in the line" % os.path.join(queue, "bom.urls"))]),
+         "list lines: failed.tsv holds the bad lines only, once each")
     if not d1.stop(t, "list lines: first run"):
         return
     if not d2.start(t, "list lines: restart"):
@@ -803,7 +808,8 @@ def _list_lines(t, wd, cp, d1, d2, queue, follow, src):
     _drop_list(src, queue, "again.urls", [bad])
     t.check(_wait(lambda: os.path.isfile(os.path.join(queue, "done", "again.urls")), 10, d2.proc),
             "list lines: a second list with the bad line is finished")
-    t.eq([u for _, u, _ in wd.failed()], [bad], "list lines: the bad line failed before, not recorded again")
+    t.eq(sorted(u for _, u, _ in wd.failed()), sorted([bad, a.url + "\\x7f.png"]),
+         "list lines: the bad line failed before, not recorded again")
     t.check(any("failed before " + bad in l for l in wd.log_lines() or []),
             "list lines: the log says it failed before")
     if d2.alive(t, "list lines: after the second list"):

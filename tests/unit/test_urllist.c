@@ -100,9 +100,35 @@ main(void)
 	{
 		char line[] = "\xef\xbb\xbf  http://c.example/4.jpg ", mid[] = "\xef\xbb\xbfhttp://c.example/5.jpg";
 		const char *got = NULL, *why = NULL;
-		CHECK_INT(urllist_line(line, 1, 0, &got, &why), URLLIST_URL);
+		CHECK_INT(urllist_line(line, sizeof line - 1, 1, 0, &got, &why), URLLIST_URL);
 		CHECK_STR(got, "http://c.example/4.jpg");
-		CHECK_INT(urllist_line(mid, 0, 0, &got, &why), URLLIST_BAD);
+		CHECK_INT(urllist_line(mid, sizeof mid - 1, 0, 0, &got, &why), URLLIST_BAD);
+	}
+
+	/* a NUL byte does not end the line early (the URL before it would be
+	 * fetched instead): the line is refused whole, its NULs shown as DEL;
+	 * around the text NULs are blanks (a list cut by a crash can end in
+	 * zeros), and a comment with one is still a comment */
+	{
+		static const char nul[] = "http://a.example/x.jpg\0.png\n  http://a.example/y.jpg \0z\n"
+		                          "\0http://a.example/x.jpg\0\n#\0comment\n \0\n\0\0\0";
+		paths[0] = path3;
+		unlink(path3);
+		strcpy(path3 + strlen(path3) - 6, "XXXXXX");
+		fill(path3, nul, sizeof nul - 1);
+		l = urllist_open(paths, 1, err, sizeof err);
+		CHECK(l != NULL);
+		if (l) {
+			const char *line = NULL, *reason = NULL;
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			CHECK_STR(line, "http://a.example/x.jpg\x7f.png");
+			CHECK_STR(reason, "invalid URL: a NUL byte in the line");
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			CHECK_STR(line, "http://a.example/y.jpg \x7fz");
+			expect(l, URLLIST_URL, "http://a.example/x.jpg");
+			expect(l, URLLIST_END, NULL);
+			urllist_close(l);
+		}
 	}
 
 	/* a directory is refused up front, like a missing file, naming it */
