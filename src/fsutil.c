@@ -31,7 +31,11 @@ fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 
 	*buf = NULL;
 	*len = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+	/* O_NONBLOCK: opening a FIFO for reading waits for a writer, which
+	 * may never come, and a signal would not end the wait (the handlers
+	 * restart system calls); so it opens at once and is refused below.
+	 * Reads of a regular file never block on it anyway. */
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}

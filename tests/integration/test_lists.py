@@ -123,6 +123,17 @@ def test_files_mode(t):
         t.eq(wd.incoming_files(), [], "--files: nothing left in incoming/")
         t.eq(wd.base_strays(), [], "--files: nothing written outside outgoing/ and logs/")
 
+        # not regular files: a FIFO nobody writes to (opening it for reading
+        # would wait for a writer forever), a directory, a device
+        fifo = os.path.join(src, "pipe.jpg")
+        os.mkfifo(fifo)
+        odd = [fifo, src, "/dev/zero"]
+        rc, out, err = wd.run("--files", *odd, paths[0], timeout=20)     # raises when it hangs
+        t.eq(rc, 1, "--files with a FIFO, a directory and a device: done, exit status 1")
+        got = sorted((u, r) for _, u, r in wd.failed() if u in odd)
+        t.eq(got, sorted((p, "%s: not a regular file" % p) for p in odd),
+             "--files: each non-regular file is a failed.tsv line saying so")
+
 
 def test_files_mode_symlinks(t):
     """--files names outputs after the paths given: two symlinks to one
