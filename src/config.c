@@ -504,6 +504,7 @@ typedef struct load_ctx {
 	int line;
 	int read_errno;         /* the read that failed, 0 = none (inih saw EOF) */
 	int errors;
+	int set_on[NKEYS];      /* line that set each key, 0 = not set in this file */
 	char *err;
 	size_t errlen, erroff;
 } load_ctx;
@@ -547,22 +548,38 @@ read_line(char *buf, int size, void *stream)
 {
 	load_ctx *x = stream;
 	char *s, *e;
+	int ch = 0, n = 0, nul = 0, too_long = 0;
 
-	if (!fgets(buf, size, x->fp)) {
+	/* getc, not fgets: a NUL byte would hide the rest of the line (and
+	 * its newline) from inih */
+	while ((ch = getc(x->fp)) != EOF) {
+		if (ch == '\n') {
+			buf[n++] = '\n';      /* n <= size - 2 here: room for it and the NUL */
+			break;
+		}
+		if (n < size - 2)
+			buf[n++] = (char)ch;
+		else
+			too_long = 1;
+		nul |= ch == 0;
+	}
+	buf[n] = 0;
+	if (ch == EOF && ferror(x->fp)) {
 		/* NULL is the end of the file to inih; a read error is kept
 		 * for cfg_load to report */
-		if (ferror(x->fp))
-			x->read_errno = errno ? errno : EIO;
+		x->read_errno = errno ? errno : EIO;
 		return NULL;
 	}
+	if (ch == EOF && n == 0 && !too_long)
+		return NULL;
 	x->line++;
-	if (!strchr(buf, '\n') && !feof(x->fp)) {
-		int ch;
+	if (too_long || nul) {
 		/* inih's line buffer is fixed; a longer line would be split
 		 * into bogus ones, so drop it whole and say so */
-		while ((ch = getc(x->fp)) != EOF && ch != '\n')
-			;
-		add_error(x, "line longer than %d bytes", size - 2);
+		if (too_long)
+			add_error(x, "line longer than %d bytes", size - 2);
+		else
+			add_error(x, "a NUL byte in the line (is this a text file?)");
 		buf[0] = 0;
 		return buf;
 	}
@@ -604,6 +621,13 @@ on_key(void *user, const char *section, const char *name, const char *value)
 		add_error(x, "unknown key \"%s\" in [%s]", name, section);
 		return 1;
 	}
+	/* the last one would win, and the first would look in force to
+	 * whoever reads the file from the top */
+	if (x->set_on[k - keys]) {
+		add_error(x, "%s.%s is set twice (first on line %d)", section, name, x->set_on[k - keys]);
+		return 1;
+	}
+	x->set_on[k - keys] = x->line;
 	if ((e = set_value(x->c, k, value, x->base_dir, msg, sizeof msg)))
 		add_error(x, "%s.%s: %s", section, name, e);
 	return 1;

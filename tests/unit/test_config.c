@@ -345,6 +345,43 @@ test_edges(void)
 	CHECK_INT(c->retries, 7);
 	cfg_free(c);
 
+	/* a NUL byte: that line is an error saying so (it was "line longer than
+	 * 198 bytes", as the NUL hid the newline), the next line still reads */
+	{
+		static const char text[] = "[download]\nretries = 1\0junk\ntimeout = 9\n";
+		char path[600];
+		FILE *fp;
+		snprintf(path, sizeof path, "%s/nul.ini", tmpdir);
+		CHECK((fp = fopen(path, "w")) != NULL);
+		if (fp) {
+			CHECK(fwrite(text, 1, sizeof text - 1, fp) == sizeof text - 1);
+			fclose(fp);
+		}
+		c = cfg_new();
+		CHECK_INT(cfg_load(c, path, err, sizeof err), -1);
+		CHECK(strstr(err, "nul.ini:2: a NUL byte in the line") != NULL);
+		CHECK(strstr(err, "longer") == NULL);
+		CHECK_INT(c->timeout, 9);
+		cfg_free(c);
+	}
+
+	/* a key set twice in the file: an error naming both lines (the last
+	 * one used to win silently); a section opened twice is one section */
+	p = write_ini("twice.ini", "[download]\nretries = 1\n[resize]\nworkers = 2\n[download]\ntimeout = 5\n"
+	              "retries = 2\n");
+	c = cfg_new();
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "twice.ini:7: download.retries is set twice (first on line 2)") != NULL);
+	CHECK_INT(c->retries, 1);
+	CHECK_INT(c->timeout, 5);
+	cfg_free(c);
+	p = write_ini("once.ini", "[download]\nretries = 1\n[resize]\nworkers = 2\n[download]\ntimeout = 5\n");
+	c = cfg_new();
+	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
+	CHECK_INT(c->retries, 1);
+	CHECK_INT(c->timeout, 5);
+	cfg_free(c);
+
 	/* -c thumbd.ini, no directory in the name: paths relative to the
 	 * current directory, which is that file's */
 	CHECK(getcwd(cwd, sizeof cwd) != NULL);
