@@ -32,10 +32,11 @@ urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
 
 /* The rules of urllist_next for one physical line, for readers that get
  * their lines elsewhere (watch.c follows files with inotify).  buf holds the
- * len bytes of the line without its '\n' (NUL bytes inside its text make it
- * BAD; around it they are blanks), then a NUL; first says it is the line at the start of its file (a UTF-8
- * byte order mark before it is skipped); too_long says it was cut at
- * URLLIST_LINE_MAX bytes.  Rewrites buf in place (trims it, NULs -> DEL).
+ * len bytes of the line without its '\n', then a NUL (NUL bytes inside the
+ * text make the line BAD; around it they are blanks); first says it is the
+ * line at the start of its file (a UTF-8 byte order mark before it is
+ * skipped); too_long says it was cut at URLLIST_LINE_MAX bytes.  Rewrites
+ * buf in place (trims it, NULs -> DEL).
  * URLLIST_URL or URLLIST_BAD with *line (into buf) and, for BAD, *reason;
  * URLLIST_END when the line holds no entry (blank, or a comment). */
 urllist_kind urllist_line(char *buf, size_t len, int first, int too_long, const char **line,

@@ -575,7 +575,8 @@ read_line(char *buf, int size, void *stream)
 	x->line++;
 	if (too_long || nul) {
 		/* inih's line buffer is fixed; a longer line would be split
-		 * into bogus ones, so drop it whole and say so */
+		 * into bogus ones, and a NUL would cut the line short: drop it
+		 * whole and say so */
 		if (too_long)
 			add_error(x, "line longer than %d bytes", size - 2);
 		else

@@ -128,6 +128,9 @@ urllist_line(char *buf, size_t len, int first, int too_long, const char **line, 
 	if (first && len >= sizeof UTF8_BOM - 1 && memcmp(buf, UTF8_BOM, sizeof UTF8_BOM - 1) == 0)
 		s += sizeof UTF8_BOM - 1;
 	if (too_long) {
+		for (char *p = s; p < s + 80; p++)
+			if (*p == 0)
+				*p = 0x7f;      /* as below */
 		s[80] = 0;              /* enough of it to recognise in failed.tsv */
 		*line = s;
 		*reason = "line too long";
