@@ -286,6 +286,7 @@ fsu_mkdirs(const char *path, char *err, size_t errlen)
 {
 	char buf[4096];
 	size_t len = strlen(path);
+	struct stat sb = { .st_mode = S_IFDIR };        /* a failed stat says errno */
 
 	if (len == 0 || len >= sizeof buf) {
 		snprintf(err, errlen, "bad directory path \"%s\"", path);
@@ -304,6 +305,13 @@ fsu_mkdirs(const char *path, char *err, size_t errlen)
 			if (!saved)
 				break;
 		}
+	}
+	/* EEXIST above is also a file of that name, which is no directory
+	 * to write in: say so now, not at the first thing written there */
+	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "cannot use %s as a directory: %s", path,
+		         strerror(S_ISDIR(sb.st_mode) ? errno : ENOTDIR));
+		return -1;
 	}
 	return 0;
 }

@@ -213,6 +213,23 @@ def test_config_not_a_file(t):
                  "%s: nothing written beside the directory" % what)
 
 
+def test_path_not_a_directory(t):
+    """paths.* naming a regular file: exit 2 with one error naming it, before
+    anything starts; not a lock warning first and a failure later."""
+    with C.Workdir() as wd:
+        plain = os.path.join(wd.cwd, "plain")
+        with open(plain, "w") as f:
+            f.write("not a directory\n")
+        for key in ("incoming", "outgoing", "logs"):
+            rc, out, err = wd.run("--set", "paths.%s=%s" % (key, plain), "--files",
+                                  os.path.join(wd.root, "none.jpg"), timeout=20)
+            t.eq(rc, 2, "paths.%s a file: exit status 2 (stderr %r)" % (key, err[:300]))
+            t.eq(err.strip(), "thumbd: cannot use %s as a directory: Not a directory" % plain,
+                 "paths.%s a file: one line naming it" % key)
+        with open(plain) as f:
+            t.eq(f.read(), "not a directory\n", "the file is left as it was")
+
+
 def test_default_paths(t):
     """Without [paths], incoming/, outgoing/ and logs/ are ../incoming etc.
     from the config file's directory (as the README and thumbd.ini(5) say),
