@@ -14,6 +14,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include "img.h"
 
 /* What Windows Notepad and other editors put before the first line of a
  * UTF-8 file. */
@@ -46,7 +49,7 @@ urllist_is_http(const char *s)
 static FILE *
 list_open(const char *path, char *err, size_t errlen)
 {
-	struct stat sb;
+	struct stat sb = { .st_mode = 0 };
 	FILE *fp;
 
 	if (strcmp(path, "-") == 0)
@@ -59,6 +62,24 @@ list_open(const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(EISDIR));
 		fclose(fp);
 		return NULL;
+	}
+	/* "thumbd photo.jpg": an image where a list belongs would be read as
+	 * lines of binary, each one a failed.tsv entry; say what it is.  Only
+	 * a regular file can be looked at without taking its bytes. */
+	if (S_ISREG(sb.st_mode)) {
+		uint8_t head[512];
+		ssize_t n = pread(fileno(fp), head, sizeof head, 0);
+		const char *what = NULL;
+		if (n > 0) {
+			img_format f = img_sniff(head, (size_t)n);
+			what = f != IMG_UNKNOWN ? img_format_name(f) : img_sniff_other(head, (size_t)n);
+		}
+		if (what) {
+			snprintf(err, errlen, "%s: an image (%s), not a URL list; for local images: thumbd --files",
+			         path, what);
+			fclose(fp);
+			return NULL;
+		}
 	}
 	return fp;
 }

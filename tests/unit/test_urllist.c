@@ -131,6 +131,37 @@ main(void)
 		}
 	}
 
+	/* an image given where a list belongs ("thumbd photo.jpg") is refused
+	 * up front, saying what it is, not read as lines of binary */
+	{
+		static const char jpeg[] = "\xff\xd8\xff\xe0\0\x10JFIF\0\x01\nhttp://a.example/x.jpg\n";
+		static const char gif[] = "GIF89a\x01\0\x01\0\nhttp://a.example/y.jpg\n";
+		static const char text[] = "http://a.example/z.jpg\n";
+		static const struct { const char *bytes; size_t len; const char *says; } cases[] = {
+			{ jpeg, sizeof jpeg - 1, "an image (JPEG), not a URL list; for local images: thumbd --files" },
+			{ gif, sizeof gif - 1, "an image (GIF), not a URL list" },
+			{ text, sizeof text - 1, NULL },
+		};
+		for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+			char img[] = "/tmp/thumbd-test-listimg-XXXXXX";
+			fill(img, cases[i].bytes, cases[i].len);
+			paths[0] = img;
+			err[0] = 0;
+			l = urllist_open(paths, 1, err, sizeof err);
+			if (cases[i].says) {
+				CHECK(l == NULL);
+				CHECK(strstr(err, img) == err);
+				CHECK(strstr(err, cases[i].says) != NULL);
+			} else {
+				CHECK(l != NULL);
+				if (l)
+					expect(l, URLLIST_URL, "http://a.example/z.jpg");
+			}
+			urllist_close(l);
+			unlink(img);
+		}
+	}
+
 	/* a directory is refused up front, like a missing file, naming it */
 	CHECK(mkdtemp(dir1) != NULL);
 	paths[0] = path3;
