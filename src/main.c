@@ -417,17 +417,34 @@ open_std_fds(void)
 	}
 }
 
-/* Enough descriptors for every connection, its .part file and the workers. */
+/*
+ * Enough descriptors for every connection (its socket, its .part file and
+ * curl's own), the workers' files and the rest.  Where the hard limit is
+ * lower, fewer connections: past it, a transfer would fail with "Too many
+ * open files", or as a connect failure that does not say why, each one a
+ * URL failed for this machine's setting.  As nginx warns when its
+ * worker_connections exceed the open-file limit.
+ */
 static void
-raise_nofile(const cfg *c)
+raise_nofile(cfg *c)
 {
 	struct rlimit rl;
-	rlim_t want = (rlim_t)c->connections * 3 + (rlim_t)c->workers * 4 + 64;
+	rlim_t fixed = (rlim_t)c->workers * 4 + 64, want = (rlim_t)c->connections * 3 + fixed;
+	int fit;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
-	}
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 && getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur >= want)
+		return;
+	fit = rl.rlim_cur > fixed + 3 ? (int)((rl.rlim_cur - fixed) / 3) : 1;
+	fprintf(stderr, "thumbd: warning: open files limited to %llu (ulimit -n): %d connections "
+	        "instead of %d\n", (unsigned long long)rl.rlim_cur, fit, c->connections);
+	log_msg(LOG_WARNING, "open files limited to %llu (ulimit -n): %d connections instead of %d",
+	        (unsigned long long)rl.rlim_cur, fit, c->connections);
+	c->connections = fit;
 }
 
 /* A directory lock is a safeguard, not a need: where flock(2) does not

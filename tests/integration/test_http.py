@@ -4,6 +4,7 @@ connections, duplicates, stalls."""
 
 import os
 import re
+import shutil
 import urllib.parse
 
 import common as C
@@ -160,6 +161,31 @@ def test_recycled_download_files(t):
                  "first 2 KB of it, %d, in a recycled file: 'truncated JPEG'" % i)
         _ok(t, wd, HOPPER, small, "small JPEG after them")
         t.eq(wd.incoming_files(), [], "recycled files: incoming/ holds no download at the end")
+
+
+def test_open_files_limit(t):
+    """A hard open-files limit below what connections needs (ulimit -n 120
+    against 128 connections: a socket and a .part file each, and curl's
+    own): thumbd says so and opens fewer connections, and every URL gets
+    its thumbnails; before, the transfers past the limit failed with 'Too
+    many open files' or as connect failures."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    prlimit = shutil.which("prlimit")
+    if not t.check(prlimit is not None, "prlimit is installed (util-linux)"):
+        return
+    n = 200
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        urls = [srv.url("slowalias/0.3/photos%%2Fhopper_128x128.jpg/h%d.jpg" % i) for i in range(n)]
+        rc, out, err = wd.run(wd.write_list(urls), timeout=120, prefix=[prlimit, "--nofile=120:120"])
+        t.eq(rc, 0, "ulimit -n 120: exit status 0 (stderr %r)" % err[-600:])
+        t.check("thumbd: warning: open files limited to 120 (ulimit -n): 16 connections instead of 128" in err,
+                "ulimit -n 120: stderr says how many connections fit (%r)" % err[-600:])
+        t.check(any("16 connections" in l and "starting" in l for l in wd.log_lines() or []),
+                "ulimit -n 120: the log's start line shows the connections used")
+        t.eq(wd.failed_lines(), [], "ulimit -n 120: no URL failed")
+        t.eq(len(wd.outgoing_files()), 3 * n, "ulimit -n 120: 3 thumbnails for each of the %d URLs" % n)
 
 
 CAR = ("photos/car_interior_2164x1626.jpg", 1010466)
