@@ -1276,16 +1276,20 @@ not_http(const xfer *x, CURLcode rc)
 	return rc == CURLE_UNSUPPORTED_PROTOCOL && strstr(x->errbuf, "HTTP/0.9") != NULL;
 }
 
-/* curl 7.88 keeps a header line in a buffer capped at 100 KB
+/* Headers past curl's limits, a remote's doing that a retry meets again.
+ * curl 7.88 keeps a header line in a buffer capped at 100 KB
  * (CURL_MAX_HTTP_HEADER) and reports a longer one as CURLE_OUT_OF_MEMORY,
- * "Out of memory": a remote's doing, not this machine's.  Told from a real
- * allocation failure by when it happened: after the answer began, before
- * any of its body. */
+ * "Out of memory", told from a real allocation failure by when it
+ * happened: after the answer began, before any of its body (1).  Debian's
+ * 7.88.1, like curl 8.3, also caps all of an answer's headers at 300 KB:
+ * CURLE_RECV_ERROR, "Too large response headers: N > 307200" (2).  0: neither. */
 static int
 headers_too_large(const xfer *x, CURLcode rc)
 {
 	curl_off_t first = 0;
 
+	if (rc == CURLE_RECV_ERROR && strstr(x->errbuf, "Too large response headers") != NULL)
+		return 2;
 	return rc == CURLE_OUT_OF_MEMORY && x->bytes == x->resume_from
 	       && curl_easy_getinfo(x->easy, CURLINFO_STARTTRANSFER_TIME_T, &first) == CURLE_OK
 	       && first > 0;
@@ -1296,7 +1300,7 @@ classify(const xfer *x, CURLcode rc, long code)
 {
 	if (x->too_large || x->write_errno)
 		return OUTCOME_PERMANENT;       /* a retry would hit the same limit or disk */
-	if (x->unasked_206)
+	if (x->unasked_206 || headers_too_large(x, rc))
 		return OUTCOME_PERMANENT;       /* the server's answer to this request */
 	switch (rc) {
 	case CURLE_OK:
@@ -1371,8 +1375,12 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		         x->crange[0] ? " (Content-Range: " : "", x->crange, x->crange[0] ? ")" : "");
 		return;
 	}
-	if (headers_too_large(x, rc)) {
+	switch (headers_too_large(x, rc)) {
+	case 1:
 		snprintf(out, outlen, "response headers too large (a line over 100 KB)");
+		return;
+	case 2:
+		snprintf(out, outlen, "response headers too large (over 300 KB in all)");
 		return;
 	}
 	if (rc != CURLE_OK && curl_easy_getinfo(x->easy, CURLINFO_HTTP_CONNECTCODE, &connect_code) == CURLE_OK
@@ -1572,7 +1580,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	/* a burst of "busy" answers to one window is one event: only its first
 	 * counts towards pausing the host (host_max_failures), or a host that
 	 * answers 503 to what exceeds its capacity would be taken for dead */
-	if (overload_sign(rc, code))
+	if (overload_sign(rc, code) && !headers_too_large(x, rc))
 		absorbed = host_overloaded(f, h, x) && rc == CURLE_HTTP_RETURNED_ERROR;
 	else if (code > 0)
 		host_answered(f, h, x->easy);

@@ -74,6 +74,7 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
                                   connection (more body than announced, sent late)
     /chunkedshort/PATH            chunked, half the file, then close without the last chunk
     /bigheader/SIZE/PATH          the file with an X-Big header of SIZE bytes (K/M suffix)
+    /manyheaders/SIZE/PATH        the file with about SIZE bytes of 64-byte X-Many header lines
     /trickle/RATE/PATH            full Content-Length, then the body at RATE bytes/s (tenths of it
                                   every 0.1 s)
     /partial/N/PATH               206 with the first N bytes and their Content-Range, whatever
@@ -724,6 +725,19 @@ def _route_bigheader(h, rest):
     h.send_bytes(data, content_type(full), extra_headers=[("X-Big", "a" * size)])
 
 
+def _route_manyheaders(h, rest):
+    seg, _, path = rest.partition("/")
+    try:
+        size = _size(seg)
+    except ValueError:
+        return h.send_text(400, "bad size %r\n" % seg)
+    full, data = h.read_file(path)
+    if data is None:
+        return
+    line = ("X-Many", "a" * 54)           # 64 bytes with ": " and CRLF
+    h.send_bytes(data, content_type(full), extra_headers=[line] * max(1, size // 64))
+
+
 def _route_partial(h, rest):
     n, path = _int_and_rest(h, rest, "byte count")
     if n is None:
@@ -834,6 +848,7 @@ ROUTES = [
     ("/trailjunk/", _route_trailjunk),
     ("/chunkedshort/", _route_chunkedshort),
     ("/bigheader/", _route_bigheader),
+    ("/manyheaders/", _route_manyheaders),
     ("/partial/", _route_partial),
     ("/trickle/", _route_trickle),
 ]
