@@ -1295,12 +1295,22 @@ headers_too_large(const xfer *x, CURLcode rc)
 	       && first > 0;
 }
 
+/* A chunked body whose chunk sizes are not hex (curl: "Illegal or missing
+ * hexadecimal sequence in chunked-encoding", "Malformed encoding found in
+ * chunked-encoding"): the server's encoder, which will do it again.  A cut
+ * connection is CURLE_PARTIAL_FILE instead. */
+static int
+bad_chunked(const xfer *x, CURLcode rc)
+{
+	return rc == CURLE_RECV_ERROR && strstr(x->errbuf, "chunked-encoding") != NULL;
+}
+
 static outcome
 classify(const xfer *x, CURLcode rc, long code)
 {
 	if (x->too_large || x->write_errno)
 		return OUTCOME_PERMANENT;       /* a retry would hit the same limit or disk */
-	if (x->unasked_206 || headers_too_large(x, rc))
+	if (x->unasked_206 || headers_too_large(x, rc) || bad_chunked(x, rc))
 		return OUTCOME_PERMANENT;       /* the server's answer to this request */
 	switch (rc) {
 	case CURLE_OK:
@@ -1373,6 +1383,10 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 	if (x->unasked_206 || (rc == CURLE_OK && code == 206 && x->resume_from == 0)) {
 		snprintf(out, outlen, "HTTP 206 Partial Content to a request without Range%s%s%s",
 		         x->crange[0] ? " (Content-Range: " : "", x->crange, x->crange[0] ? ")" : "");
+		return;
+	}
+	if (bad_chunked(x, rc)) {
+		snprintf(out, outlen, "malformed chunked encoding: %s", x->errbuf);
 		return;
 	}
 	switch (headers_too_large(x, rc)) {
@@ -1580,7 +1594,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	/* a burst of "busy" answers to one window is one event: only its first
 	 * counts towards pausing the host (host_max_failures), or a host that
 	 * answers 503 to what exceeds its capacity would be taken for dead */
-	if (overload_sign(rc, code) && !headers_too_large(x, rc))
+	if (overload_sign(rc, code) && !headers_too_large(x, rc) && !bad_chunked(x, rc))
 		absorbed = host_overloaded(f, h, x) && rc == CURLE_HTTP_RETURNED_ERROR;
 	else if (code > 0)
 		host_answered(f, h, x->easy);

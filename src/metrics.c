@@ -46,6 +46,7 @@ static const reason_rule rules[] = {
 	/* answers that break HTTP itself: the remote's, and not retried */
 	{ "not an HTTP response", 0, FAIL_HTTP },
 	{ "response headers too large", 0, FAIL_HTTP },
+	{ "malformed chunked encoding", 0, FAIL_HTTP },
 	{ "empty body (HTTP", 0, FAIL_NOT_IMAGE },      /* 2xx with nothing in it */
 	{ "cannot resolve host", 0, FAIL_NETWORK },
 	{ "cannot connect to", 0, FAIL_NETWORK },     /* "... to the proxy" too */

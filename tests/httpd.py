@@ -73,6 +73,7 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
     /trailjunk/PATH               the file, then 0.05 s later junk bytes on the kept-alive
                                   connection (more body than announced, sent late)
     /chunkedshort/PATH            chunked, half the file, then close without the last chunk
+    /chunkedbad/PATH              chunked, the first 8 KiB chunk, then a chunk size that is not hex
     /bigheader/SIZE/PATH          the file with an X-Big header of SIZE bytes (K/M suffix)
     /manyheaders/SIZE/PATH        the file with about SIZE bytes of 64-byte X-Many header lines
     /trickle/RATE/PATH            full Content-Length, then the body at RATE bytes/s (tenths of it
@@ -713,6 +714,17 @@ def _route_chunkedshort(h, rest):
     h.hang_up()
 
 
+def _route_chunkedbad(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    h.send_head(200, content_type(full), extra_headers=[("Transfer-Encoding", "chunked")], close=True)
+    if h.command != "HEAD":
+        h.write_quietly(b"%x\r\n%s\r\n" % (len(data[:8192]), data[:8192]))
+        h.write_quietly(b"zz\r\n" + data[8192:])
+    h.hang_up()
+
+
 def _route_bigheader(h, rest):
     seg, _, path = rest.partition("/")
     try:
@@ -848,6 +860,7 @@ ROUTES = [
     ("/trailjunk/", _route_trailjunk),
     ("/chunkedshort/", _route_chunkedshort),
     ("/bigheader/", _route_bigheader),
+    ("/chunkedbad/", _route_chunkedbad),
     ("/manyheaders/", _route_manyheaders),
     ("/partial/", _route_partial),
     ("/trickle/", _route_trickle),

@@ -181,6 +181,9 @@ CASES = [
     dict(id="jpeg_as_textplain", route="ctype/text%2Fplain/{file}", thumbs=JH, requests=1),
     dict(id="webp_no_ctype", route="noctype/{file}", file=W, thumbs=WW, requests=1),
     dict(id="chunked", route="chunked/{file}", file=I, thumbs=JI, requests=1),
+    # chunk sizes that are not hex: the server's encoder, not the network; not retried
+    dict(id="chunked_bad", route="chunkedbad/{file}", file=F,
+         reason_re=r"malformed chunked encoding: .*chunked-encoding", requests=1),
     dict(id="gzip_png", route="gzip/{file}", file=P, thumbs=PP, requests=1),
     dict(id="no_length", route="nolength/{file}", file=F, thumbs=JF, requests=1),
     dict(id="empty_body", route="empty/{name}", reason_re=r".+", requests=1),

@@ -29,6 +29,8 @@ static const struct {
 	{ "HTTP 206 Partial Content to a request without Range (Content-Range: bytes 0-999/6412)", FAIL_HTTP },
 	{ "not an HTTP response (no status line)", FAIL_HTTP },
 	{ "response headers too large (a line over 100 KB)", FAIL_HTTP },
+	{ "response headers too large (over 300 KB in all)", FAIL_HTTP },
+	{ "malformed chunked encoding: Illegal or missing hexadecimal sequence in chunked-encoding", FAIL_HTTP },
 	{ "cannot resolve host aaaa.invalid", FAIL_NETWORK },
 	{ "cannot connect to 127.0.0.1 port 9: Connection refused (after 4 attempts)", FAIL_NETWORK },
 	{ "cannot connect to the proxy: Failed to connect to 127.0.0.1 port 18099 after 0 ms: Couldn't connect to server", FAIL_NETWORK },
