@@ -701,53 +701,53 @@ def _route_trailjunk(h, rest):
     h.write_quietly(b"<html>oops</html>")
 
 
-def _route_chunkedshort(h, rest):
+def _chunked_then_close(h, rest, body_of):
+    """The file's headers with Transfer-Encoding: chunked, body_of(data)'s
+    bytes as they are (broken on purpose), then close."""
     full, data = h.read_file(rest)
     if data is None:
         return
     h.send_head(200, content_type(full), extra_headers=[("Transfer-Encoding", "chunked")], close=True)
     if h.command != "HEAD":
-        half = data[:len(data) // 2]
-        for i in range(0, len(half), 8192):
-            chunk = half[i:i + 8192]
-            h.write_quietly(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        h.write_quietly(body_of(data))
     h.hang_up()
+
+
+def _chunks(data):
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + 8192]), data[i:i + 8192])
+                    for i in range(0, len(data), 8192))
+
+
+def _route_chunkedshort(h, rest):
+    # half the file in 8 KiB chunks, no last chunk
+    _chunked_then_close(h, rest, lambda data: _chunks(data[:len(data) // 2]))
 
 
 def _route_chunkedbad(h, rest):
-    full, data = h.read_file(rest)
+    # one 8 KiB chunk, then a size line that is not hex
+    _chunked_then_close(h, rest, lambda data: _chunks(data[:8192]) + b"zz\r\n" + data[8192:])
+
+
+def _with_headers(h, rest, headers_of):
+    """SIZE/PATH: the file, with the extra headers headers_of(SIZE) returns."""
+    seg, _, path = rest.partition("/")
+    try:
+        size = _size(seg)
+    except ValueError:
+        return h.send_text(400, "bad size %r\n" % seg)
+    full, data = h.read_file(path)
     if data is None:
         return
-    h.send_head(200, content_type(full), extra_headers=[("Transfer-Encoding", "chunked")], close=True)
-    if h.command != "HEAD":
-        h.write_quietly(b"%x\r\n%s\r\n" % (len(data[:8192]), data[:8192]))
-        h.write_quietly(b"zz\r\n" + data[8192:])
-    h.hang_up()
+    h.send_bytes(data, content_type(full), extra_headers=headers_of(size))
 
 
 def _route_bigheader(h, rest):
-    seg, _, path = rest.partition("/")
-    try:
-        size = _size(seg)
-    except ValueError:
-        return h.send_text(400, "bad size %r\n" % seg)
-    full, data = h.read_file(path)
-    if data is None:
-        return
-    h.send_bytes(data, content_type(full), extra_headers=[("X-Big", "a" * size)])
+    _with_headers(h, rest, lambda size: [("X-Big", "a" * size)])
 
 
 def _route_manyheaders(h, rest):
-    seg, _, path = rest.partition("/")
-    try:
-        size = _size(seg)
-    except ValueError:
-        return h.send_text(400, "bad size %r\n" % seg)
-    full, data = h.read_file(path)
-    if data is None:
-        return
-    line = ("X-Many", "a" * 54)           # 64 bytes with ": " and CRLF
-    h.send_bytes(data, content_type(full), extra_headers=[line] * max(1, size // 64))
+    # 64-byte lines with ": " and CRLF
+    _with_headers(h, rest, lambda size: [("X-Many", "a" * 54)] * max(1, size // 64))
 
 
 def _route_partial(h, rest):
