@@ -25,10 +25,16 @@ typedef enum {
 	URLLIST_URL,            /* *line is an http(s) URL */
 	URLLIST_BAD,            /* *line is not usable; *reason says why */
 	URLLIST_ERROR,          /* a list could not be read; *reason says why, reading goes on with the next */
+	URLLIST_WAIT,           /* a pipe or terminal has no whole line yet: call again once urllist_fd is readable */
 } urllist_kind;
 
-/* Next entry.  *line points into the list's buffer, valid until the next call. */
+/* Next entry.  *line points into the list's buffer, valid until the next
+ * call.  Never waits for a pipe's writer (URLLIST_WAIT); a regular file is
+ * simply read. */
 urllist_kind urllist_next(urllist *l, const char **line, const char **reason);
+/* The descriptor of the list being read (after URLLIST_WAIT: the one to
+ * poll), or -1. */
+int urllist_fd(const urllist *l);
 
 /* The rules of urllist_next for one physical line, for readers that get
  * their lines elsewhere (watch.c follows files with inotify).  buf holds the

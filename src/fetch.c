@@ -231,6 +231,7 @@ struct fetch {
 	CURLM *multi;
 	int epfd;               /* curl's sockets, the wakeup eventfd, the watch */
 	int wakefd;             /* eventfd: other threads' nudges (fetch_nudge) */
+	int list_fd;            /* a piped list armed in epfd (one shot) while it has no line, else -1 */
 	long long timer_at;     /* ms: curl wants CURL_SOCKET_TIMEOUT then; -1 = no timer */
 	CURLU *urlh;            /* reused parser for host names */
 	host *hosts, *oldest;   /* every host known (see hosts_trim), newest first */
@@ -317,6 +318,25 @@ epoll_add(int epfd, int fd)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* A piped list has no whole line yet: wake the loop once it is readable.
+ * One shot, so a list left unread while there is no room to take from it
+ * cannot keep waking the loop; and f->list_fd is set only while armed, so
+ * its number, once the list is closed and the number reused by one of
+ * curl's sockets, is never taken for the list (closing a descriptor takes
+ * it out of the epoll set).  Where it cannot be armed, the loop's wait of
+ * at most a second reads it again. */
+static void
+list_arm(fetch *f, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.fd = fd };
+
+	if (fd < 0)
+		return;
+	if (epoll_ctl(f->epfd, EPOLL_CTL_MOD, fd, &ev) == 0
+	    || (errno == ENOENT && epoll_ctl(f->epfd, EPOLL_CTL_ADD, fd, &ev) == 0))
+		f->list_fd = fd;
+}
+
 /* libcurl honours the proxy variables as curl(1) does (http_proxy in lower
  * case only, https_proxy, all_proxy, no_proxy, either case for the last
  * three): say in the log which are set, since every request goes there. */
@@ -345,7 +365,7 @@ fetch_new(const cfg *c, urllist *lists, watch *w, names *reg, state *done, jobq 
 
 	if (!f)
 		goto oom;
-	f->epfd = f->wakefd = -1;
+	f->epfd = f->wakefd = f->list_fd = -1;
 	f->timer_at = -1;
 	f->c = c;
 	atomic_init(&f->next_c, c);
@@ -1817,6 +1837,9 @@ next_from_lists(fetch *f)
 		case URLLIST_END:
 			f->lists_done = 1;
 			return NULL;
+		case URLLIST_WAIT:
+			list_arm(f, urllist_fd(f->lists));
+			return NULL;
 		case URLLIST_ERROR:
 			log_msg(LOG_ERROR, "%s", reason);
 			stats_fail(f->st, reason);
@@ -1976,6 +1999,10 @@ loop_wait(fetch *f, long long wait)
 		if (f->w && fd == watch_fd(f->w)) {
 			if (watch_handle(f->w) < 0)
 				return -1;
+			continue;
+		}
+		if (fd == f->list_fd) {
+			f->list_fd = -1;        /* disarmed by its one shot; start_transfers reads it */
 			continue;
 		}
 		if (ev[i].events & EPOLLIN)

@@ -1,10 +1,12 @@
 /*
- * urllist: see include/urllist.h.  Lines are read with getc into a fixed
- * buffer rather than getline, so a hostile "list" with a gigabyte-long line
- * cannot make thumbd allocate a gigabyte.  A list is checked to be a file
- * we can read (not a directory, which fopen accepts and only the first read
- * refuses) when it is given, so that a wrong path is a usage error before
- * any work starts, not a failure in the middle of the run.
+ * urllist: see include/urllist.h.  Lines are cut from read()s into a fixed
+ * buffer rather than taken with getline, so a hostile "list" with a
+ * gigabyte-long line cannot make thumbd allocate a gigabyte, and a pipe is
+ * polled before each read, so a writer that pauses never stops the loop
+ * that reads it (which drives the transfers too).  A list is checked to be
+ * a file we can read (not a directory, not an image) when it is given, so
+ * that a wrong path is a usage error before any work starts, not a failure
+ * in the middle of the run.
  */
 #include "urllist.h"
 
@@ -13,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,10 +29,15 @@
 struct urllist {
 	char *const *paths;
 	int n, cur;
-	FILE *fp;
-	int first;              /* the next line read from fp is its first */
+	int fd;                 /* the list being read, -1 between lists */
+	int stream;             /* fd is a pipe, socket or terminal: poll before reading */
+	int first;              /* the next line read from fd is its first */
+	size_t llen;            /* bytes of the current line in buf so far */
+	int too_long;           /* the current line passed URLLIST_LINE_MAX */
+	size_t rpos, rlen;      /* unread bytes: rbuf[rpos..rlen) */
 	char errbuf[512];
 	char buf[URLLIST_LINE_MAX + 1];
+	unsigned char rbuf[64 * 1024];
 };
 
 int
@@ -45,30 +54,31 @@ urllist_is_http(const char *s)
 	return *host && *host != '/' && *host != '?' && *host != '#';
 }
 
-/* Open one list ("-": stdin).  NULL + err naming the path. */
-static FILE *
-list_open(const char *path, char *err, size_t errlen)
+/* Open one list ("-": standard input).  The descriptor, *stream set when
+ * it is not a regular file; -1 + err naming the path. */
+static int
+list_open(const char *path, int *stream, char *err, size_t errlen)
 {
 	struct stat sb = { .st_mode = 0 };
-	FILE *fp;
+	int fd;
 
 	if (strcmp(path, "-") == 0)
-		return stdin;
-	if (!(fp = fopen(path, "r"))) {
+		fd = STDIN_FILENO;
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
 		snprintf(err, errlen, "%s: cannot open URL list: %s", path, strerror(errno));
-		return NULL;
+		return -1;
 	}
-	if (fstat(fileno(fp), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+	if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
 		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(EISDIR));
-		fclose(fp);
-		return NULL;
+		goto fail;
 	}
+	*stream = !S_ISREG(sb.st_mode);
 	/* "thumbd photo.jpg": an image where a list belongs would be read as
 	 * lines of binary, each one a failed.tsv entry; say what it is.  Only
 	 * a regular file can be looked at without taking its bytes. */
 	if (S_ISREG(sb.st_mode)) {
 		uint8_t head[512];
-		ssize_t n = pread(fileno(fp), head, sizeof head, 0);
+		ssize_t n = pread(fd, head, sizeof head, 0);
 		const char *what = NULL;
 		if (n > 0) {
 			img_format f = img_sniff(head, (size_t)n);
@@ -77,11 +87,14 @@ list_open(const char *path, char *err, size_t errlen)
 		if (what) {
 			snprintf(err, errlen, "%s: an image (%s), not a URL list; for local images: thumbd --files",
 			         path, what);
-			fclose(fp);
-			return NULL;
+			goto fail;
 		}
 	}
-	return fp;
+	return fd;
+fail:
+	if (fd != STDIN_FILENO)
+		close(fd);
+	return -1;
 }
 
 urllist *
@@ -90,12 +103,12 @@ urllist_open(char *const *paths, int n, char *err, size_t errlen)
 	urllist *l;
 
 	for (int i = 0; i < n; i++) {
-		FILE *fp;
+		int fd, stream;
 		if (strcmp(paths[i], "-") == 0)
 			continue;
-		if (!(fp = list_open(paths[i], err, errlen)))
+		if ((fd = list_open(paths[i], &stream, err, errlen)) < 0)
 			return NULL;
-		fclose(fp);
+		close(fd);
 	}
 	if (!(l = calloc(1, sizeof *l))) {
 		snprintf(err, errlen, "out of memory");
@@ -104,7 +117,18 @@ urllist_open(char *const *paths, int n, char *err, size_t errlen)
 	l->paths = paths;
 	l->n = n;
 	l->cur = -1;
+	l->fd = -1;
 	return l;
+}
+
+static void
+list_close(urllist *l)
+{
+	if (l->fd > STDIN_FILENO)
+		close(l->fd);
+	l->fd = -1;
+	l->llen = l->rpos = l->rlen = 0;
+	l->too_long = 0;
 }
 
 void
@@ -112,32 +136,68 @@ urllist_close(urllist *l)
 {
 	if (!l)
 		return;
-	if (l->fp && l->fp != stdin)
-		fclose(l->fp);
+	list_close(l);
 	free(l);
 }
 
-/* Read one physical line into buf.  Returns its length, -1 at end of file,
- * -2 when it was longer than the buffer (the rest is skipped), or -3 on a
- * read error (errno says which; the part of the line read is dropped). */
-static long
-read_line(FILE *fp, char *buf, size_t cap)
+int
+urllist_fd(const urllist *l)
 {
-	size_t n = 0;
-	int c, too_long = 0;
+	return l ? l->fd : -1;
+}
 
-	while ((c = getc(fp)) != EOF && c != '\n') {
-		if (n < cap - 1)
-			buf[n++] = (char)c;
-		else
-			too_long = 1;
+/*
+ * One physical line into l->buf, from l->rbuf, refilled by read().  A
+ * list on a pipe or a terminal (`generate | thumbd -`) may pause for as
+ * long as its writer likes; the loop that reads it also drives every
+ * transfer, so it must not wait there: when no byte is ready it returns
+ * -4 and keeps the part of the line it has.  Returns the line's length,
+ * -1 at end of file, -2 when it was longer than the buffer (the rest is
+ * skipped), -3 on a read error (errno says which; the part read is
+ * dropped) or -4 (come back when l->fd is readable).
+ */
+static long
+read_line(urllist *l)
+{
+	for (;;) {
+		while (l->rpos < l->rlen) {
+			unsigned char c = l->rbuf[l->rpos++];
+			if (c == '\n')
+				goto line;
+			if (l->llen < URLLIST_LINE_MAX)
+				l->buf[l->llen++] = (char)c;
+			else
+				l->too_long = 1;
+		}
+		if (l->stream) {
+			struct pollfd p = { .fd = l->fd, .events = POLLIN };
+			int r = poll(&p, 1, 0);
+			if (r == 0 || (r < 0 && errno == EINTR))
+				return -4;
+		}
+		ssize_t n = read(l->fd, l->rbuf, sizeof l->rbuf);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return -4;      /* someone else made it non-blocking */
+		if (n < 0)
+			return -3;
+		if (n == 0) {
+			if (l->llen == 0 && !l->too_long)
+				return -1;
+			goto line;      /* the last line, without its '\n' */
+		}
+		l->rpos = 0;
+		l->rlen = (size_t)n;
 	}
-	buf[n] = 0;
-	if (c == EOF && ferror(fp))
-		return -3;
-	if (c == EOF && n == 0 && !too_long)
-		return -1;
-	return too_long ? -2 : (long)n;
+line:
+	l->buf[l->llen] = 0;
+	{
+		long len = l->too_long ? -2 : (long)l->llen;
+		l->llen = 0;
+		l->too_long = 0;
+		return len;
+	}
 }
 
 urllist_kind
@@ -195,21 +255,21 @@ urllist_next(urllist *l, const char **line, const char **reason)
 		long len;
 		int first;
 
-		if (!l->fp) {
+		if (l->fd < 0) {
 			if (++l->cur >= l->n)
 				return URLLIST_END;
-			if (!(l->fp = list_open(l->paths[l->cur], l->errbuf, sizeof l->errbuf))) {
+			if ((l->fd = list_open(l->paths[l->cur], &l->stream, l->errbuf, sizeof l->errbuf)) < 0) {
 				*reason = l->errbuf;
 				return URLLIST_ERROR;
 			}
 			l->first = 1;
 		}
-		len = read_line(l->fp, l->buf, sizeof l->buf);
+		len = read_line(l);
+		if (len == -4)
+			return URLLIST_WAIT;
 		if (len == -1 || len == -3) {
 			int e = errno;
-			if (l->fp != stdin)
-				fclose(l->fp);
-			l->fp = NULL;
+			list_close(l);
 			if (len == -3) {
 				snprintf(l->errbuf, sizeof l->errbuf, "%s: read error: %s", l->paths[l->cur],
 				         strerror(e));

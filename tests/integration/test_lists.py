@@ -3,6 +3,8 @@ lists, stdin, a missing list) and --files with local images."""
 
 import os
 import shutil
+import subprocess
+import time
 
 import common as C
 
@@ -69,6 +71,37 @@ def test_several_lists_and_stdin(t):
         rc, out, err = wd.run(l1, "-", stdin=srv.url(B[0]) + "\n")
         t.eq(rc, 0, "a file and '-' together: exit status 0 (stderr %r)" % err[-300:])
         _check(t, wd, [A, B], "file + stdin")
+
+
+def test_stdin_that_pauses(t):
+    """A list on a pipe whose writer pauses (`generate | thumbd -`): the URLs
+    already written are downloaded and resized while thumbd waits for more;
+    the loop that reads the list drives the transfers too and used to stop
+    in the read, so the first URL waited for the writer's next line."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, "-"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wd.cwd)
+        try:
+            p.stdin.write((srv.url(A[0]) + "\n").encode())
+            p.stdin.flush()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(wd.thumbs()) < 3:
+                time.sleep(0.05)
+            t.eq(sorted(wd.thumbs()), sorted("%s_%d.jpg" % (A[1], w) for w in (32, 64, 200)),
+                 "pausing stdin: the first URL's thumbnails come before the writer's next line")
+            t.eq(p.poll(), None, "pausing stdin: thumbd still waits for the rest of the list")
+            out, err = p.communicate((srv.url(B[0]) + "\n").encode(), timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        err = err.decode("utf-8", "replace")
+        t.eq(p.returncode, 0, "pausing stdin: exit status 0 once it ends (stderr %r)" % err[-300:])
+        t.check("Sanitizer" not in err and "runtime error" not in err, "pausing stdin: no sanitizer report")
+        _check(t, wd, [A, B], "pausing stdin")
 
 
 def test_missing_list(t):

@@ -162,6 +162,40 @@ main(void)
 		}
 	}
 
+	/* a pipe whose writer pauses: a whole line is read, a part of one is
+	 * kept and URLLIST_WAIT returned (with the descriptor to poll) instead
+	 * of waiting for the rest, which then completes it; the writer's close
+	 * ends the list */
+	{
+		int pfd[2];
+		char dev[64];
+		CHECK(pipe(pfd) == 0);
+		snprintf(dev, sizeof dev, "/dev/fd/%d", pfd[0]);
+		paths[0] = dev;
+		l = urllist_open(paths, 1, err, sizeof err);
+		CHECK(l != NULL);
+		if (l) {
+			const char *line = NULL, *reason = NULL;
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_WAIT);
+			CHECK(urllist_fd(l) >= 0);
+			CHECK(write(pfd[1], "http://p.example/1.jpg\nhttp://p.example/2", 41) == 41);
+			expect(l, URLLIST_URL, "http://p.example/1.jpg");
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_WAIT);
+			CHECK(write(pfd[1], ".jpg\n", 5) == 5);
+			expect(l, URLLIST_URL, "http://p.example/2.jpg");
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_WAIT);
+			CHECK(write(pfd[1], "http://p.example/3.jpg", 22) == 22);   /* no newline, then EOF */
+			close(pfd[1]);
+			expect(l, URLLIST_URL, "http://p.example/3.jpg");
+			expect(l, URLLIST_END, NULL);
+			CHECK_INT(urllist_fd(l), -1);
+			urllist_close(l);
+		} else {
+			close(pfd[1]);
+		}
+		close(pfd[0]);
+	}
+
 	/* a directory is refused up front, like a missing file, naming it */
 	CHECK(mkdtemp(dir1) != NULL);
 	paths[0] = path3;
