@@ -62,9 +62,12 @@ list_open(const char *path, int *stream, char *err, size_t errlen)
 	struct stat sb = { .st_mode = 0 };
 	int fd;
 
+	/* O_NONBLOCK: opening a named pipe would wait for its writer, and
+	 * the loop that reads lists must not wait (see read_line); poll then
+	 * says when the writer has written, and when it has gone */
 	if (strcmp(path, "-") == 0)
 		fd = STDIN_FILENO;
-	else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) < 0) {
+	else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
 		snprintf(err, errlen, "%s: cannot open URL list: %s", path, strerror(errno));
 		return -1;
 	}
@@ -73,6 +76,10 @@ list_open(const char *path, int *stream, char *err, size_t errlen)
 		goto fail;
 	}
 	*stream = !S_ISREG(sb.st_mode);
+	if (fd != STDIN_FILENO && S_ISREG(sb.st_mode) && fcntl(fd, F_SETFL, 0) < 0) {
+		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(errno));
+		goto fail;
+	}
 	/* "thumbd photo.jpg": an image where a list belongs would be read as
 	 * lines of binary, each one a failed.tsv entry; say what it is.  Only
 	 * a regular file can be looked at without taking its bytes. */
@@ -103,9 +110,20 @@ urllist_open(char *const *paths, int n, char *err, size_t errlen)
 	urllist *l;
 
 	for (int i = 0; i < n; i++) {
+		struct stat sb;
 		int fd, stream;
 		if (strcmp(paths[i], "-") == 0)
 			continue;
+		/* a named pipe is only looked at: opening and closing it here
+		 * would let a writer waiting for a reader write into a pipe
+		 * that nobody reads any more (SIGPIPE, or lines lost) */
+		if (stat(paths[i], &sb) == 0 && S_ISFIFO(sb.st_mode)) {
+			if (access(paths[i], R_OK) < 0) {
+				snprintf(err, errlen, "%s: cannot open URL list: %s", paths[i], strerror(errno));
+				return NULL;
+			}
+			continue;
+		}
 		if ((fd = list_open(paths[i], &stream, err, errlen)) < 0)
 			return NULL;
 		close(fd);

@@ -104,6 +104,50 @@ def test_stdin_that_pauses(t):
         _check(t, wd, [A, B], "pausing stdin")
 
 
+def test_named_pipe_list(t):
+    """A list that is a named pipe (mkfifo): thumbd does not open it to check
+    it (a writer waiting for a reader would then write into a pipe nobody
+    reads: lines lost, or SIGPIPE), opens it without waiting for a writer,
+    and reads what comes while transfers go on; the writer's close ends it."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        fifo = os.path.join(wd.root, "urls.fifo")
+        os.mkfifo(fifo)
+        p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, fifo], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wd.cwd)
+        fd, out, err = None, b"", b""
+        try:
+            deadline = time.monotonic() + 15
+            while fd is None and time.monotonic() < deadline:
+                try:    # ENXIO until a reader has it open
+                    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError:
+                    time.sleep(0.02)
+            t.check(fd is not None, "named pipe: thumbd opens it for reading")
+            if fd is not None:
+                os.set_blocking(fd, True)
+                os.write(fd, (srv.url(A[0]) + "\n").encode())
+                while time.monotonic() < deadline and len(wd.thumbs()) < 3:
+                    time.sleep(0.05)
+                t.eq(len(wd.thumbs()), 3, "named pipe: the first URL is done while the writer holds it open")
+                os.write(fd, (srv.url(B[0]) + "\n").encode())
+                os.close(fd)
+                fd = None
+            out, err = p.communicate(timeout=30)
+        finally:
+            if fd is not None:
+                os.close(fd)
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        err = err.decode("utf-8", "replace")
+        t.eq(p.returncode, 0, "named pipe: exit status 0 once the writer closes it (stderr %r)" % err[-300:])
+        t.check("Sanitizer" not in err and "runtime error" not in err, "named pipe: no sanitizer report")
+        _check(t, wd, [A, B], "named pipe")
+
+
 def test_missing_list(t):
     cdir = C.corpus(t)
     if cdir is None:
