@@ -73,6 +73,24 @@ def test_several_lists_and_stdin(t):
         _check(t, wd, [A, B], "file + stdin")
 
 
+def _wait_thumbs(wd, n, deadline):
+    while time.monotonic() < deadline and len(wd.thumbs()) < n:
+        time.sleep(0.05)
+    return len(wd.thumbs())
+
+
+def _fed_end(t, wd, p, err, what):
+    """After a run fed A, then B, through a pipe: killed if it is still
+    there; else it exited 0 with both done."""
+    if p.poll() is None:
+        p.kill()
+        p.communicate()
+    err = err.decode("utf-8", "replace")
+    t.eq(p.returncode, 0, "%s: exit status 0 once the writer closes it (stderr %r)" % (what, err[-300:]))
+    t.check("Sanitizer" not in err and "runtime error" not in err, "%s: no sanitizer report" % what)
+    _check(t, wd, [A, B], what)
+
+
 def test_stdin_that_pauses(t):
     """A list on a pipe whose writer pauses (`generate | thumbd -`): the URLs
     already written are downloaded and resized while thumbd waits for more;
@@ -84,24 +102,17 @@ def test_stdin_that_pauses(t):
     with C.serve(cdir) as srv, C.Workdir() as wd:
         p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, "-"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wd.cwd)
+        err = b""
         try:
             p.stdin.write((srv.url(A[0]) + "\n").encode())
             p.stdin.flush()
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and len(wd.thumbs()) < 3:
-                time.sleep(0.05)
+            _wait_thumbs(wd, 3, time.monotonic() + 15)
             t.eq(sorted(wd.thumbs()), sorted("%s_%d.jpg" % (A[1], w) for w in (32, 64, 200)),
                  "pausing stdin: the first URL's thumbnails come before the writer's next line")
             t.eq(p.poll(), None, "pausing stdin: thumbd still waits for the rest of the list")
-            out, err = p.communicate((srv.url(B[0]) + "\n").encode(), timeout=30)
+            _, err = p.communicate((srv.url(B[0]) + "\n").encode(), timeout=30)
         finally:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        err = err.decode("utf-8", "replace")
-        t.eq(p.returncode, 0, "pausing stdin: exit status 0 once it ends (stderr %r)" % err[-300:])
-        t.check("Sanitizer" not in err and "runtime error" not in err, "pausing stdin: no sanitizer report")
-        _check(t, wd, [A, B], "pausing stdin")
+            _fed_end(t, wd, p, err, "pausing stdin")
 
 
 def test_named_pipe_list(t):
@@ -117,7 +128,7 @@ def test_named_pipe_list(t):
         os.mkfifo(fifo)
         p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, fifo], stdin=subprocess.DEVNULL,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=wd.cwd)
-        fd, out, err = None, b"", b""
+        fd, err = None, b""
         try:
             deadline = time.monotonic() + 15
             while fd is None and time.monotonic() < deadline:
@@ -129,23 +140,16 @@ def test_named_pipe_list(t):
             if fd is not None:
                 os.set_blocking(fd, True)
                 os.write(fd, (srv.url(A[0]) + "\n").encode())
-                while time.monotonic() < deadline and len(wd.thumbs()) < 3:
-                    time.sleep(0.05)
-                t.eq(len(wd.thumbs()), 3, "named pipe: the first URL is done while the writer holds it open")
+                t.eq(_wait_thumbs(wd, 3, deadline), 3,
+                     "named pipe: the first URL is done while the writer holds it open")
                 os.write(fd, (srv.url(B[0]) + "\n").encode())
                 os.close(fd)
                 fd = None
-            out, err = p.communicate(timeout=30)
+            _, err = p.communicate(timeout=30)
         finally:
             if fd is not None:
                 os.close(fd)
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-        err = err.decode("utf-8", "replace")
-        t.eq(p.returncode, 0, "named pipe: exit status 0 once the writer closes it (stderr %r)" % err[-300:])
-        t.check("Sanitizer" not in err and "runtime error" not in err, "named pipe: no sanitizer report")
-        _check(t, wd, [A, B], "named pipe")
+            _fed_end(t, wd, p, err, "named pipe")
 
 
 def test_missing_list(t):
