@@ -9,6 +9,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Open path for reading without waiting: a FIFO with no writer opens at
+ * once instead of blocking (a signal would not end that wait), and stays
+ * non-blocking; a regular file is made blocking again (a FUSE filesystem
+ * may pass O_NONBLOCK on and answer reads with EAGAIN).  *sb gets its
+ * fstat.  The descriptor (O_CLOEXEC), or -1 with errno. */
+struct stat;
+int fsu_open_read(const char *path, struct stat *sb);
+
 /* Whole file into a buffer the caller frees with bigmem_free (a download
  * of several MB is read into a reused huge-page block, not faulted in
  * afresh); files over max bytes are refused ("too large: N bytes >

@@ -21,6 +21,22 @@
 #include <unistd.h>
 
 int
+fsu_open_read(const char *path, struct stat *sb)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+
+	if (fd < 0)
+		return -1;
+	if (fstat(fd, sb) < 0 || (S_ISREG(sb->st_mode) && fcntl(fd, F_SETFL, 0) < 0)) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+int
 fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
               char *err, size_t errlen)
 {
@@ -31,21 +47,13 @@ fsu_read_file(const char *path, uint64_t max, uint8_t **buf, size_t *len,
 
 	*buf = NULL;
 	*len = 0;
-	/* O_NONBLOCK: opening a FIFO for reading waits for a writer, which
-	 * may never come, and a signal would not end the wait (the handlers
-	 * restart system calls); so it opens at once and is refused below.
-	 * Cleared for a regular file, which a FUSE filesystem might otherwise
-	 * answer with EAGAIN. */
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0) {
+	/* a FIFO (or a device) opens at once and is refused here */
+	if ((fd = fsu_open_read(path, &sb)) < 0) {
 		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+	if (!S_ISREG(sb.st_mode)) {
 		snprintf(err, errlen, "%s: not a regular file", path);
-		goto out;
-	}
-	if (fcntl(fd, F_SETFL, 0) < 0) {
-		snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
 		goto out;
 	}
 	if ((uint64_t)sb.st_size > max) {

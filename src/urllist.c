@@ -15,11 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "img.h"
 
 /* What Windows Notepad and other editors put before the first line of a
@@ -59,27 +59,25 @@ urllist_is_http(const char *s)
 static int
 list_open(const char *path, int *stream, char *err, size_t errlen)
 {
-	struct stat sb = { .st_mode = 0 };
+	struct stat sb;
 	int fd;
 
-	/* O_NONBLOCK: opening a named pipe would wait for its writer, and
-	 * the loop that reads lists must not wait (see read_line); poll then
-	 * says when the writer has written, and when it has gone */
-	if (strcmp(path, "-") == 0)
+	/* a named pipe opens without waiting for its writer, since the loop
+	 * that reads lists must not wait (see read_line); poll then says when
+	 * the writer has written, and when it has gone */
+	if (strcmp(path, "-") == 0) {
 		fd = STDIN_FILENO;
-	else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0) {
+		if (fstat(fd, &sb) < 0)
+			sb.st_mode = 0;
+	} else if ((fd = fsu_open_read(path, &sb)) < 0) {
 		snprintf(err, errlen, "%s: cannot open URL list: %s", path, strerror(errno));
 		return -1;
 	}
-	if (fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+	if (S_ISDIR(sb.st_mode)) {
 		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(EISDIR));
 		goto fail;
 	}
 	*stream = !S_ISREG(sb.st_mode);
-	if (fd != STDIN_FILENO && S_ISREG(sb.st_mode) && fcntl(fd, F_SETFL, 0) < 0) {
-		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(errno));
-		goto fail;
-	}
 	/* "thumbd photo.jpg": an image where a list belongs would be read as
 	 * lines of binary, each one a failed.tsv entry; say what it is.  Only
 	 * a regular file can be looked at without taking its bytes. */
