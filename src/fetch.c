@@ -1613,8 +1613,10 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	oc = classify(x, rc, code);
 	/* a burst of "busy" answers to one window is one event: only its first
 	 * counts towards pausing the host (host_max_failures), or a host that
-	 * answers 503 to what exceeds its capacity would be taken for dead */
-	if (overload_sign(rc, code) && !headers_too_large(x, rc) && !bad_chunked(x, rc))
+	 * answers 503 to what exceeds its capacity would be taken for dead.
+	 * Only a failure that may pass is a sign of load: one classify calls
+	 * permanent (headers too large, bad chunking) is the answer itself */
+	if (oc == OUTCOME_TRANSIENT && overload_sign(rc, code))
 		absorbed = host_overloaded(f, h, x) && rc == CURLE_HTTP_RETURNED_ERROR;
 	else if (code > 0)
 		host_answered(f, h, x->easy);
