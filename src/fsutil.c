@@ -299,7 +299,7 @@ fsu_mkdirs(const char *path, char *err, size_t errlen)
 {
 	char buf[4096];
 	size_t len = strlen(path);
-	struct stat sb = { .st_mode = S_IFDIR };        /* a failed stat says errno */
+	struct stat sb;
 
 	if (len == 0 || len >= sizeof buf) {
 		snprintf(err, errlen, "bad directory path \"%s\"", path);
@@ -321,9 +321,12 @@ fsu_mkdirs(const char *path, char *err, size_t errlen)
 	}
 	/* EEXIST above is also a file of that name, which is no directory
 	 * to write in: say so now, not at the first thing written there */
-	if (stat(path, &sb) < 0 || !S_ISDIR(sb.st_mode)) {
-		snprintf(err, errlen, "cannot use %s as a directory: %s", path,
-		         strerror(S_ISDIR(sb.st_mode) ? errno : ENOTDIR));
+	if (stat(path, &sb) < 0) {
+		snprintf(err, errlen, "cannot use %s as a directory: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "cannot use %s as a directory: %s", path, strerror(ENOTDIR));
 		return -1;
 	}
 	return 0;
