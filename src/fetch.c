@@ -1022,8 +1022,8 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 /* A list line that cannot be fetched (reason says why): recorded in
  * failed.tsv, unless an earlier run recorded it already ("failed before")
  * or this one did (a duplicate), so that, like a URL that failed, it has
- * one line there.  A line too long comes as the 80 bytes failed.tsv was given,
- * so it is found there too.  -1 when the failure could not be recorded. */
+ * one line there.  A line too long comes as its key (urllist_line), the
+ * same in every run, so it is found there too.  -1 when the failure could not be recorded. */
 static int
 fail_line(fetch *f, const char *line, const char *reason)
 {

@@ -3,7 +3,11 @@
  * buffer rather than taken with getline, so a hostile "list" with a
  * gigabyte-long line cannot make thumbd allocate a gigabyte, and a pipe is
  * polled before each read, so a writer that pauses never stops the loop
- * that reads it (which drives the transfers too).  A list is checked to be
+ * that reads it (which drives the transfers too).  What a line holds past
+ * that buffer is only summed up (urllist_rest): whether it is blank, its
+ * length and a hash, which is all a comment needs to be skipped and a line
+ * too long needs to be recorded under a failed.tsv key of its own, found
+ * again by the next run and never equal to a URL.  A list is checked to be
  * a file we can read (not a directory, not an image) when it is given, so
  * that a wrong path is a usage error before any work starts, not a failure
  * in the middle of the run.
@@ -33,7 +37,7 @@ struct urllist {
 	int stream;             /* fd is a pipe, socket or terminal: poll before reading */
 	int first;              /* the next line read from fd is its first */
 	size_t llen;            /* bytes of the current line in buf so far */
-	int too_long;           /* the current line passed URLLIST_LINE_MAX */
+	urllist_rest rest;      /* the current line past URLLIST_LINE_MAX */
 	size_t rpos, rlen;      /* unread bytes: rbuf[rpos..rlen) */
 	char errbuf[512];
 	char buf[URLLIST_LINE_MAX + 1];
@@ -144,7 +148,7 @@ list_close(urllist *l)
 		close(l->fd);
 	l->fd = -1;
 	l->llen = l->rpos = l->rlen = 0;
-	l->too_long = 0;
+	memset(&l->rest, 0, sizeof l->rest);
 }
 
 void
@@ -169,8 +173,9 @@ urllist_fd(const urllist *l)
  * transfer, so it must not wait there: when no byte is ready it returns
  * -4 and keeps the part of the line it has.  Returns the line's length,
  * -1 at end of file, -2 when it was longer than the buffer (the rest is
- * skipped), -3 on a read error (errno says which; the part read is
- * dropped) or -4 (come back when l->fd is readable).
+ * skipped, summed up in l->rest for the caller to clear), -3 on a read
+ * error (errno says which; the part read is dropped) or -4 (come back when
+ * l->fd is readable).
  */
 static long
 read_line(urllist *l)
@@ -183,7 +188,7 @@ read_line(urllist *l)
 			if (l->llen < URLLIST_LINE_MAX)
 				l->buf[l->llen++] = (char)c;
 			else
-				l->too_long = 1;
+				urllist_rest_add(&l->rest, &c, 1);
 		}
 		if (l->stream) {
 			struct pollfd p = { .fd = l->fd, .events = POLLIN };
@@ -199,7 +204,7 @@ read_line(urllist *l)
 		if (n < 0)
 			return -3;
 		if (n == 0) {
-			if (l->llen == 0 && !l->too_long)
+			if (l->llen == 0 && !l->rest.len)
 				return -1;
 			goto line;      /* the last line, without its '\n' */
 		}
@@ -209,39 +214,100 @@ read_line(urllist *l)
 line:
 	l->buf[l->llen] = 0;
 	{
-		long len = l->too_long ? -2 : (long)l->llen;
+		long len = l->rest.len ? -2 : (long)l->llen;
 		l->llen = 0;
-		l->too_long = 0;
 		return len;
 	}
 }
 
+/* The blanks a line is trimmed of. */
+static int
+is_blank(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == 0;
+}
+
+#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_PRIME 0x100000001b3ULL
+
+void
+urllist_rest_add(urllist_rest *r, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++, r->len++) {
+		if (is_blank(b[i]))
+			continue;
+		if (!r->end) {
+			r->start = r->len;
+			r->first = b[i];
+			r->hash = FNV_BASIS;
+		}
+		r->hash = (r->hash ^ b[i]) * FNV_PRIME;
+		r->end = r->len + 1;
+	}
+}
+
+/*
+ * A line whose text goes on past the buffer: s..e is the part kept (the
+ * buffer is len + 1 bytes from buf), rest the part skipped.  The text is
+ * never whole in memory, so its failed.tsv key is made of what is known of
+ * all of it: the first 80 bytes, its trimmed length and a hash of its
+ * non-blank bytes (the same whether the list has CRLF or LF ends).  The
+ * space before the " ... (" makes it a line no URL can be: a short URL that
+ * is those 80 bytes is never taken for it.
+ */
+static urllist_kind
+long_line(char *buf, size_t len, char *s, char *e, const urllist_rest *rest, const char **line,
+          const char **reason)
+{
+	unsigned long long h = FNV_BASIS, n;
+	size_t plen;
+
+	while (s < e && is_blank((unsigned char)*s))
+		s++;
+	if ((s < e ? *s : rest->first) == '#')
+		return URLLIST_END;
+	n = s < e ? (unsigned long long)(e - s) + rest->end : rest->end - rest->start;
+	for (char *p = s; p < e; p++)
+		if (!is_blank((unsigned char)*p))
+			h = (h ^ (unsigned char)*p) * FNV_PRIME;
+	for (int i = 0; i < 8; i++)
+		h = (h ^ ((rest->hash >> (8 * i)) & 0xff)) * FNV_PRIME;
+	plen = (size_t)(e - s) < 80 ? (size_t)(e - s) : 80;
+	if (plen + 64 > len + 1)
+		plen = len + 1 > 64 ? len + 1 - 64 : 0;
+	memmove(buf, s, plen);
+	for (size_t i = 0; i < plen; i++)
+		if (buf[i] == 0)
+			buf[i] = 0x7f;  /* as in urllist_line */
+	snprintf(buf + plen, len + 1 - plen, " ... (%llu bytes, hash %016llx)", n, h);
+	*line = buf;
+	*reason = "line too long";
+	return URLLIST_BAD;
+}
+
 urllist_kind
-urllist_line(char *buf, size_t len, int first, int too_long, const char **line, const char **reason)
+urllist_line(char *buf, size_t len, int first, const urllist_rest *rest, const char **line,
+             const char **reason)
 {
 	char *s = buf, *e = buf + len;
 	int nul = 0;
 
 	if (first && len >= sizeof UTF8_BOM - 1 && memcmp(buf, UTF8_BOM, sizeof UTF8_BOM - 1) == 0)
 		s += sizeof UTF8_BOM - 1;
-	if (too_long) {
-		for (char *p = s; p < s + 80; p++)
-			if (*p == 0)
-				*p = 0x7f;      /* as below */
-		s[80] = 0;              /* enough of it to recognise in failed.tsv */
-		*line = s;
-		*reason = "line too long";
-		return URLLIST_BAD;
-	}
+	/* text past the buffer (only blanks there: the line is what it holds) */
+	if (rest && rest->end)
+		return long_line(buf, len, s, e, rest, line, reason);
 	/* NUL bytes around the text are blanks (a file cut by a crash can end
 	 * in zeros); inside it, read as a C string, one would end the line
 	 * early and a shorter URL than the list's would be fetched.  Those
 	 * become DEL, which no valid URL holds either: the line is refused
 	 * whole (escaped in the log and failed.tsv), never taken for a real
 	 * URL it starts with. */
-	while (s < e && (*s == ' ' || *s == '\t' || *s == '\r' || *s == 0))
+	while (s < e && is_blank((unsigned char)*s))
 		s++;
-	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == 0))
+	while (e > s && is_blank((unsigned char)e[-1]))
 		e--;
 	*e = 0;
 	for (char *p = s; p < e; p++)
@@ -296,8 +362,10 @@ urllist_next(urllist *l, const char **line, const char **reason)
 		}
 		first = l->first;
 		l->first = 0;
-		if ((k = urllist_line(l->buf, len == -2 ? sizeof l->buf - 1 : (size_t)len, first, len == -2,
-		                      line, reason)) != URLLIST_END)
+		k = urllist_line(l->buf, len == -2 ? sizeof l->buf - 1 : (size_t)len, first,
+		                 len == -2 ? &l->rest : NULL, line, reason);
+		memset(&l->rest, 0, sizeof l->rest);
+		if (k != URLLIST_END)
 			return k;
 	}
 }

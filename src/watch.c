@@ -150,7 +150,7 @@ typedef struct source {
 	off_t boff;
 	char *line;                     /* the line being assembled, URLLIST_LINE_MAX + 1 */
 	size_t llen;
-	int too_long;
+	urllist_rest rest;              /* the line past URLLIST_LINE_MAX */
 	off_t coff;                     /* end of the last whole line taken */
 	long lineno;                    /* lines taken */
 	pend *out;                      /* entries out, seq ascending, from ohead */
@@ -648,7 +648,7 @@ source_restart(watch *w, source *s)
 	source_renew(w, s);
 	s->boff = s->coff = 0;
 	s->rpos = s->rlen = s->llen = 0;
-	s->too_long = 0;
+	memset(&s->rest, 0, sizeof s->rest);
 	s->lineno = 0;
 }
 
@@ -667,7 +667,7 @@ read_line(watch *w, source *s, off_t *end)
 			size_t len = nl ? (size_t)(nl - p) : s->rlen - s->rpos;
 			size_t room = URLLIST_LINE_MAX - s->llen;
 			if (len > room)
-				s->too_long = 1;
+				urllist_rest_add(&s->rest, p + room, len - room);
 			memcpy(s->line + s->llen, p, len > room ? room : len);
 			s->llen += len > room ? room : len;
 			s->rpos += len;
@@ -703,7 +703,7 @@ read_line(watch *w, source *s, off_t *end)
 		if (!s->complete)
 			return 0;
 		s->eof = 1;
-		if (!s->llen && !s->too_long)
+		if (!s->llen && !s->rest.len)
 			return 0;
 		s->line[s->llen] = 0;
 		*end = s->boff;
@@ -733,9 +733,9 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 		s->coff = end;
 		s->lineno++;
 		/* start 0: the file's first line, which may follow a BOM */
-		k = urllist_line(s->line, s->llen, start == 0, s->too_long, &line, &why);
+		k = urllist_line(s->line, s->llen, start == 0, s->rest.len ? &s->rest : NULL, &line, &why);
 		s->llen = 0;
-		s->too_long = 0;
+		memset(&s->rest, 0, sizeof s->rest);
 		if (k == URLLIST_END) {
 			note_commit(w, s);
 			continue;

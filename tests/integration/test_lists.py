@@ -356,6 +356,48 @@ def test_bad_lines_escaped_and_repeated(t):
         C.check_failed_format(t, wd, "escaped/repeated bad lines")
 
 
+def test_long_lines(t):
+    """A line over 8192 bytes is not read whole, yet a comment or a blank line
+    that long is still ignored, and a long URL is recorded under a key of
+    its own: two that share their first 80 bytes are two failures (not a
+    duplicate), and a short URL that those 80 bytes spell is fetched, not
+    "failed before" (this run and the next)."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir, any_file=os.path.join(cdir, A[0])) as srv, C.Workdir() as wd:
+        base = srv.url("any/")
+        short = base + "a" * (76 - len(base)) + ".jpg"     # 80 bytes
+        longs = [base + "x" * 9000 + "/one.jpg", base + "x" * 9000 + "/two.jpg",
+                 short + "?" + "q" * 9000]
+        lst = wd.write_list(["#" + "c" * 9000, " " * 9000, "  \t# " + "c" * 9000]
+                            + longs + [short])
+        rc, out, err = wd.run("--set", "download.retries=0", lst)
+        t.eq(rc, 1, "long lines: exit status 1 (stderr %r)" % err[-300:])
+        C.stdout_summary(t, out, "long lines", urls=4, done=1, failed=3)
+        t.eq(C.summary_notes(out.strip()).get("duplicates skipped"), 0,
+             "long lines: no duplicate (%r)" % out)
+        first = wd.failed()
+        keys = [u for _, u, _ in first]
+        t.eq([r for _, _, r in first], ["line too long"] * 3,
+             "long lines: the three long URLs are recorded, the comments are not (%r)"
+             % [(u[:90], r) for _, u, r in first])
+        t.check(len(set(keys)) == 3 and short not in keys
+                and all(" " in k and len(k) < 200 for k in keys),
+                "long lines: three distinct keys, none a URL (%r)" % [k[:200] for k in keys])
+        t.eq(sorted(k[:len(base) + 6] for k in keys),
+             sorted(u[:len(base) + 6] for u in longs),
+             "long lines: each key starts as its line does")
+        stem = short.rsplit("/", 1)[1][:-len(".jpg")]
+        C.check_thumbs(t, wd, stem, "JPEG", 128, 128, what="long lines: the short URL")
+        rc, out, err = wd.run("--set", "download.retries=0", lst)
+        t.eq(rc, 1, "long lines, run 2: exit status 1 (they failed before)")
+        notes = C.summary_notes(out.strip())
+        t.eq((notes.get("failed before"), notes.get("already done")), (3, 1),
+             "long lines, run 2: 3 failed before, 1 already done (%r)" % out)
+        t.eq(wd.failed(), first, "long lines, run 2: failed.tsv unchanged")
+
+
 def test_directory_as_list(t):
     """A directory given as a list is a usage error, like a missing file:
     named on stderr, exit 2, nothing started."""

@@ -131,6 +131,68 @@ main(void)
 		}
 	}
 
+	/* lines over URLLIST_LINE_MAX: a comment or a blank line is skipped
+	 * however long (its first non-blank byte may lie past the buffer); a
+	 * long URL is BAD under a key that is not a URL (a short one that is
+	 * its first 80 bytes stays a URL), differs from line to line past the
+	 * buffer and is the same for the same text (trimmed, CRLF or not); a
+	 * line with only blanks past the buffer is an ordinary line */
+	{
+		static const char host[] = "http://x.example/";
+		char *text = malloc(16 * 10000), *p = text, shortu[81], *k1 = NULL;
+		const char *line = NULL, *reason = NULL;
+		char want[128];
+
+		*p++ = '#';
+		p = (char *)memset(p, 'c', 9000) + 9000;
+		*p++ = '\n';
+		p = (char *)memset(p, ' ', 9000) + 9000;
+		*p++ = '\n';
+		p = (char *)memset(p, ' ', URLLIST_LINE_MAX + 8) + URLLIST_LINE_MAX + 8;
+		p += sprintf(p, "# x\n");
+		for (int i = 0; i < 3; i++) {
+			p += sprintf(p, "%s", host);
+			p = (char *)memset(p, 'a', 9000) + 9000;
+			p += sprintf(p, "%s", i == 0 ? "/1.jpg\n" : i == 1 ? "/2.jpg\r\n" : "/1.jpg  \r\n");
+		}
+		snprintf(shortu, sizeof shortu, "%s%063d", host, 0);
+		p += sprintf(p, "%s?", shortu);
+		p = (char *)memset(p, 'q', 9000) + 9000;
+		p += sprintf(p, "\n%s\n%s", shortu, host);
+		p = (char *)memset(p, 'a', 8000) + 8000;
+		p += sprintf(p, ".jpg");
+		p = (char *)memset(p, ' ', 500) + 500;
+		*p++ = '\n';
+		unlink(path3);
+		strcpy(path3 + strlen(path3) - 6, "XXXXXX");
+		fill(path3, text, (size_t)(p - text));
+		paths[0] = path3;
+		l = urllist_open(paths, 1, err, sizeof err);
+		CHECK(l != NULL);
+		if (l) {
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			CHECK(line && strncmp(line, host, sizeof host - 1) == 0);
+			snprintf(want, sizeof want, " ... (%zu bytes, hash ", sizeof host - 1 + 9000 + 6);
+			CHECK(line && strstr(line, want) != NULL && strlen(line) < 200);
+			CHECK_STR(reason, "line too long");
+			k1 = line ? strdup(line) : NULL;
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			CHECK(line && k1 && strcmp(line, k1) != 0);
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			CHECK(line && k1 && strcmp(line, k1) == 0);
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_BAD);
+			snprintf(want, sizeof want, "%s ... (", shortu);
+			CHECK(line && strncmp(line, want, strlen(want)) == 0);
+			expect(l, URLLIST_URL, shortu);
+			CHECK_INT(urllist_next(l, &line, &reason), URLLIST_URL);
+			CHECK(line && strlen(line) == sizeof host - 1 + 8000 + 4);
+			expect(l, URLLIST_END, NULL);
+			urllist_close(l);
+		}
+		free(k1);
+		free(text);
+	}
+
 	/* an image given where a list belongs ("thumbd photo.jpg") is refused
 	 * up front, saying what it is, not read as lines of binary */
 	{
