@@ -4,7 +4,7 @@
  * thumbnails are the record of success (written temp + rename, and checked
  * whole before they count), logs/failed.tsv is the record of failure
  * (one line per URL, one write(2) each; the lines of URLs a run did again
- * are removed at its end), and the names registry keeps
+ * are removed at its end, once those URLs ended), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
  * leftovers a killed run may have left (.tmp files in outgoing/, and the
  * .thumbd.* files in incoming/: .part files, downloads no worker got to,
@@ -51,12 +51,15 @@ void state_failed_now(state *s, const char *text);
 
 /* At the end of a run, when nothing logs failures any more: rewrite
  * failed.tsv (temp file, fsync, rename) without the lines that were there
- * at state_open() of the URLs looked up again since, so each URL keeps one
- * line, its latest outcome: the line this run wrote, or none when it
- * succeeded.  Lines this run wrote stay.  Returns the number of lines
- * removed (0 without a rewrite when there is nothing to remove), or -1
- * with err (failed.tsv is then unchanged). */
-long state_prune_failures(state *s, char *err, size_t errlen);
+ * at state_open() of the URLs looked up again since and ended: this run
+ * wrote a new line of the URL, or its thumbnails (as c asks for them)
+ * exist.  So each URL keeps one line, its latest outcome: the line this
+ * run wrote, or none when it succeeded; a URL the run did not finish (a
+ * transfer abandoned by a signal) keeps its old one.  Lines this run
+ * wrote stay.  Returns the number of lines removed (0 without a rewrite
+ * when there is nothing to remove), or -1 with err (failed.tsv is then
+ * unchanged). */
+long state_prune_failures(state *s, const cfg *c, char *err, size_t errlen);
 
 /* When the names registry has grown to min_bytes, release the names of
  * URLs that have neither a thumbnail in outgoing/ nor a failed.tsv line.

@@ -1054,8 +1054,8 @@ drain:
 		        (long)STAT_GET(&r.st, abandoned));
 		status = r.producer_rc ? EXIT_PARTIAL : 0;
 	}
-	/* one line per URL in failed.tsv: what this run did again loses its old line */
-	if (r.done && state_prune_failures(r.done, err, sizeof err) < 0)
+	/* one line per URL in failed.tsv: what this run did again (and ended) loses its old line */
+	if (r.done && state_prune_failures(r.done, r.c, err, sizeof err) < 0)
 		log_msg(LOG_WARNING, "%s (a URL done again may have two lines there)", err);
 	lost = log_failures_lost();
 	if (lost)

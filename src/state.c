@@ -2,7 +2,11 @@
  * state: see include/state.h for the design.  Loading failed.tsv costs one
  * 8-byte hash per failed URL; done-ness costs a few stat(2) calls per URL,
  * made only for URLs that are read, so neither grows with history that the
- * current lists do not touch.
+ * current lists do not touch.  A URL with a line that is done again also
+ * has its stem kept until the run ends: its old line goes only once the URL
+ * has ended, which its thumbnails (found by that stem) or a line this run
+ * wrote say; one the run only started (a transfer abandoned by a signal, a
+ * download left in the queue) keeps its line.
  *
  * failed.tsv lines are read by parse_record() only: a line counts when it
  * ends with '\n' and holds exactly a time, a URL and a non-empty reason.
@@ -31,14 +35,18 @@
 enum {
 	F_LINE = 1,             /* a line in failed.tsv when the run began */
 	F_FINAL = 2,            /* ... with a final reason: "failed before" */
-	F_AGAIN = 4,            /* done again by this run: that line goes (state_prune_failures) */
+	F_AGAIN = 4,            /* done again by this run: that line goes once it ends (state_prune_failures) */
 	F_NOW = 8,              /* an unusable line this run has seen (state_failed_now) */
+	F_ENDED = 16,           /* F_AGAIN, and this run wrote a new line of it */
 };
 
 struct state {
 	hashset failed;         /* hash(url) -> F_* for every URL failed.tsv names */
 	int retry_failed;
 	long again;             /* URLs marked F_AGAIN */
+	hashset stems;          /* hash(url) -> 1 + offset in arena of its stem, for F_AGAIN URLs */
+	char *arena;            /* their stems, NUL-terminated */
+	size_t alen, acap;
 	off_t loaded;           /* bytes of failed.tsv when the run began */
 	char path[4096];        /* failed.tsv */
 };
@@ -207,6 +215,8 @@ state_close(state *s)
 	if (!s)
 		return;
 	hashset_free(&s->failed);
+	hashset_free(&s->stems);
+	free(s->arena);
 	free(s);
 }
 
@@ -253,9 +263,25 @@ out:
 	return ok;
 }
 
-/* url was looked up: 1 when failed.tsv has its final outcome and this run
- * skips it.  Otherwise an old line of it is marked to go, as the URL is
- * done again now (its thumbnails, or its new line, are the outcome). */
+/* 1 when every thumbnail of stem the config c asks for exists whole, in
+ * one format. */
+static int
+thumbs_done(const cfg *c, const char *stem)
+{
+	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
+
+	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
+		int all = 1;
+		if (c->format != IMG_UNKNOWN && c->format != formats[f])
+			continue;
+		for (int i = 0; i < c->nsizes && all; i++)
+			all = thumb_complete(c, stem, c->sizes[i], formats[f]);
+		if (all)
+			return 1;
+	}
+	return 0;
+}
+
 /* url's key in state.failed: the hash of the text failed.tsv holds for it,
  * which differs only where a control character is escaped there. */
 static uint64_t
@@ -274,12 +300,14 @@ failed_key(const char *url)
 	return h;
 }
 
-/* 0: go on; 1: its final failure is recorded (from an earlier run, or 2:
- * an unusable line recorded by this one). */
+/* url was looked up (*key: its key): 0: go on; 1: its final failure is
+ * recorded (from an earlier run, or 2: an unusable line recorded by this
+ * one).  When it goes on with an old line, that line is marked to go once
+ * the URL ends (its thumbnails, or its new line, are then the outcome). */
 static int
-skip_failed(state *s, const char *url)
+skip_failed(state *s, const char *url, uint64_t *key)
 {
-	uint64_t h = failed_key(url);
+	uint64_t h = *key = failed_key(url);
 	uint32_t v = hashset_get(&s->failed, h);
 
 	if (v & F_NOW)
@@ -296,7 +324,35 @@ skip_failed(state *s, const char *url)
 int
 state_failed_before(state *s, const char *url)
 {
-	return skip_failed(s, url);
+	uint64_t h;
+
+	return skip_failed(s, url, &h);
+}
+
+/* Keep the stem of F_AGAIN URL h, for state_prune_failures to find its
+ * thumbnails.  Out of memory it is not kept, and the URL's old line stays
+ * (harmless: it is then its outcome until a run ends it). */
+static void
+note_stem(state *s, uint64_t h, const char *stem)
+{
+	size_t n = strlen(stem) + 1;
+
+	if (hashset_get(&s->stems, h) || s->alen + n > UINT32_MAX - 1)
+		return;
+	if (s->alen + n > s->acap) {
+		size_t cap = s->acap ? s->acap * 2 : 4096;
+		char *a;
+		while (cap < s->alen + n)
+			cap *= 2;
+		if (!(a = realloc(s->arena, cap)))
+			return;
+		s->arena = a;
+		s->acap = cap;
+	}
+	if (hashset_put(&s->stems, h, (uint32_t)s->alen + 1) < 0)
+		return;
+	memcpy(s->arena + s->alen, stem, n);
+	s->alen += n;
 }
 
 void
@@ -311,24 +367,29 @@ state_failed_now(state *s, const char *text)
 state_outcome
 state_lookup(state *s, const cfg *c, const char *url, const char *stem)
 {
-	static const img_format formats[] = { IMG_JPEG, IMG_PNG, IMG_WEBP };
+	uint64_t h;
 
-	if (skip_failed(s, url))
+	if (skip_failed(s, url, &h))
 		return STATE_FAILED;
-	for (size_t f = 0; f < sizeof formats / sizeof formats[0]; f++) {
-		int all = 1;
-		if (c->format != IMG_UNKNOWN && c->format != formats[f])
-			continue;
-		for (int i = 0; i < c->nsizes && all; i++)
-			all = thumb_complete(c, stem, c->sizes[i], formats[f]);
-		if (all)
-			return STATE_DONE;
-	}
-	return STATE_NEW;
+	if (hashset_get(&s->failed, h) & F_AGAIN)
+		note_stem(s, h, stem);
+	return thumbs_done(c, stem) ? STATE_DONE : STATE_NEW;
+}
+
+/* 1 when the URL of key h, marked F_AGAIN (value v), has ended in this run:
+ * it has a new line, or its thumbnails. */
+static int
+ended(const state *s, const cfg *c, uint64_t h, uint32_t v)
+{
+	uint32_t at;
+
+	if (v & F_ENDED)
+		return 1;
+	return (at = hashset_get(&s->stems, h)) != 0 && thumbs_done(c, s->arena + at - 1);
 }
 
 long
-state_prune_failures(state *s, char *err, size_t errlen)
+state_prune_failures(state *s, const cfg *c, char *err, size_t errlen)
 {
 	char real[PATH_MAX], *line = NULL;
 	FILE *in = NULL;
@@ -345,15 +406,33 @@ state_prune_failures(state *s, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot read %s: %s", s->path, strerror(errno));
 		return -1;
 	}
+	/* lines written by this run (at or past s->loaded) are its outcomes:
+	 * the URLs they name have ended */
+	if (fseeko(in, s->loaded, SEEK_SET) < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", real, strerror(errno));
+		goto out;
+	}
+	while ((len = getline(&line, &cap, in)) > 0) {
+		char *url, *reason;
+		uint64_t h;
+		uint32_t v;
+		if (parse_record(line, (size_t)len, &url, &reason) == 0
+		    && ((v = hashset_get(&s->failed, h = hash_str(url))) & F_AGAIN)
+		    && hashset_put(&s->failed, h, v | F_ENDED) < 0)
+			break;  /* out of memory: its old line stays, harmless */
+	}
+	rewind(in);
 	if (!(out = fsu_replace_begin(real, err, errlen)))
 		goto out;
 	while ((len = getline(&line, &cap, in)) > 0) {
 		char *copy = NULL, *url, *reason;
 		int drop = 0;
-		/* lines written by this run (at or past s->loaded) are its outcomes */
 		if (at < s->loaded && (copy = strndup(line, (size_t)len))
-		    && parse_record(copy, (size_t)len, &url, &reason) == 0)
-			drop = (hashset_get(&s->failed, hash_str(url)) & F_AGAIN) != 0;
+		    && parse_record(copy, (size_t)len, &url, &reason) == 0) {
+			uint64_t h = hash_str(url);
+			uint32_t v = hashset_get(&s->failed, h);
+			drop = (v & F_AGAIN) && ended(s, c, h, v);
+		}
 		free(copy);
 		at += len;
 		if (drop)

@@ -4,6 +4,7 @@ files, print a summary and end killed by the same signal within seconds
 (so a shell loop around thumbd stops too); the next run finishes."""
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -201,3 +202,47 @@ def test_stop_with_full_queue(t):
             t.eq(rc, 0, "full queue: the next run finishes (stderr %r)" % err[-300:])
             C.stdout_summary(t, out, "full queue: rerun", urls=len(urls), failed=0)
             t.eq(len(os.listdir(wd.outgoing)), 3 * len(urls), "full queue: rerun: every thumbnail")
+
+
+def test_interrupted_retry_keeps_lines(t):
+    """An interrupted --retry-failed run removes the old failed.tsv lines
+    of the URLs it ended (here one now done), not of those it only started:
+    a URL in flight at SIGINT keeps its line, and the next plain run skips
+    it as failed before without a request."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.Workdir({"download.retries": 0}) as wd:
+        www = os.path.join(wd.base, "www")
+        os.makedirs(www)
+        with C.serve(www) as srv:
+            fast, slow = "/fast.jpg", "/slowhead/3/slow.jpg"
+            lst = wd.write_list([srv.url(fast[1:]), srv.url(slow[1:])])
+            rc, out, err = wd.run(lst)
+            t.eq(sorted(r for _, _, r in wd.failed()), ["HTTP 404", "HTTP 404"],
+                 "interrupted retry: run 1 records both 404s (stderr %r)" % err[-300:])
+            first = wd.failed()
+            shutil.copy(os.path.join(cdir, "photos/hopper_128x128.jpg"), os.path.join(www, "fast.jpg"))
+            p = subprocess.Popen([C.thumbd_path(), "-c", wd.config, "--retry-failed", lst],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL, cwd=wd.cwd)
+            # the fast URL done, the slow one in flight (its answer is 3 s away)
+            want = C.thumb_names("fast", "JPEG")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and p.poll() is None and not (
+                    len(srv.hits(slow)) == 2 and all(os.path.exists(os.path.join(wd.outgoing, f))
+                                                     for f in want)):
+                time.sleep(0.02)
+            p.send_signal(signal.SIGINT)
+            out, err, _ = _finish(p, 20)
+            t.eq(p.returncode, -signal.SIGINT, "interrupted retry: run 2 ended by SIGINT (stderr %r)"
+                 % err[-300:])
+            t.eq(len(srv.hits(slow)), 2, "interrupted retry: run 2 asked for the slow URL")
+            t.eq(wd.failed(), [l for l in first if l[1] == srv.url(slow[1:])],
+                 "interrupted retry: the done URL lost its line, the one in flight kept it")
+            rc, out, err = wd.run(lst)
+            t.eq(rc, 1, "interrupted retry: run 3 exit status 1 (the slow URL failed before)")
+            notes = C.summary_notes(out.strip())
+            t.eq((notes["already done"], notes["failed before"]), (1, 1),
+                 "interrupted retry: run 3: 1 already done, 1 failed before (%r)" % out)
+            t.eq(len(srv.hits(slow)), 2, "interrupted retry: run 3 did not ask for the slow URL")

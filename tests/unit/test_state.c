@@ -247,7 +247,21 @@ test_torn_records(const cfg *c)
 	state_close(s);
 }
 
-/* A run that does a URL again leaves one line for it, its latest outcome. */
+/* The thumbnails of stem, as the default config asks for them. */
+static void
+put_thumbs(const char *stem)
+{
+	static const int widths[] = { 32, 64, 200 };
+	char name[128];
+
+	for (int i = 0; i < 3; i++) {
+		snprintf(name, sizeof name, "%s_%d.jpg", stem, widths[i]);
+		put("out", name, WHOLE_JPEG);
+	}
+}
+
+/* A run that does a URL again leaves one line for it, its latest outcome;
+ * one it did not finish (interrupted) keeps its old line. */
 static void
 test_prune(const cfg *c)
 {
@@ -272,7 +286,19 @@ test_prune(const cfg *c)
 	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
 	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);
 	CHECK_INT(state_failed_before(s, "ftp://h/x.jpg"), 1);
-	CHECK_INT(state_prune_failures(s, err, sizeof err), 1);
+	/* not done (an interrupted run): the line stays */
+	CHECK_INT(state_prune_failures(s, c, err, sizeof err), 0);
+	state_close(s);
+	text = slurp("logs", "failed.tsv");
+	CHECK_STR(text, old);
+	free(text);
+	s = state_open(c, 0, err, sizeof err);
+	CHECK(s != NULL);
+	if (!s)
+		return;
+	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_NEW);
+	put_thumbs("disk");     /* done by the time the run ends */
+	CHECK_INT(state_prune_failures(s, c, err, sizeof err), 1);
 	state_close(s);
 	text = slurp("logs", "failed.tsv");
 	CHECK(text && strstr(text, "disk.jpg") == NULL);
@@ -281,7 +307,8 @@ test_prune(const cfg *c)
 	free(text);
 
 	/* --retry-failed: 404 fails again (this run's line stays), fixed is
-	 * done now, the bad line is recorded again; other is not in this run */
+	 * done now, the bad line is recorded again; other is not in this run;
+	 * disk (its thumbnails exist) is found done */
 	put("logs", "failed.tsv", old);
 	s = state_open(c, 1, err, sizeof err);
 	CHECK(s != NULL);
@@ -289,6 +316,7 @@ test_prune(const cfg *c)
 		return;
 	CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_NEW);
 	CHECK_INT(state_lookup(s, c, "http://h/fixed.jpg", "fixed"), STATE_NEW);
+	CHECK_INT(state_lookup(s, c, "http://h/disk.jpg", "disk"), STATE_DONE);
 	CHECK_INT(state_failed_before(s, "ftp://h/x.jpg"), 0);
 	CHECK_INT(state_lookup(s, c, "http://h/new.jpg", "new"), STATE_NEW);
 	snprintf(path, sizeof path, "%s/logs/failed.tsv", dir);
@@ -297,12 +325,12 @@ test_prune(const cfg *c)
 		fputs("2026-01-02T00:00:00Z\tftp://h/x.jpg\tnot an http(s) URL\n", fp);
 		fclose(fp);
 	}
-	CHECK_INT(state_prune_failures(s, err, sizeof err), 3);
-	CHECK_INT(state_prune_failures(s, err, sizeof err), 0);        /* once */
+	put_thumbs("fixed");
+	CHECK_INT(state_prune_failures(s, c, err, sizeof err), 4);
+	CHECK_INT(state_prune_failures(s, c, err, sizeof err), 0);     /* once */
 	state_close(s);
 	text = slurp("logs", "failed.tsv");
 	CHECK_STR(text,
-	          "2026-01-01T00:00:00Z\thttp://h/disk.jpg\tcannot write /x/in/a.part: No space left on device\n"
 	          "2026-01-01T00:00:00Z\thttp://h/other.jpg\tHTTP 404\n"
 	          "some line thumbd did not write\n"
 	          "2026-01-02T00:00:00Z\thttp://h/404.jpg\tHTTP 404\n"
@@ -317,7 +345,7 @@ test_prune(const cfg *c)
 		struct stat a, b;
 		stat(path, &a);
 		CHECK_INT(state_lookup(s, c, "http://h/404.jpg", "404"), STATE_FAILED);
-		CHECK_INT(state_prune_failures(s, err, sizeof err), 0);
+		CHECK_INT(state_prune_failures(s, c, err, sizeof err), 0);
 		stat(path, &b);
 		CHECK(a.st_ino == b.st_ino);
 	}
