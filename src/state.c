@@ -136,7 +136,9 @@ load_failures(state *s)
 		if (parse_record(line, (size_t)len, &url, &reason) < 0)
 			continue;
 		h = hash_str(url);
-		if (hashset_put(&s->failed, h, hashset_get(&s->failed, h) | F_LINE
+		/* two lines (a run killed before it removed the older): the
+		 * newer, which comes later, is the URL's outcome */
+		if (hashset_put(&s->failed, h, (hashset_get(&s->failed, h) & ~(uint32_t)F_FINAL) | F_LINE
 		                | (state_reason_is_final(reason) ? F_FINAL : 0)) < 0) {
 			rc = -1;
 			break;

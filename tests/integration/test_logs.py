@@ -186,6 +186,36 @@ def test_retry_failed_one_line(t):
              "retry: the next run skips them as before (%r)" % out.strip())
 
 
+def test_newer_line_counts(t):
+    """A URL with two failed.tsv lines (a run killed before it removed the
+    old one) is judged by the newer: a final line followed by a non-final
+    one (a paused host) is tried again, and then keeps no line; a non-final
+    one followed by a final one is failed before, without a request."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv:
+        url = srv.url("photos/hopper_128x128.jpg")
+        final = "2026-01-01T00:00:00Z\t%s\tHTTP 404\n" % url
+        paused = ("2026-01-01T00:00:01Z\t%s\thost 127.0.0.1:%d paused after 1 consecutive failures "
+                  "(last: HTTP 503)\n" % (url, srv.port))
+        for lines, tried in (([final, paused], True), ([paused, final], False)):
+            what = "newer line counts (%s last)" % ("paused" if tried else "HTTP 404")
+            with C.Workdir() as wd:
+                with open(os.path.join(wd.logs, "failed.tsv"), "w") as f:
+                    f.write("".join(lines))
+                before = len(srv.log("/photos/hopper_128x128.jpg", "GET"))
+                rc, out, err = wd.run_urls([url])
+                asked = len(srv.log("/photos/hopper_128x128.jpg", "GET")) - before
+                if tried:
+                    t.eq((rc, asked), (0, 1), "%s: tried again and done (%r)" % (what, out.strip()))
+                    t.eq(wd.failed(), [], "%s: no line left" % what)
+                else:
+                    t.eq((rc, asked), (1, 0), "%s: failed before, not asked (%r)" % (what, out.strip()))
+                    t.eq(C.summary_notes(out.strip())["failed before"], 1, "%s: counted as failed before" % what)
+                    t.eq(len(wd.failed()), 2, "%s: failed.tsv unchanged" % what)
+
+
 def test_summary_wording(t):
     """One URL is "1 URL", one file "1 file", one thumbnail "1 thumbnail";
     a few KB downloaded do not read "0.0 MB"."""

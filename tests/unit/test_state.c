@@ -208,7 +208,8 @@ slurp(const char *sub, const char *name)
 	return buf;
 }
 
-/* Torn records: never read as another URL's. */
+/* Torn records: never read as another URL's; of two whole records of one
+ * URL, the newer counts. */
 static void
 test_torn_records(const cfg *c)
 {
@@ -228,6 +229,11 @@ test_torn_records(const cfg *c)
 	    "2026-01-01T00:00\t\n"
 	    "\thttp://h/no_time.jpg\tHTTP 404\n"
 	    "2026-01-01T00:00:00Z\t\tHTTP 404\n"
+	    /* two lines of one URL: the newer (later) one counts */
+	    "2026-01-01T00:00:00Z\thttp://h/final_then_not.jpg\tHTTP 404\n"
+	    "2026-01-01T00:00:01Z\thttp://h/final_then_not.jpg\thost h:80 paused after 1 consecutive failures (last: HTTP 503)\n"
+	    "2026-01-01T00:00:00Z\thttp://h/not_then_final.jpg\tcannot write /x/in/a.part: No space left on device\n"
+	    "2026-01-01T00:00:01Z\thttp://h/not_then_final.jpg\tHTTP 404\n"
 	    /* cut short at the end of the file */
 	    "2026-01-01T00:00:00Z\thttp://h/torn_7.jpg\tHTTP 404");
 	s = state_open(c, 0, err, sizeof err);
@@ -244,6 +250,8 @@ test_torn_records(const cfg *c)
 		CHECK_INT(state_failed_before(s, url), 0);
 	}
 	CHECK_INT(state_failed_before(s, "http://h/no_time.jpg"), 0);
+	CHECK_INT(state_failed_before(s, "http://h/final_then_not.jpg"), 0);
+	CHECK_INT(state_failed_before(s, "http://h/not_then_final.jpg"), 1);
 	state_close(s);
 }
 
