@@ -14,8 +14,9 @@
 
 typedef struct urllist urllist;
 
-/* Check that every path can be opened and is not a directory (so a typo
- * fails before anything starts); they are opened one after the other while
+/* Check that every path can be opened and is not a directory or an image
+ * (so a typo fails before anything starts; "-" too when standard input is
+ * a file or a directory); they are opened one after the other while
  * reading.  NULL + err naming the path. */
 urllist *urllist_open(char *const *paths, int n, char *err, size_t errlen);
 void urllist_close(urllist *l);

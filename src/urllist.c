@@ -59,10 +59,11 @@ urllist_is_http(const char *s)
 }
 
 /* Open one list ("-": standard input).  The descriptor, *stream set when
- * it is not a regular file; -1 + err naming the path. */
+ * it is not a regular file; -1 + err naming the path ("standard input"). */
 static int
 list_open(const char *path, int *stream, char *err, size_t errlen)
 {
+	const char *name = strcmp(path, "-") == 0 ? "standard input" : path;
 	struct stat sb;
 	int fd;
 
@@ -78,7 +79,7 @@ list_open(const char *path, int *stream, char *err, size_t errlen)
 		return -1;
 	}
 	if (S_ISDIR(sb.st_mode)) {
-		snprintf(err, errlen, "%s: cannot read URL list: %s", path, strerror(EISDIR));
+		snprintf(err, errlen, "%s: cannot read URL list: %s", name, strerror(EISDIR));
 		goto fail;
 	}
 	*stream = !S_ISREG(sb.st_mode);
@@ -95,7 +96,7 @@ list_open(const char *path, int *stream, char *err, size_t errlen)
 		}
 		if (what) {
 			snprintf(err, errlen, "%s: an image (%s), not a URL list; for local images: thumbd --files",
-			         path, what);
+			         name, what);
 			goto fail;
 		}
 	}
@@ -114,8 +115,15 @@ urllist_open(char *const *paths, int n, char *err, size_t errlen)
 	for (int i = 0; i < n; i++) {
 		struct stat sb;
 		int fd, stream;
-		if (strcmp(paths[i], "-") == 0)
+		/* standard input redirected from a file or a directory (`thumbd -
+		 * < photo.jpg`) is checked like a named one (pread takes none of
+		 * a file's bytes); a pipe or a terminal has nothing to look at */
+		if (strcmp(paths[i], "-") == 0) {
+			if (fstat(STDIN_FILENO, &sb) == 0 && (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode))
+			    && list_open(paths[i], &stream, err, errlen) < 0)
+				return NULL;
 			continue;
+		}
 		/* a named pipe is only looked at: opening and closing it here
 		 * would let a writer waiting for a reader write into a pipe
 		 * that nobody reads any more (SIGPIPE, or lines lost) */

@@ -73,6 +73,47 @@ def test_several_lists_and_stdin(t):
         _check(t, wd, [A, B], "file + stdin")
 
 
+def _run_stdin_fd(wd, fd):
+    """thumbd -c CONFIG - with fd as its standard input -> (rc, out, err)."""
+    p = subprocess.run([C.thumbd_path(), "-c", wd.config, "-"], stdin=fd, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, cwd=wd.cwd, timeout=60)
+    return p.returncode, p.stdout.decode(), p.stderr.decode("utf-8", "replace")
+
+
+def test_stdin_image_or_directory(t):
+    """Standard input that is an image or a directory (`thumbd - < photo.jpg`)
+    is a usage error like a named list of the kind: exit 2, the message on
+    stderr naming standard input, nothing started.  A regular file that is a
+    list is read whole (looking at it took none of it), and a pipe is read
+    as before."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    with C.serve(cdir) as srv, C.Workdir() as wd:
+        cases = [(os.path.join(cdir, A[0]), "standard input: an image (JPEG), not a URL list; "
+                  "for local images: thumbd --files"),
+                 (wd.lists, "standard input: cannot read URL list: Is a directory")]
+        for path, says in cases:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                rc, out, err = _run_stdin_fd(wd, fd)
+            finally:
+                os.close(fd)
+            what = "stdin from %s" % os.path.basename(path)
+            t.eq(rc, 2, "%s: exit status 2 (stdout %r)" % (what, out[-300:]))
+            t.check(says in err, "%s: stderr says %r (%r)" % (what, says, err[-300:]))
+            t.eq(out, "", "%s: no summary on stdout" % what)
+            t.eq(wd.failed_lines(), [], "%s: nothing in failed.tsv" % what)
+            t.eq(wd.log_lines(), None, "%s: nothing started (no thumbd.log)" % what)
+        t.eq(srv.requests(), [], "stdin image/directory: no request")
+        lst = wd.write_list([srv.url(A[0]), srv.url(B[0])])
+        with open(lst, "rb") as f:
+            rc, out, err = _run_stdin_fd(wd, f)
+        t.eq(rc, 0, "stdin from a list file: exit status 0 (stderr %r)" % err[-300:])
+        C.stdout_summary(t, out, "stdin from a list file", urls=2, done=2)
+        _check(t, wd, [A, B], "stdin from a list file")
+
+
 def _wait_thumbs(wd, n, deadline):
     while time.monotonic() < deadline and len(wd.thumbs()) < n:
         time.sleep(0.05)

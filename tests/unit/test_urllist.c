@@ -1,4 +1,5 @@
 /* Unit tests: URL list reading (urllist.c). */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,6 +223,42 @@ main(void)
 			urllist_close(l);
 			unlink(img);
 		}
+	}
+
+	/* standard input redirected from an image or a directory is refused up
+	 * front too, naming it; from a list file it is read from its start */
+	{
+		static const char jpeg[] = "\xff\xd8\xff\xe0\0\x10JFIF\0\x01\n";
+		static const char text[] = "http://a.example/stdin.jpg\n";
+		char img[] = "/tmp/thumbd-test-liststdin-XXXXXX", *dash[1] = { "-" };
+		int saved = dup(STDIN_FILENO), fd;
+		fill(img, jpeg, sizeof jpeg - 1);
+		for (int i = 0; i < 3; i++) {
+			if (i == 2) {
+				unlink(img);
+				strcpy(img + strlen(img) - 6, "XXXXXX");
+				fill(img, text, sizeof text - 1);
+			}
+			fd = open(i == 1 ? "/tmp" : img, O_RDONLY);
+			CHECK(fd >= 0 && dup2(fd, STDIN_FILENO) == STDIN_FILENO);
+			close(fd);
+			err[0] = 0;
+			l = urllist_open(dash, 1, err, sizeof err);
+			if (i < 2) {
+				CHECK(l == NULL);
+				CHECK_STR(err, i == 0 ? "standard input: an image (JPEG), not a URL list; "
+				                        "for local images: thumbd --files"
+				                      : "standard input: cannot read URL list: Is a directory");
+			} else {
+				CHECK(l != NULL);
+				if (l)
+					expect(l, URLLIST_URL, "http://a.example/stdin.jpg");
+			}
+			urllist_close(l);
+		}
+		dup2(saved, STDIN_FILENO);
+		close(saved);
+		unlink(img);
 	}
 
 	/* a pipe whose writer pauses: a whole line is read, a part of one is
