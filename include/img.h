@@ -65,6 +65,12 @@ typedef struct img_encode_opts {
 typedef struct img_meta {
 	int orientation;        /* EXIF orientation 1..8 (1 when absent or unreadable), not yet applied */
 	int width, height;      /* full size as stored, before any shrink on load */
+	/* Shrink on load by whole boxes (JPEG DCT scaling, PNG box averages):
+	 * pixel i of the decode stands for stored pixels [i*shrink, (i+1)*shrink),
+	 * the last column and row for what is left, so the picture spans
+	 * width / shrink of the decode's ceil(width / shrink) columns.  1: none,
+	 * or a decode scaled to exactly its size (WebP). */
+	int shrink;
 	/* The embedded ICC profile (JPEG APP2, PNG iCCP, WebP ICCP) the pixels
 	 * are in, not yet applied: malloc'd, owned by meta, freed by
 	 * img_meta_release.  NULL when the file has none, when it was ignored

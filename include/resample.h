@@ -17,6 +17,17 @@ double resample_lanczos3(double x);
  */
 int resample_resize(const img *src, img *dst, int dst_w, int dst_h);
 
+/*
+ * The same, for a source whose picture spans span_w x span_h of its pixels
+ * (src->w - 1 < span_w <= src->w, likewise h): a decode shrunk on load by k
+ * has ceil(W / k) columns, the last one covering only the part of a box or
+ * DCT block left over, so the picture is W / k of them wide.  Mapping the
+ * output onto that span, not onto whole pixels, keeps it from being
+ * stretched and shifted by up to a pixel of the decode.  -1 also for a
+ * span out of that range.
+ */
+int resample_resize_span(const img *src, double span_w, double span_h, img *dst, int dst_w, int dst_h);
+
 /* The loops in use: "avx2" when the CPU has it, else "sse2" (x86-64), or
  * "portable".  THUMBD_SIMD=sse2 in the environment keeps AVX2 off (the
  * tests compare both with the portable loops); same output either way. */

@@ -246,6 +246,7 @@ int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 		meta = &meta_dummy;
 	meta->orientation = 1;
 	meta->width = meta->height = 0;
+	meta->shrink = 1;
 	meta->icc = NULL;
 	meta->icc_len = 0;
 	meta->icc_note = NULL;
@@ -287,6 +288,7 @@ out:
 		img_meta_release(meta);
 		meta->orientation = 1;
 		meta->width = meta->height = 0;
+		meta->shrink = 1;
 		meta->icc_note = NULL;
 	}
 	return rc;

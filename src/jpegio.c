@@ -643,6 +643,7 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 	}
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
+	meta->shrink = (int)denom;
 	uint8_t need_ac[256];
 	if (jdec_ac_droppable(ci, need_ac)) {
 		J_COLOR_SPACE cs = ci->out_color_space;

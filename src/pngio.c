@@ -434,6 +434,7 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 		d->last_row = d->pos;
 
 	ow = (w + k - 1) / k;
+	meta->shrink = (int)k;
 	oh = (h + k - 1) / k;
 
 	/* what we are about to hold: the image, and either its row pointers

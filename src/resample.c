@@ -61,6 +61,7 @@
 
 typedef struct axis {
 	int n_in;               /* source size (0: no table) */
+	double span;            /* source pixels the picture spans (n_in - 1 < span <= n_in) */
 	int n_out;
 	int stride;             /* weights per output in w (>= every count) */
 	int maxtaps;            /* largest count actually used */
@@ -119,10 +120,12 @@ static void axis_free(axis *ax)
 	ax->n_in = 0;
 }
 
-/* 0 / -1 (out of memory). */
-static int axis_init(axis *ax, int in, int out)
+/* 0 / -1 (out of memory).  The out pixels share span source pixels
+ * evenly; a last pixel only partly inside span counts for that part, at
+ * the middle of it (a part box holds the mean of the pixels it has). */
+static int axis_init(axis *ax, int in, double span, int out)
 {
-	double scale = (double)in / out;
+	double scale = span / out;
 	double fs = scale > 1.0 ? scale : 1.0;
 	double support = 3.0 * fs;
 	double *d = NULL;
@@ -138,6 +141,7 @@ static int axis_init(axis *ax, int in, int out)
 
 	memset(ax, 0, sizeof *ax);
 	ax->n_in = in;
+	ax->span = span;
 	ax->n_out = out;
 	ax->stride = stride;
 	ax->start = malloc((size_t)out * sizeof *ax->start);
@@ -165,7 +169,13 @@ static int axis_init(axis *ax, int in, int out)
 		double sum = 0.0;
 		int big = 0;
 		for (int k = 0; k < n; k++) {
-			d[k] = kernel((lo + k - center) / fs);
+			double at = lo + k, cover = 1.0;
+			if (lo + k == in - 1 && span < in) {
+				/* a part pixel: weighed by its share, at its middle */
+				cover = span - (in - 1);
+				at = in - 1.5 + cover / 2.0;
+			}
+			d[k] = kernel((at - center) / fs) * cover;
 			sum += d[k];
 			if (d[k] > d[big])
 				big = k;
@@ -252,9 +262,10 @@ static axis_keep *keep_get(void)
 	return k;
 }
 
-/* The table for in -> out: a kept one, or *tmp (the caller axis_free()s
- * it, which is harmless when it was kept instead); NULL: out of memory. */
-static const axis *axis_get(int in, int out, axis *tmp)
+/* The table for in (spanning span) -> out: a kept one, or *tmp (the
+ * caller axis_free()s it, which is harmless when it was kept instead);
+ * NULL: out of memory. */
+static const axis *axis_get(int in, double span, int out, axis *tmp)
 {
 	axis_keep *k = keep_get();
 	int old = 0;
@@ -262,14 +273,14 @@ static const axis *axis_get(int in, int out, axis *tmp)
 	memset(tmp, 0, sizeof *tmp);
 	if (k != NULL)
 		for (int i = 0; i < AXIS_KEEP; i++) {
-			if (k->ax[i].n_in == in && k->ax[i].n_out == out) {
+			if (k->ax[i].n_in == in && k->ax[i].span == span && k->ax[i].n_out == out) {
 				k->used[i] = ++k->clock;
 				return &k->ax[i];
 			}
 			if (k->used[i] < k->used[old])
 				old = i;
 		}
-	if (axis_init(tmp, in, out) != 0)
+	if (axis_init(tmp, in, span, out) != 0)
 		return NULL;
 	if (k == NULL || (size_t)out * (size_t)tmp->stride * sizeof *tmp->w > AXIS_KEEP_BYTES)
 		return tmp;
@@ -903,6 +914,13 @@ static int mul_size(size_t a, size_t b, size_t *r)
 
 int resample_resize(const img *src, img *dst, int dst_w, int dst_h)
 {
+	if (!src)
+		return resample_resize_span(src, 0.0, 0.0, dst, dst_w, dst_h);
+	return resample_resize_span(src, src->w, src->h, dst, dst_w, dst_h);
+}
+
+int resample_resize_span(const img *src, double span_w, double span_h, img *dst, int dst_w, int dst_h)
+{
 	axis ah_tmp = { 0 }, av_tmp = { 0 };
 	const axis *ah, *av;
 	int16_t *ring = NULL, *row16 = NULL;
@@ -918,7 +936,8 @@ int resample_resize(const img *src, img *dst, int dst_w, int dst_h)
 	if (!src || !src->px || src->channels < 1 || src->channels > 4
 	    || src->w < 1 || src->h < 1 || src->w > MAX_SIDE || src->h > MAX_SIDE
 	    || dst_w < 1 || dst_h < 1 || dst_w > MAX_SIDE || dst_h > MAX_SIDE
-	    || src->stride < (size_t)src->w * (size_t)src->channels)
+	    || src->stride < (size_t)src->w * (size_t)src->channels
+	    || !(span_w > src->w - 1 && span_w <= src->w && span_h > src->h - 1 && span_h <= src->h))
 		return -1;
 
 	int ch = src->channels;
@@ -929,7 +948,7 @@ int resample_resize(const img *src, img *dst, int dst_w, int dst_h)
 	pthread_once(&isa_once, isa_init);
 	/* av's lookup cannot push out ah's kept table: that one was used
 	 * last, and the least recently used of AXIS_KEEP > 1 goes */
-	if (!(ah = axis_get(src->w, dst_w, &ah_tmp)) || !(av = axis_get(src->h, dst_h, &av_tmp)))
+	if (!(ah = axis_get(src->w, span_w, dst_w, &ah_tmp)) || !(av = axis_get(src->h, span_h, dst_h, &av_tmp)))
 		goto out;
 
 	/* Work estimate per order; doubles, since the products can pass 2^53

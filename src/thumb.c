@@ -12,7 +12,12 @@
  * orientation and only the small result is rotated, which costs nothing and
  * gives the same pixels.  Heights come from the full-size dimensions the
  * header declared, not from the shrunk decode, so they do not depend on
- * which shortcut the decoder took.
+ * which shortcut the decoder took.  A decode shrunk by k ends in a part
+ * column and row when k does not divide the size (libjpeg pads the last
+ * DCT block, the PNG box pass averages what is left), so it is resized as
+ * the W / k pixels the picture spans, not its ceil(W / k) whole ones: those
+ * stretched the thumbnail by up to a decoded pixel (a fine pattern 3001
+ * px wide came out 4.7 levels off on average, 0.1 now).
  *
  * Widths are made widest first, and a narrower one starts from an earlier
  * result when that is still at least three times its size (64 and 32 from
@@ -213,7 +218,13 @@ thumb_make(const cfg *c, const job *j, uint64_t *defer, char *err, size_t errlen
 			    && (uint64_t)res[k].h >= (uint64_t)THUMB_DECODE_MARGIN * (uint64_t)sh
 			    && res[k].w <= src.w && res[k].h <= src.h)
 				from = &res[k];
-		if (resample_resize(from, out, sw, sh)) {
+		double span_w = from->w, span_h = from->h;
+		if (from == &src && meta.shrink > 1) {
+			/* the decode's last column and row may be part boxes */
+			span_w = (double)meta.width / meta.shrink;
+			span_h = (double)meta.height / meta.shrink;
+		}
+		if (resample_resize_span(from, span_w, span_h, out, sw, sh)) {
 			snprintf(err, errlen, "out of memory resizing to %dx%d", w, h);
 			goto out;
 		}

@@ -7,11 +7,13 @@
  */
 #define RESAMPLE_PORTABLE
 #define resample_resize portable_resize
+#define resample_resize_span portable_resize_span
 #define resample_lanczos3 portable_lanczos3
 #define resample_isa portable_isa
 #define resample_force_isa portable_force_isa
 #include "../../src/resample.c"
 #undef resample_resize
+#undef resample_resize_span
 #undef resample_lanczos3
 #undef resample_isa
 #undef resample_force_isa

@@ -1,5 +1,6 @@
 /* Unit tests: one image file -> its thumbnails (thumb.c), on real files and codecs. */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "fsutil.h"
 #include "img.h"
 #include "job.h"
+#include "resample.h"
 #include "thumb.h"
 
 static char dir[] = "/tmp/thumbd-test-thumb-XXXXXX";
@@ -91,6 +93,77 @@ check_output(const cfg *c, const char *name, img_format fmt, int w, int h)
 	CHECK_INT(im.w, w);
 	CHECK_INT(im.h, h);
 	img_release(&im);
+	bigmem_free(buf);
+}
+
+/*
+ * A picture shrunk on load whose size is not a multiple of the box (PNG box
+ * averages) or of the DCT scale (JPEG) ends in a part column and row; its
+ * 200-px thumbnail must still be the full-size picture's, not one stretched
+ * over the part pixel.  pattern 0: a vertical ramp (1201 x 7: the 200 x 1
+ * result is the ramp's middle), 1: a horizontal wave of period 90 px
+ * (1801 x 31), whose phase a stretch shifts by up to two source pixels at
+ * the right edge.  The reference is a resize of the full-size decode.
+ */
+static void
+check_part_box(cfg *c, img_format fmt, int pattern, double max_mean, int max_diff)
+{
+	int w = pattern ? 1801 : 1201, h = pattern ? 31 : 7;
+	const char *name = fmt == IMG_PNG ? "part.png" : "part.jpg";
+	img im = { 0 }, full = { 0 }, want = { 0 }, got = { 0 };
+	img_encode_opts eo = { 100, 80, 1 };
+	img_meta m;
+	uint8_t *enc = NULL, *buf = NULL;
+	size_t len;
+	char err[IMG_ERRLEN], path[512];
+	job *j;
+
+	CHECK_INT(img_alloc(&im, w, h, 3), 0);
+	for (int y = 0; y < h; y++)
+		for (int x = 0; x < w; x++) {
+			double v = pattern ? 128.0 + 100.0 * sin(2.0 * M_PI * x / 90.0) : 255.0 * y / (h - 1);
+			memset(im.px + (size_t)y * im.stride + 3 * (size_t)x, (int)(v + 0.5), 3);
+		}
+	CHECK_INT(img_encode(&im, fmt, &eo, &enc, &len, err, sizeof err), 0);
+	CHECK_INT(fsu_write_atomic(dir, name, enc, len, err, sizeof err), 0);
+	CHECK_INT(img_decode(enc, len, NULL, &full, &m, err, sizeof err), 0);
+	img_meta_release(&m);
+	CHECK_INT(resample_resize(&full, &want, 200, thumb_height(w, h, 200)), 0);
+
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	c->format = IMG_PNG;
+	c->sizes[0] = 200;
+	c->nsizes = 1;
+	j = job_new("http://h/part", path, NULL, 1, "part");
+	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), 1);
+	job_free(j);
+	snprintf(path, sizeof path, "%s/part_200.png", c->outgoing);
+	CHECK_INT(fsu_read_file(path, 1 << 24, &buf, &len, err, sizeof err), 0);
+	CHECK_INT(img_decode(buf, len, NULL, &got, &m, err, sizeof err), 0);
+	img_meta_release(&m);
+	CHECK(got.px && want.px && got.w == want.w && got.h == want.h && got.channels == 3);
+	if (got.px && want.px && got.w == want.w && got.h == want.h && got.channels == 3) {
+		double sum = 0;
+		int worst = 0;
+		for (int y = 0; y < got.h; y++)
+			for (int x = 0; x < got.w * 3; x++) {
+				int d = abs(got.px[(size_t)y * got.stride + x] - want.px[(size_t)y * want.stride + x]);
+				sum += d;
+				worst = d > worst ? d : worst;
+			}
+		double mean = sum / ((double)got.w * got.h * 3);
+		if (!(mean <= max_mean && worst <= max_diff))
+			fprintf(stderr, "part box, %s pattern %d: mean |diff| %.2f, max %d\n",
+			        img_format_name(fmt), pattern, mean, worst);
+		CHECK(mean <= max_mean);
+		CHECK(worst <= max_diff);
+	}
+	unlink(path);
+	img_release(&im);
+	img_release(&full);
+	img_release(&want);
+	img_release(&got);
+	free(enc);
 	bigmem_free(buf);
 }
 
@@ -191,6 +264,11 @@ main(void)
 	CHECK_INT(thumb_make(c, j, NULL, err, sizeof err), -1);
 	CHECK(strstr(err, "/nonexistent.png") != NULL);
 	job_free(j);
+
+	check_part_box(c, IMG_PNG, 0, 0.5, 1);
+	check_part_box(c, IMG_PNG, 1, 0.5, 2);
+	check_part_box(c, IMG_JPEG, 0, 1.5, 2);     /* the scaled IDCT rounds a level off */
+	check_part_box(c, IMG_JPEG, 1, 1.5, 2);
 
 	snprintf(err, sizeof err, "rm -rf %s", dir);
 	CHECK_INT(system(err), 0);
