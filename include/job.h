@@ -18,6 +18,8 @@ typedef struct job {
 	int owned;              /* 1: src is thumbd's incoming file, delete it when done */
 	int again;              /* a retry of a kept daemon entry: a failure of this machine
 	                           is not recorded in failed.tsv again (the first try's is) */
+	int handoff;            /* src is an image another program put into incoming/ (daemon):
+	                           a failure of this machine leaves it there for its retry */
 	/* Called by the worker once the outcome is recorded and src deleted
 	 * (the daemon's intake learns that an entry has ended); may be NULL.
 	 * local: it failed because of this machine (state_reason_is_final()

@@ -36,7 +36,8 @@
  *
  * Kept entries.  An entry that failed because of this machine (a full
  * disk, a paused host: the caller's call) goes to watch_keep() instead: it
- * is not ended, so the state file still stops at it.  With a retry delay
+ * is not ended, so the state file still stops at it (an image: its file
+ * stays in incoming/).  With a retry delay
  * it comes again from watch_next() once that has passed, under its own
  * ticket, as if read again, and may end then; the delay doubles each time
  * the same entry is kept again, up to WATCH_RETRY_MAX_MS.  At most
@@ -125,14 +126,17 @@ void watch_done(watch *w, watch_ticket t);
 /* The entry of t failed because of this machine (a write error, a full
  * disk, a paused host): it is not ended, so its list's offset is not
  * committed past it and a directory list is not moved to done/.  It no
- * longer counts for watch_busy() until it is handed out again.  A list
- * ticket only.  retry_ms > 0 and text (the URL; for a WATCH_BAD line the
- * line, with reason its reason, else reason NULL; both copied): watch_next()
- * hands it out again, same ticket, text and reason, after retry_ms, doubled
- * for each earlier retry of this entry, at most WATCH_RETRY_MAX_MS.
- * Returns that delay in ms, or -1 when the entry waits for the next start
- * instead: retry_ms 0, no text, the cap (WATCH_RETRY_MAX entries or 64 MB
- * waiting, logged once), out of memory. */
+ * longer counts for watch_busy() until it is handed out again.  An image
+ * ticket too: the caller left the file in incoming/.  retry_ms > 0 and
+ * text (the URL; for a WATCH_BAD line the line, with reason its reason,
+ * else reason NULL; both copied; any text for an image): watch_next()
+ * hands it out again, same ticket, text and reason (an image: as
+ * WATCH_IMAGE, the file under its name then; none left, it ends), after
+ * retry_ms, doubled for each earlier retry of this entry, at most
+ * WATCH_RETRY_MAX_MS.  Returns that delay in ms, or -1 when the entry waits
+ * for the next start instead: retry_ms 0, no text, the cap (WATCH_RETRY_MAX
+ * entries or 64 MB waiting, logged once), out of memory (an image's ticket
+ * then ends: the next start lists its file). */
 long long watch_keep(watch *w, watch_ticket t, const char *text, const char *reason,
                      long long retry_ms);
 

@@ -511,25 +511,27 @@ ticket_pack(watch_ticket t)
  * hands it out again after daemon.retry_kept (doubling per entry, up to an
  * hour; watch_keep), and it takes the same way as a line just read; with
  * retry_kept 0, past the watch's cap or once stopping, the next start
- * reads it again and tries it, as a one-shot run would.  An image's ticket
- * (src 0) always ends: its file is gone or kept by the caller.  what: the
- * URL (or a bad line, with its reason), for the log and the retry, or
- * NULL. */
+ * reads it again and tries it, as a one-shot run would.  A hand-off
+ * image's ticket (src 0) is kept the same way: the worker left its file in
+ * incoming/ (its only copy), and the watch hands it out again, or the next
+ * start lists it.  what: the URL (or a bad line, with its reason; an
+ * image's path), for the log and the retry, or NULL. */
 static void
 ticket_end(fetch *f, watch_ticket t, int keep, const char *what, const char *reason)
 {
+	const char *entry = t.src ? "its list entry" : "the image";
 	long long in;
 
-	if (!keep || t.src == 0) {
+	if (!keep) {
 		watch_done(f->w, t);
 		return;
 	}
 	in = watch_keep(f->w, t, what, reason, atomic_load(&f->stop) ? 0 : f->c->retry_kept_ms);
 	if (in > 0)
-		log_msg(LOG_WARNING, "%s: its list entry is kept, tried again in %g s", what, in / 1000.0);
+		log_msg(LOG_WARNING, "%s: %s is kept, tried again in %g s", what, entry, in / 1000.0);
 	else
-		log_msg(LOG_WARNING, "%s: its list entry is kept, the next start does it again",
-		        what ? what : "a failed job");
+		log_msg(LOG_WARNING, "%s: %s is kept, the next start does it again",
+		        what ? what : "a failed job", entry);
 }
 
 /* A worker finished a job: any thread.  local: see ticket_end; url: the
@@ -1755,9 +1757,10 @@ check_stalls(fetch *f)
 }
 
 /* An image another program put into incoming/ (daemon): straight to the
- * queue, named after its file like --files does.  0, or -1 when it could
- * not be queued (recorded, ticket ended; when it cannot be recorded, the
- * file and its ticket stay for the next start). */
+ * queue, named after its file like --files does.  When it cannot be queued
+ * the failure is recorded and its ticket ended, unless that failure is this
+ * machine's or cannot be recorded: then the file stays and its ticket is
+ * kept (ticket_end), as a worker's local failure does. */
 static void
 handoff(fetch *f, const char *path, watch_ticket t)
 {
@@ -1778,6 +1781,8 @@ handoff(fetch *f, const char *path, watch_ticket t)
 		j->on_end = job_ended;
 		j->end_arg = f;
 		j->ticket = ticket_pack(t);
+		j->handoff = 1;
+		j->again = watch_tries(f->w, t) > 0;
 		if (jobq_push(f->q, j) == 0) {
 			log_msg(LOG_INFO, "handed off %s", path);
 			return;
@@ -1787,10 +1792,15 @@ handoff(fetch *f, const char *path, watch_ticket t)
 		snprintf(err, sizeof err, "out of memory");
 	}
 	job_free(j);
-	rc = log_failure(path, err);
 	stats_fail(f->st, err);
-	if (rc < 0)
-		return;         /* not recorded: the image stays for the next start */
+	if (watch_tries(f->w, t) > 0 && !state_reason_is_final(err))
+		log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", path, err);
+	else
+		rc = log_failure(path, err);
+	if (rc < 0 || !state_reason_is_final(err)) {
+		ticket_end(f, t, 1, path, NULL);        /* the image stays */
+		return;
+	}
 	if (unlink(path) < 0 && errno != ENOENT)
 		log_msg(LOG_WARNING, "cannot delete %s: %s", path, strerror(errno));
 	watch_done(f->w, t);

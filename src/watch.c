@@ -36,7 +36,9 @@
  * copies, not pointers: when a retry comes due, source_find and pend_find
  * say whether its entry is still out and kept (it may have ended some
  * other way, or its source may be gone); a stale one is dropped then.
- * The pend's tries counts the retries, for the doubling delay.  Every
+ * The pend's tries counts the retries, for the doubling delay.  A kept
+ * hand-off image stays handed out (its name taken) with kept set, and
+ * its retry is handed out as the file under the name by then.  Every
  * retry asks watch_busy() (its URL was claimed in this run), so that
  * reads a count per URL of the entries out (w->busy), not the entries.
  *
@@ -187,6 +189,8 @@ typedef struct img {
 	struct img *hnext;              /* hash chain */
 	struct img *next;               /* pending FIFO, or the list of those handed out */
 	uint32_t seq;                   /* 0 while pending */
+	uint8_t kept;                   /* handed out, kept for a retry waiting in watch.rq (watch_keep) */
+	uint8_t tries;                  /* retries scheduled so far: the next delay doubles */
 	char name[];
 } img;
 
@@ -1354,18 +1358,28 @@ img_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	}
 }
 
+/* The link to seq's image among those handed out, or NULL. */
+static img **
+img_out(const watch *w, uint32_t seq)
+{
+	for (img *const *pp = &w->iout; *pp; pp = &(*pp)->next)
+		if ((*pp)->seq == seq)
+			return (img **)pp;
+	return NULL;
+}
+
 static int
 img_done(watch *w, uint32_t seq)
 {
-	for (img **pp = &w->iout; *pp; pp = &(*pp)->next)
-		if ((*pp)->seq == seq) {
-			img *m = *pp;
-			*pp = m->next;
-			w->niout--;
-			img_drop(w, m);
-			return 1;
-		}
-	return 0;
+	img **pp = img_out(w, seq), *m;
+
+	if (!pp)
+		return 0;
+	m = *pp;
+	*pp = m->next;
+	w->niout--;
+	img_drop(w, m);
+	return 1;
 }
 
 int
@@ -1592,9 +1606,26 @@ retry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	now = mono_ms();
 	while (w->nrq && w->rq[0].due <= now) {
 		retry r = rq_take(w);
-		source *s = source_find(w, r.t.src);
+		source *s = r.t.src ? source_find(w, r.t.src) : NULL;
 		pend *p = s ? pend_find(s, r.t.seq) : NULL;
+		img **ip = r.t.src ? NULL : img_out(w, r.t.seq);
+		struct stat sb;
 
+		if (ip && (*ip)->kept) {
+			/* an image kept in incoming/: the file under its name now */
+			free(r.text);
+			(*ip)->kept = 0;
+			if ((size_t)snprintf(w->text, sizeof w->text, "%s/%s", w->incoming, (*ip)->name)
+			    >= sizeof w->text || lstat(w->text, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+				img_done(w, r.t.seq);   /* gone meanwhile */
+				continue;
+			}
+			log_msg(LOG_INFO, "watch: trying a kept image again: %s", w->text);
+			*t = r.t;
+			*text = w->text;
+			*reason = NULL;
+			return WATCH_IMAGE;
+		}
 		if (!p || !p->kept) {
 			free(r.text);
 			continue;
@@ -1713,19 +1744,33 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 {
 	source *s = t.src ? source_find(w, t.src) : NULL;
 	pend *p = s ? pend_find(s, t.seq) : NULL;
+	img **ip = t.src ? NULL : img_out(w, t.seq);
 	long long delay = retry_ms;
 	size_t tlen, size;
+	uint8_t *kept, *tries;
 	retry r;
 
-	if (!p || p->kept) {
+	if (ip && !(*ip)->kept) {
+		kept = &(*ip)->kept;
+		tries = &(*ip)->tries;
+		if (retry_ms <= 0 || !text) {
+			/* its file stays in incoming/, where the next start lists it;
+			 * the name is free for a new arrival meanwhile */
+			img_done(w, t.seq);
+			return -1;
+		}
+	} else if (p && !p->kept) {
+		kept = &p->kept;
+		tries = &p->tries;
+		busy_drop(w, p->key);
+		p->key = 0;     /* no longer in flight: not a duplicate's first */
+		if (retry_ms <= 0 || !text)
+			return -1;
+	} else {
 		log_msg(LOG_WARNING, "watch: ticket %" PRIu32 ":%" PRIu32 " is not out", t.src, t.seq);
 		return -1;
 	}
-	busy_drop(w, p->key);
-	p->key = 0;             /* no longer in flight: not a duplicate's first */
-	if (retry_ms <= 0 || !text)
-		return -1;
-	for (int i = 0; i < p->tries && delay < WATCH_RETRY_MAX_MS; i++)
+	for (int i = 0; i < *tries && delay < WATCH_RETRY_MAX_MS; i++)
 		delay *= 2;
 	if (delay > WATCH_RETRY_MAX_MS)
 		delay = WATCH_RETRY_MAX_MS;
@@ -1737,6 +1782,8 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 			        "there is room for; entries kept from now on wait for the next start",
 			        w->nrq, w->rqbytes);
 		w->rq_full = 1;
+		if (ip)
+			img_done(w, t.seq);     /* the next start, as above */
 		return -1;
 	}
 	if (w->nrq == w->rqcap) {
@@ -1759,12 +1806,14 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 	w->rq[w->nrq++] = r;
 	w->rqbytes += size;
 	rq_up(w, w->nrq - 1);
-	p->kept = 1;
-	if (p->tries < 32)
-		p->tries++;
+	*kept = 1;
+	if (*tries < 32)
+		(*tries)++;
 	return delay;
 oom:
 	log_msg(LOG_ERROR, "watch: out of memory keeping an entry for a retry");
+	if (ip)
+		img_done(w, t.seq);
 	return -1;
 }
 
@@ -1773,8 +1822,9 @@ watch_tries(const watch *w, watch_ticket t)
 {
 	source *s = t.src ? source_find((watch *)w, t.src) : NULL;
 	pend *p = s ? pend_find(s, t.seq) : NULL;
+	img **ip = t.src ? NULL : img_out(w, t.seq);
 
-	return p ? p->tries : 0;
+	return p ? p->tries : ip ? (*ip)->tries : 0;
 }
 
 static int

@@ -4,8 +4,10 @@
  * Ownership: a job belongs to the queue until popped, then to exactly one
  * worker, which frees it.  The worker deletes the incoming file after the
  * outcome is recorded (thumbnails written or failed.tsv line), whatever the
- * outcome, so incoming/ holds only work not finished yet.  Local files given
- * with --files are never deleted.
+ * outcome, so incoming/ holds only work not finished yet; but a daemon's
+ * hand-off image (another program's file, nowhere else) whose failure is
+ * this machine's stays for its retry.  Local files given with --files are
+ * never deleted.
  *
  * Memory: freed heap is not given back while work flows (each image would
  * otherwise fault its buffers in afresh: bigmem.c); a worker that has had
@@ -151,7 +153,7 @@ worker_main(void *arg)
 			stats_fail(p->st, err);
 			/* not recorded in failed.tsv, or this machine's fault (a
 			 * write error, a full disk): the daemon keeps the entry (and
-			 * a hand-off image its file) for the next start */
+			 * a hand-off image its file) for a retry or the next start */
 			if (j->again && !state_reason_is_final(err)) {
 				/* a kept entry's retry: its first try's line is enough */
 				log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", j->url, err);
@@ -165,6 +167,10 @@ worker_main(void *arg)
 			}
 		}
 		if (n != THUMB_DEFERRED) {
+			/* a hand-off is its own only copy: it stays for the retry
+			 * (on_end keeps its ticket), where a download is fetched again */
+			if (local && j->handoff)
+				j->owned = 0;
 			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
 				log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
 			if (j->on_end)

@@ -1023,3 +1023,51 @@ def _retry_kept(t, wd, cp, srv, nt, d1, d2, queue, follow, src):
          "retry kept: after the restart neither retried URL is downloaded again")
     if d2.alive(t, "retry kept: after the restart"):
         d2.stop(t, "retry kept: second run")
+
+
+def _hand_off(cdir, src, incoming, path, name):
+    """Copy a corpus image to the staging directory, then rename it into incoming/ as name."""
+    p = os.path.join(src, name)
+    shutil.copyfile(os.path.join(cdir, path), p)
+    os.rename(p, os.path.join(incoming, name))
+    return os.path.join(incoming, name)
+
+
+def test_daemon_handoff_local_failure(t):
+    """A hand-off image whose thumbnails cannot be written because of this
+    machine (outgoing/ unusable) is not deleted: it stays in incoming/, is
+    tried again after daemon.retry_kept (doubling), and once outgoing/ is
+    fixed the running daemon makes its thumbnails and deletes it."""
+    _two_daemons(t, lambda e: _handoff_local(e.t, e.wd, e.cp, e.d1, e.src), {"daemon.retry_kept": "0.3"})
+
+
+def _handoff_local(t, wd, cp, d1, src):
+    if not d1.start(t, "hand-off local failure"):
+        return
+    fmt, w, h = cp._dims("photos/rocket_640x427.jpg")
+    x = Item(None, "hl", fmt, w, h)
+    aside = wd.outgoing + ".real"
+    os.rename(wd.outgoing, aside)   # as root a chmod stops nothing: a file instead
+    open(wd.outgoing, "w").close()
+    path = _hand_off(cp.cdir, src, wd.incoming, "photos/rocket_640x427.jpg", "hl.jpg")
+
+    def recorded():             # thumbd spells the path from the config: etc/../incoming/hl.jpg
+        return [u for _, u, _ in wd.failed() if u.endswith("/incoming/hl.jpg")]
+
+    def kept(delay):
+        return any(l.endswith("/incoming/hl.jpg: the image is kept, tried again in %s s" % delay)
+                   for l in wd.log_lines() or [])
+    t.check(_wait(lambda: recorded() and kept("0.3"), 10, d1.proc),
+            "hand-off local failure: recorded in failed.tsv, the log says it is tried again in 0.3 s")
+    t.check(_wait(lambda: kept("0.6"), 5, d1.proc),
+            "hand-off local failure: tried again, failed again, kept for twice as long")
+    t.check(os.path.isfile(path), "hand-off local failure: the image is still in incoming/")
+    os.unlink(wd.outgoing)
+    os.rename(aside, wd.outgoing)
+    t.check(_wait(lambda: x.done(wd) and not os.path.exists(path), 15, d1.proc),
+            "hand-off local failure: once outgoing/ is fixed the running daemon makes its thumbnails "
+            "and deletes it, without a restart")
+    x.check(t, wd, "hand-off local failure:")
+    t.eq(len(recorded()), 1, "hand-off local failure: one failed.tsv line, however many tries")
+    if d1.alive(t, "hand-off local failure: after the retries"):
+        d1.stop(t, "hand-off local failure")
