@@ -8,6 +8,8 @@
 #define THUMBD_JOB_H
 
 #include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include "name.h"
 
@@ -20,6 +22,9 @@ typedef struct job {
 	                           is not recorded in failed.tsv again (the first try's is) */
 	int handoff;            /* src is an image another program put into incoming/ (daemon):
 	                           a failure of this machine leaves it there for its retry */
+	dev_t hdev;             /* handoff: the file handed off; only it is deleted, not */
+	ino_t hino;             /* a file moved in under its name meanwhile */
+	struct timespec hctim;  /* (its inode may be the old one's, freed and reused) */
 	/* Called by the worker once the outcome is recorded and src deleted
 	 * (the daemon's intake learns that an entry has ended); may be NULL.
 	 * local: it failed because of this machine (state_reason_is_final()

@@ -1765,9 +1765,14 @@ static void
 handoff(fetch *f, const char *path, watch_ticket t)
 {
 	char stem[NAME_STEM_MAX + 1], ext[NAME_EXT_MAX + 1], uniq[NAME_MAX_OUT], err[256];
+	struct stat sb;
 	job *j = NULL;
 	int rc;
 
+	if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+		watch_done(f->w, t);    /* gone already (a later arrival has its own event) */
+		return;
+	}
 	STAT_ADD(f->st, urls, 1);
 	name_from_path(path, stem, ext);
 	/* 1 = the same file name was handed off before in this run: a new
@@ -1782,6 +1787,9 @@ handoff(fetch *f, const char *path, watch_ticket t)
 		j->end_arg = f;
 		j->ticket = ticket_pack(t);
 		j->handoff = 1;
+		j->hdev = sb.st_dev;
+		j->hino = sb.st_ino;
+		j->hctim = sb.st_ctim;
 		j->again = watch_tries(f->w, t) > 0;
 		if (jobq_push(f->q, j) == 0) {
 			log_msg(LOG_INFO, "handed off %s", path);

@@ -191,6 +191,7 @@ typedef struct img {
 	uint32_t seq;                   /* 0 while pending */
 	uint8_t kept;                   /* handed out, kept for a retry waiting in watch.rq (watch_keep) */
 	uint8_t tries;                  /* retries scheduled so far: the next delay doubles */
+	uint8_t again;                  /* handed out, and a file arrived under its name since */
 	char name[];
 } img;
 
@@ -1275,23 +1276,38 @@ img_drop(watch *w, img *m)
 	free(m);
 }
 
+/* Queue m (in the table, out of every list) at the end of the FIFO. */
 static void
-img_enqueue(watch *w, const char *name)
+img_queue(watch *w, img *m)
 {
-	img **pp = img_slot(w, name), *m;
-
-	if (pp && *pp)
-		return;                 /* pending, or handed out and not ended */
-	if (w->niq >= IMG_QUEUE_MAX || !(m = img_add(w, name))) {
-		w->irelist = 1;
-		return;
-	}
+	m->seq = 0;
+	m->next = NULL;
 	if (w->iqtail)
 		w->iqtail->next = m;
 	else
 		w->iqhead = m;
 	w->iqtail = m;
 	w->niq++;
+}
+
+static void
+img_enqueue(watch *w, const char *name)
+{
+	img **pp = img_slot(w, name), *m;
+
+	if (pp && *pp) {
+		/* pending: queued once.  Handed out: a new file under the name,
+		 * or this one's own event late; its turn comes when the one out
+		 * has ended (img_done), since only one job per name may run */
+		if ((*pp)->seq)
+			(*pp)->again = 1;
+		return;
+	}
+	if (w->niq >= IMG_QUEUE_MAX || !(m = img_add(w, name))) {
+		w->irelist = 1;
+		return;
+	}
+	img_queue(w, m);
 }
 
 static int
@@ -1318,6 +1334,7 @@ img_hand_out(watch *w, img *m, watch_ticket *t)
 	if (++w->iseq == 0)
 		w->iseq = 1;
 	m->seq = w->iseq;
+	m->again = 0;
 	m->next = w->iout;
 	w->iout = m;
 	w->niout++;
@@ -1368,8 +1385,11 @@ img_out(const watch *w, uint32_t seq)
 	return NULL;
 }
 
+/* seq's image has ended.  A file that arrived under its name meanwhile
+ * (requeue: unless the caller leaves the name for the next start) is
+ * queued now: its event came while the name was out (img_enqueue). */
 static int
-img_done(watch *w, uint32_t seq)
+img_done(watch *w, uint32_t seq, int requeue)
 {
 	img **pp = img_out(w, seq), *m;
 
@@ -1378,6 +1398,14 @@ img_done(watch *w, uint32_t seq)
 	m = *pp;
 	*pp = m->next;
 	w->niout--;
+	if (requeue && m->again && w->niq < IMG_QUEUE_MAX) {
+		m->kept = 0;
+		m->tries = 0;           /* another file */
+		img_queue(w, m);
+		return 1;
+	}
+	if (requeue && m->again)
+		w->irelist = 1;
 	img_drop(w, m);
 	return 1;
 }
@@ -1617,7 +1645,7 @@ retry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 			(*ip)->kept = 0;
 			if ((size_t)snprintf(w->text, sizeof w->text, "%s/%s", w->incoming, (*ip)->name)
 			    >= sizeof w->text || lstat(w->text, &sb) < 0 || !S_ISREG(sb.st_mode)) {
-				img_done(w, r.t.seq);   /* gone meanwhile */
+				img_done(w, r.t.seq, 1);        /* gone meanwhile */
 				continue;
 			}
 			log_msg(LOG_INFO, "watch: trying a kept image again: %s", w->text);
@@ -1720,7 +1748,7 @@ watch_done(watch *w, watch_ticket t)
 	pend *p;
 
 	if (t.src == 0) {
-		if (!img_done(w, t.seq))
+		if (!img_done(w, t.seq, 1))
 			log_msg(LOG_WARNING, "watch: image ticket %" PRIu32 " is not out", t.seq);
 		return;
 	}
@@ -1756,7 +1784,7 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 		if (retry_ms <= 0 || !text) {
 			/* its file stays in incoming/, where the next start lists it;
 			 * the name is free for a new arrival meanwhile */
-			img_done(w, t.seq);
+			img_done(w, t.seq, 0);
 			return -1;
 		}
 	} else if (p && !p->kept) {
@@ -1783,7 +1811,7 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 			        w->nrq, w->rqbytes);
 		w->rq_full = 1;
 		if (ip)
-			img_done(w, t.seq);     /* the next start, as above */
+			img_done(w, t.seq, 0);  /* the next start, as above */
 		return -1;
 	}
 	if (w->nrq == w->rqcap) {
@@ -1813,7 +1841,7 @@ watch_keep(watch *w, watch_ticket t, const char *text, const char *reason, long 
 oom:
 	log_msg(LOG_ERROR, "watch: out of memory keeping an entry for a retry");
 	if (ip)
-		img_done(w, t.seq);
+		img_done(w, t.seq, 0);
 	return -1;
 }
 

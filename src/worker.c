@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +115,19 @@ next_job(workers *p, wctx *w, job **aside, uint64_t aside_bytes, int *must_wait)
 	return j;
 }
 
+/* A hand-off's name still holds the file handed off.  Moved in later, a
+ * new file has another inode, or the old one's reused and a later ctime
+ * (set by the move).  A file moved in between this and the unlink is lost
+ * still: Linux has no unlink-if-this-inode; the window is a few syscalls. */
+static int
+same_file(const job *j)
+{
+	struct stat sb;
+
+	return lstat(j->src, &sb) == 0 && sb.st_dev == j->hdev && sb.st_ino == j->hino
+	       && sb.st_ctim.tv_sec == j->hctim.tv_sec && sb.st_ctim.tv_nsec == j->hctim.tv_nsec;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -171,6 +185,13 @@ worker_main(void *arg)
 			 * (on_end keeps its ticket), where a download is fetched again */
 			if (local && j->handoff)
 				j->owned = 0;
+			if (j->owned && j->handoff && !same_file(j)) {
+				/* deleting by name would delete the new one unmade;
+				 * the watch queues it once this job has ended */
+				log_msg(LOG_INFO, "%s was replaced by another file while it was resized; "
+				        "that one is done next", j->src);
+				j->owned = 0;
+			}
 			if (j->owned && (j->recycle ? spares_put(j->recycle, j->src) : unlink(j->src)) < 0)
 				log_msg(LOG_WARNING, "cannot delete %s: %s", j->src, strerror(errno));
 			if (j->on_end)

@@ -1071,3 +1071,81 @@ def _handoff_local(t, wd, cp, d1, src):
     t.eq(len(recorded()), 1, "hand-off local failure: one failed.tsv line, however many tries")
     if d1.alive(t, "hand-off local failure: after the retries"):
         d1.stop(t, "hand-off local failure")
+
+
+class _Inotify:
+    """A minimal inotify(7) reader through ctypes (the standard library has
+    none): to act at the moment thumbd's worker has read a file."""
+    IN_CLOSE_NOWRITE = 0x10
+
+    def __init__(self, path, mask):
+        import ctypes
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0 or self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask) < 0:
+            raise OSError(ctypes.get_errno(), "inotify")
+
+    def wait_name(self, name, timeout):
+        """True once an event for name arrives within timeout s."""
+        import select
+        import struct
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if not select.select([self.fd], [], [], max(0, end - time.monotonic()))[0]:
+                continue
+            buf = os.read(self.fd, 65536)
+            while buf:
+                _, _, _, n = struct.unpack_from("iIII", buf)
+                if buf[16:16 + n].rstrip(b"\0") == os.fsencode(name):
+                    return True
+                buf = buf[16 + n:]
+        return False
+
+    def close(self):
+        os.close(self.fd)
+
+
+def test_daemon_handoff_same_name(t):
+    """A hand-off image moved in under the name of one being resized is not
+    deleted by that job (it deletes only the file it was handed) and is made
+    once that one has ended; one moved in right after the previous one of the
+    same name was deleted is taken too, round after round: incoming/ ends
+    empty, nothing waits there for a restart."""
+    _two_daemons(t, lambda e: _handoff_same_name(e.t, e.wd, e.cp, e.d1, e.src))
+
+
+def _handoff_same_name(t, wd, cp, d1, src):
+    if not d1.start(t, "hand-off same name"):
+        return
+    fmt, w, h = cp._dims("photos/rocket_640x427.jpg")
+    b = Item(None, "x", fmt, w, h)
+    ino = _Inotify(wd.incoming, _Inotify.IN_CLOSE_NOWRITE)
+    try:
+        # A, a large picture (its decode takes a while), then B under its
+        # name the moment the worker has read A
+        _hand_off(cp.cdir, src, wd.incoming, "edge/jpeg_huge_9643x10328.jpg", "x.jpg")
+        t.check(ino.wait_name("x.jpg", 10), "hand-off same name: the worker read the first x.jpg")
+        shutil.copyfile(os.path.join(cp.cdir, "photos/rocket_640x427.jpg"), os.path.join(src, "x.jpg"))
+        os.rename(os.path.join(src, "x.jpg"), os.path.join(wd.incoming, "x.jpg"))
+    finally:
+        ino.close()
+
+    def resized():
+        return [l for l in wd.log_lines() or [] if "resized " in l and l.split("resized ")[1].split(" ")[0]
+                .endswith("/incoming/x.jpg")]
+    t.check(_wait(lambda: len(resized()) == 2 and not wd.incoming_files(), 10, d1.proc),
+            "hand-off same name: both x.jpg are resized and incoming/ ends empty (log %r, incoming %r)"
+            % (resized(), wd.incoming_files()))
+    b.check(t, wd, "hand-off same name: the second x.jpg's thumbnails:")
+
+    # the fast re-arrival: the next one comes the moment the last one is gone
+    stuck = None
+    for i in range(150):
+        path = _hand_off(cp.cdir, src, wd.incoming, "photos/hopper_128x128.jpg", "y.jpg")
+        if not _wait(lambda: not os.path.exists(path), 5, d1.proc, step=0.001):
+            stuck = i
+            break
+    t.eq(stuck, None, "hand-off same name: every y.jpg moved in right after the last one was deleted is taken "
+         "(the round where one stayed in incoming/)")
+    if d1.alive(t, "hand-off same name: at the end"):
+        d1.stop(t, "hand-off same name")
