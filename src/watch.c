@@ -76,6 +76,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,7 @@
 #define STATE_LINES_MAX 65536
 #define EVENT_READS_MAX 64
 #define DIR_SCAN_MAX    100000  /* entries looked at for a rotated-away file */
-#define DONE_SUFFIX_MAX 1000    /* done/<name>.1 .. .999 */
+#define DONE_RACES_MAX  100     /* done/<name>.N taken under done_move's feet, in a row */
 #define FOLLOW_GRACE_MS 1000    /* a replaced file is still read this long (follow_check) */
 #define RETRY_BYTES_MAX ((size_t)64 << 20)      /* text of the kept entries waiting for a retry */
 
@@ -1079,30 +1080,82 @@ dir_list(dirw *d, char *err, size_t errlen)
 	return 0;
 }
 
-/* Move src to dst (cap bytes), or to dst.1, dst.2, ... when a list of that
- * name is in done/ already: an earlier list is never overwritten.  link(2)
- * fails on an existing name where rename(2) would replace it; a file
- * system without hard links gets a stat-then-rename.  0 / -1 (errno). */
+/* Move src to dst unless dst exists: link(2) fails on an existing name
+ * where rename(2) would replace it; a file system without hard links gets
+ * a stat-then-rename.  0 moved, 1 dst is taken, -1 (errno). */
+static int
+move_noreplace(const char *src, const char *dst)
+{
+	struct stat sb;
+
+	if (link(src, dst) == 0)
+		return unlink(src) == 0 || errno == ENOENT ? 0 : -1;
+	if (errno == EEXIST)
+		return 1;
+	if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+		return -1;
+	if (lstat(dst, &sb) == 0)
+		return 1;
+	return errno == ENOENT ? rename(src, dst) : -1;
+}
+
+/* dst (its name ending at len, cap bytes) with suffix .i (none for 0):
+ * 1 when that name is taken, 0 when free, -1 (errno). */
+static int
+done_taken(char *dst, size_t len, size_t cap, unsigned long i)
+{
+	struct stat sb;
+
+	dst[len] = 0;
+	if (i && (size_t)snprintf(dst + len, cap - len, ".%lu", i) >= cap - len) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	if (lstat(dst, &sb) == 0)
+		return 1;
+	return errno == ENOENT ? 0 : -1;
+}
+
+/* Move src to dst (cap bytes), or to dst.N when a list of that name is in
+ * done/ already: an earlier list is never overwritten, and there is no
+ * limit on N.  Any free N will do: gallop 1, 2, 4, ... to a free one, then
+ * halve the gap down to a free one just above a taken one, so a producer
+ * that always uses one name costs O(log N) stats, not N.  A name taken
+ * between the look and the move (link fails) starts the search again.
+ * 0 / -1 (errno). */
 static int
 done_move(const char *src, char *dst, size_t cap)
 {
 	size_t len = strlen(dst);
-	struct stat sb;
+	int r;
 
-	for (int i = 0; i < DONE_SUFFIX_MAX; i++) {
-		if (i && (size_t)snprintf(dst + len, cap - len, ".%d", i) >= cap - len) {
-			errno = ENAMETOOLONG;
-			return -1;
+	if ((r = move_noreplace(src, dst)) <= 0)
+		return r;
+	for (int race = 0; race < DONE_RACES_MAX; race++) {
+		unsigned long lo = 0, hi = 1;   /* lo taken (0: the bare name), hi free */
+
+		while ((r = done_taken(dst, len, cap, hi)) == 1) {
+			if (hi > ULONG_MAX / 2) {
+				errno = EEXIST;
+				return -1;
+			}
+			lo = hi;
+			hi *= 2;
 		}
-		if (link(src, dst) == 0)
-			return unlink(src) == 0 || errno == ENOENT ? 0 : -1;
-		if (errno == EEXIST)
-			continue;
-		if (errno != EPERM && errno != EOPNOTSUPP && errno != ENOSYS)
+		while (r == 0 && hi - lo > 1) {
+			unsigned long mid = lo + (hi - lo) / 2;
+			int m = done_taken(dst, len, cap, mid);
+			if (m == 1)
+				lo = mid;
+			else if (m == 0)
+				hi = mid;
+			else
+				r = -1;
+		}
+		if (r < 0 || done_taken(dst, len, cap, hi) < 0)        /* dst: name.hi again */
 			return -1;
-		if (lstat(dst, &sb) == 0)
-			continue;
-		return errno == ENOENT ? rename(src, dst) : -1;
+		if ((r = move_noreplace(src, dst)) <= 0)
+			return r;
 	}
 	errno = EEXIST;
 	return -1;

@@ -1149,3 +1149,37 @@ def _handoff_same_name(t, wd, cp, d1, src):
          "(the round where one stayed in incoming/)")
     if d1.alive(t, "hand-off same name: at the end"):
         d1.stop(t, "hand-off same name")
+
+
+def test_daemon_done_names(t):
+    """A list whose name is in done/ 1001 times already (batch.urls and
+    batch.urls.1 ... .1000) still moves to done/, under a free name."""
+    _two_daemons(t, lambda e: _done_names(e.t, e.wd, e.cp, e.d1, e.queue, e.src))
+
+
+def _done_names(t, wd, cp, d1, queue, src):
+    done = os.path.join(queue, "done")
+    os.makedirs(done)
+    taken = ["batch.urls"] + ["batch.urls.%d" % i for i in range(1, 1001)]
+    for n in taken:
+        open(os.path.join(done, n), "w").close()
+    if not d1.start(t, "done names"):
+        return
+    x = cp.alias("photos/hopper_128x128.jpg", "dn")
+    _drop_list(src, queue, "batch.urls", [x.url])
+
+    def moved():
+        new = sorted(set(os.listdir(done)) - set(taken))
+        return new if new and not os.path.exists(os.path.join(queue, "batch.urls")) else None
+    new = _wait(moved, 10, d1.proc)
+    # any free N is right; the search finds the lowest above a taken one
+    t.check(x.done(wd) and new == ["batch.urls.1001"],
+            "done names: the list is done and moved to done/ as batch.urls.1001 (%r; log %r)"
+            % (new, [l for l in wd.log_lines() or [] if "watch:" in l][-3:]))
+    if new:
+        with open(os.path.join(done, new[0])) as f:
+            t.eq(f.read(), x.url + "\n", "done names: %s is the list" % new[0])
+    t.eq(sum(os.path.getsize(os.path.join(done, n)) for n in taken), 0,
+         "done names: the lists in done/ before are untouched")
+    if d1.alive(t, "done names: at the end"):
+        d1.stop(t, "done names")
