@@ -708,6 +708,7 @@ test_incoming(void)
 	CHECK_INT(watch_claim(w, "mine.jpg", &tc), 0);
 	CHECK_INT(watch_claim(w, "mine.jpg", &tc), -1);
 	expect_none(w);
+	CHECK_INT(unlink(P("in/mine.jpg")), 0);        /* the caller's, before watch_done */
 	watch_done(w, tc);
 
 	/* once ended (and removed by the caller), the same name may come again */
@@ -716,7 +717,22 @@ test_incoming(void)
 	watch_done(w, t1);
 	CHECK_INT(outstanding(w), 0);
 	put(P("in/new.png"), "again");
-	expect_done(w, WATCH_IMAGE, P("in/new.png"));
+	t2 = expect(w, WATCH_IMAGE, P("in/new.png"), NULL);
+	CHECK_INT(unlink(P("in/new.png")), 0);
+	watch_done(w, t2);
+
+	/* moved in under a name still handed out (its job would delete the
+	 * new file by name): it comes once that one has ended, not lost */
+	put(P("in/same.jpg"), "first");
+	t1 = expect(w, WATCH_IMAGE, P("in/same.jpg"), NULL);
+	put(P("second.jpg"), "second");
+	CHECK_INT(rename(P("second.jpg"), P("in/same.jpg")), 0);
+	expect_none(w);
+	watch_done(w, t1);      /* the first was replaced: nothing to remove */
+	t1 = expect(w, WATCH_IMAGE, P("in/same.jpg"), NULL);
+	CHECK_INT(unlink(P("in/same.jpg")), 0);
+	watch_done(w, t1);
+	expect_none(w);
 	watch_free(w);
 }
 
