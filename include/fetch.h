@@ -2,8 +2,8 @@
  * fetch: the network side.  One thread runs a libcurl multi loop that reads
  * the URL lists lazily, keeps up to download.connections transfers in flight
  * (at most download.per_host per host name and port), streams each body into
- * incoming/<name>.part, renames it to incoming/<name> once complete and
- * hands a job to the resize workers through the jobq.  Transient failures
+ * incoming/.thumbd-part.<name>, renames it to incoming/.thumbd.<name> once
+ * complete (name.h) and hands a job to the resize workers through the jobq.  Transient failures
  * are retried with backoff; every URL read ends in the queue, as a
  * failed.tsv record, or skipped because an earlier run finished it.
  */

@@ -15,10 +15,18 @@
 #define NAME_EXT_MAX 15
 #define NAME_MAX_OUT (NAME_STEM_MAX + 1 + 64 + 1)   /* stem, "-", hash, NUL */
 
-/* thumbd's own files in incoming/ (downloads, recycled spares) start with
- * this, so a leftover is told apart from anything else there: images handed
- * off by other programs, a .gitkeep, the .thumbd-* state files. */
+/* thumbd's own files in incoming/, told apart from anything else there
+ * (images handed off by other programs, a .gitkeep, the .thumbd-names,
+ * -lock and -follow state files), and from each other by construction:
+ * a finished download is NAME_OWN_PREFIX<stem>, its temp file while it
+ * downloads NAME_PART_PREFIX<stem>, a recycled spare NAME_SPARE_PREFIX<N>.
+ * Stems are unique per URL (the registry) and never start with a dot, so
+ * no stem makes one kind's name another's, and no URL shares another's
+ * file.  (The URL's extension is left out: <stem>.<ext> was ambiguous, as
+ * stems may hold dots: x.jpg + part was x + jpg's temp file.) */
 #define NAME_OWN_PREFIX ".thumbd."
+#define NAME_PART_PREFIX ".thumbd-part."
+#define NAME_SPARE_PREFIX ".thumbd-spare-"
 
 /* Stem and extension (without the dot, lower-cased, "" if none) of the last
  * path segment of url (query and fragment ignored, percent-decoded). */

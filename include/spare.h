@@ -1,7 +1,7 @@
 /*
  * spare: recycled download files.  A finished download in incoming/ is not
- * unlinked but renamed to incoming/.thumbd.spare-N, and the next download
- * is that file renamed to its .part name: files keep their inodes instead
+ * unlinked but renamed to incoming/.thumbd-spare-N, and the next download
+ * is that file renamed to its temp name (.thumbd-part.<stem>, see name.h): files keep their inodes instead
  * of one being freed and another allocated per image.
  *
  * Why: ext4 will not hand out an inode freed in the last seconds (minutes,

@@ -7,8 +7,8 @@
  * are removed at its end, once those URLs ended), and the names registry keeps
  * every URL's output name.  state_open() reads failed.tsv and clears the
  * leftovers a killed run may have left (.tmp files in outgoing/, and the
- * .thumbd.* files in incoming/: .part files, downloads no worker got to,
- * recycled spares).  Other files in incoming/ are not thumbd's: the
+ * files of name.h's kinds in incoming/: temp files of downloads, downloads
+ * no worker got to, recycled spares).  Other files in incoming/ are not thumbd's: the
  * daemon takes them as hand-off images, a one-shot run leaves them alone.
  */
 #ifndef THUMBD_STATE_H

@@ -75,10 +75,10 @@
  * congestion avoidance), so a host that has shown its limit is probed
  * gently instead of overrun again.
  *
- * File lifecycle.  incoming/.thumbd.<name>.part while streaming; renamed to
+ * File lifecycle.  incoming/.thumbd-part.<name> while streaming; renamed to
  * incoming/.thumbd.<name> only after curl reports success with a 2xx status (curl
  * itself fails a body shorter than its Content-Length); unlinked on a final
- * failure.  A retry appends to the .part with a Range request when the
+ * failure.  A retry appends to the temp file with a Range request when the
  * server said it can (Accept-Ranges, no Content-Encoding), guarded by
  * If-Range so a changed file is never stitched onto an old beginning.
  * Downloads are dot-files so that in incoming/, the hand-off folder of the
@@ -189,7 +189,7 @@ typedef struct xfer {
 	fetch *f;
 	host *host;
 	char *url;
-	char *part, *final;     /* incoming/<name>.part, incoming/<name> */
+	char *part, *final;     /* incoming/.thumbd-part.<name>, incoming/.thumbd.<name> (name.h) */
 	int fd;
 	uint8_t *wbuf;          /* body bytes not yet written to fd */
 	size_t wlen;
@@ -197,7 +197,7 @@ typedef struct xfer {
 	int attempts;           /* started so far */
 	long long seq;          /* its host's starts when this attempt started */
 	long long not_before;   /* ms: backoff of the next attempt */
-	uint64_t bytes;         /* in the .part file */
+	uint64_t bytes;         /* in the temp file */
 	uint64_t resume_from;   /* this attempt asked for bytes from here */
 	int too_large, write_errno;
 	int status;             /* status code of the last status line (each response has one) */
@@ -1107,14 +1107,15 @@ xfer_new(fetch *f, const char *url, const watch_ticket *t, int *keep)
 	case STATE_NEW:
 		break;
 	}
-	plen = strlen(f->c->incoming) + strlen(x->name) + strlen(ext) + sizeof NAME_OWN_PREFIX + 8;
+	/* named by the stem alone, which is this URL's only (see name.h) */
+	plen = strlen(f->c->incoming) + strlen(x->name) + sizeof NAME_PART_PREFIX + 2;
 	x->url = strdup(url);
 	x->final = malloc(plen);
 	x->part = malloc(plen);
 	if (!x->url || !x->final || !x->part || !(x->host = host_get(f, hostname, x->port)))
 		goto oom;
-	snprintf(x->final, plen, "%s/" NAME_OWN_PREFIX "%s%s%s", f->c->incoming, x->name, *ext ? "." : "", ext);
-	snprintf(x->part, plen, "%s.part", x->final);
+	snprintf(x->final, plen, "%s/" NAME_OWN_PREFIX "%s", f->c->incoming, x->name);
+	snprintf(x->part, plen, "%s/" NAME_PART_PREFIX "%s", f->c->incoming, x->name);
 	goto out;
 oom:
 	*keep = 1;      /* not final either way */
@@ -1141,7 +1142,7 @@ xfer_start(fetch *f, xfer *x)
 	x->resume_from = resume ? x->bytes : 0;
 	if (!resume)
 		x->bytes = 0;
-	/* a first attempt takes a recycled file; a retry reuses its own .part */
+	/* a first attempt takes a recycled file; a retry reuses its own temp file */
 	x->fd = x->attempts == 0 ? spares_open(f->spares, x->part)
 	        : open(x->part, O_WRONLY | O_CREAT | O_CLOEXEC | (resume ? O_APPEND : O_TRUNC), 0644);
 	if (x->fd < 0) {

@@ -1,6 +1,6 @@
 /*
  * spare: see include/spare.h.  Two stacks of slot numbers under one mutex:
- * slots whose .spare-N file exists (ready to take) and slots without one
+ * slots whose spare file exists (ready to take) and slots without one
  * (free to fill).  A slot is moved between them under the lock and its file
  * renamed outside it: only the thread holding a slot number touches that
  * name, so the renames never race.
@@ -32,7 +32,7 @@ struct spares {
 static void
 slot_path(const spares *s, int slot, char *out, size_t outlen)
 {
-	snprintf(out, outlen, "%s/" NAME_OWN_PREFIX "spare-%d", s->dir, slot);
+	snprintf(out, outlen, "%s/" NAME_SPARE_PREFIX "%d", s->dir, slot);
 }
 
 spares *

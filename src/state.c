@@ -157,8 +157,8 @@ has_suffix(const char *s, const char *suffix)
 	return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* What a killed run leaves: incoming/<name>.part, incoming/<name> that no
- * worker finished (ours: its stem is in the registry; files other programs
+/* What a killed run leaves: in incoming/ temp files of downloads, spares
+ * and downloads no worker finished (name.h's kinds; files other programs
  * put there are left alone), outgoing/.<name>.tmp. */
 static void
 clear_leftovers(const cfg *c)
@@ -173,14 +173,18 @@ clear_leftovers(const cfg *c)
 		while ((e = readdir(d))) {
 			char path[4096];
 			int ours;
-			/* downloads and spares are NAME_OWN_PREFIX files; every
-			 * other file in incoming/ belongs to whoever put it there
-			 * (the daemon's hand-off, a .gitkeep), and .thumbd-* is
-			 * our state */
+			/* downloads, their temp files and spares are ours (see
+			 * name.h; .thumbd.* also covers the temp files and spares
+			 * of earlier builds, .thumbd.<stem>.<ext>.part and
+			 * .thumbd.spare-N); every other file in incoming/
+			 * belongs to whoever put it there (the daemon's hand-off,
+			 * a .gitkeep), and the other .thumbd-* are our state */
 			if (i == 1)
 				ours = e->d_name[0] == '.' && has_suffix(e->d_name, ".tmp");
 			else
-				ours = strncmp(e->d_name, NAME_OWN_PREFIX, sizeof NAME_OWN_PREFIX - 1) == 0;
+				ours = strncmp(e->d_name, NAME_OWN_PREFIX, sizeof NAME_OWN_PREFIX - 1) == 0
+				       || strncmp(e->d_name, NAME_PART_PREFIX, sizeof NAME_PART_PREFIX - 1) == 0
+				       || strncmp(e->d_name, NAME_SPARE_PREFIX, sizeof NAME_SPARE_PREFIX - 1) == 0;
 			if (!ours)
 				continue;
 			snprintf(path, sizeof path, "%s/%s", dirs[i], e->d_name);

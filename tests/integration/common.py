@@ -233,8 +233,10 @@ class Workdir:
         return [f for f in self.outgoing_files() if f not in exp and not f.startswith(".thumbd")]
 
     def incoming_files(self):
-        """Everything in incoming/ but thumbd's own state (the .thumbd-names registry)."""
-        return [f for f in tree(self.incoming) if not f.startswith(".thumbd-")]
+        """Everything in incoming/ but thumbd's own state (the .thumbd-names registry,
+        the lock); download temp files and spares (.thumbd-part.*, .thumbd-spare-*) count."""
+        return [f for f in tree(self.incoming)
+                if not f.startswith(".thumbd-") or f.startswith((".thumbd-part.", ".thumbd-spare-"))]
 
     def log_lines(self):
         p = os.path.join(self.logs, "thumbd.log")

@@ -221,9 +221,9 @@ def registry(wd):
 
 def leftovers(wd):
     """Files that must not exist after a run: anything in incoming/ but the
-    .thumbd-* dotfiles, anything in outgoing/ that is hidden, any *.part or
+    .thumbd-* state files, anything in outgoing/ that is hidden, any *.part or
     *.tmp anywhere in the work directory."""
-    bad = ["incoming/" + f for f in wd.incoming_files() if not f.startswith(".thumbd-")]
+    bad = ["incoming/" + f for f in wd.incoming_files()]
     bad += ["outgoing/" + f for f in wd.outgoing_files() if f.startswith(".")]
     for d, _, files in os.walk(wd.root):
         for f in files:

@@ -194,7 +194,7 @@ READ_TURN = 16                  # fetch.c READ_TURN
 
 
 def _download_trace(trace):
-    """strace -f -y lines -> ({.part file: writes to it}, claims written to the
+    """strace -f -y lines -> ({download temp file: writes to it}, claims written to the
     name registry before the first request went out, all claims)."""
     writes, claims, before = {}, 0, None
     for line in trace:
@@ -202,7 +202,7 @@ def _download_trace(trace):
         if not m:
             continue
         call, path = m.group(1), m.group(3)
-        if call == "write" and path.endswith(".part"):
+        if call == "write" and os.path.basename(path).startswith(".thumbd-part."):
             name = os.path.basename(path)
             writes[name] = writes.get(name, 0) + 1
         elif call == "write" and path.endswith("/.thumbd-names"):
@@ -237,7 +237,7 @@ def test_download_syscalls(t):
             writes, before, claims = _download_trace(f)
         most = -(-CAR[1] // WRITE_PIECE) + 1
         for i in range(3):
-            k = ".thumbd.car%d.jpg.part" % i
+            k = ".thumbd-part.car%d" % i
             t.check(1 <= writes.get(k, 0) <= most, "download syscalls: the 1 MB body of car%d.jpg written in "
                     "%d write()s (1 to %d; 16 KB pieces would be 62)" % (i, writes.get(k, 0), most))
         t.eq(claims, n + 3, "download syscalls: one name claim per URL seen in the trace")

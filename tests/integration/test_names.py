@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import tempfile
+import urllib.parse
 
 import common as C
 
@@ -191,3 +192,37 @@ def test_registry_synced_before_outputs(t):
         bound = int(2 * wall / RTT) + 4
         t.check(1 <= syncs <= bound, "registry sync: %d fdatasyncs for %d URLs in %.1f s at %g s a request: "
                 "at least one, at most about two per round trip (%d)" % (syncs, n, wall, RTT, bound))
+
+
+def test_incoming_names_never_shared(t):
+    """Two URLs never share a file in incoming/: .../x.jpg.part (stem x.jpg,
+    extension part), .../x.jpg (stem x) and .../x (stem x-<hash>) once had
+    one download's temp file be another's finished download, and stems
+    spare-N were the names of the recycled spare files; each URL must come
+    out with the thumbnails of its own image.  One worker behind a large
+    first image keeps the downloads waiting in incoming/ while others
+    arrive and finished ones are recycled."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    srcs = [("photos/rocket_640x427.jpg", "JPEG", 640, 427), ("photos/hopper_128x128.jpg", "JPEG", 128, 128),
+            ("photos/iguana_100x68.jpg", "JPEG", 100, 68), ("photos/coffee_600x400.png", "PNG", 600, 400),
+            ("photos/flower2_300x225.webp", "WEBP", 300, 225), ("photos/frangipani_480x360.jpg", "JPEG", 480, 360),
+            ("photos/portrait_800x533.jpg", "JPEG", 800, 533)]
+    conf = {"resize.workers": 1, "download.per_host_start": 4, "download.per_host": 4}
+    with C.serve(cdir) as srv, C.Workdir(conf) as wd:
+        def alias(src, name):
+            return srv.url("alias/%s/%s" % (urllib.parse.quote(src, safe=""), name))
+        cases = [(alias(srcs[0][0], "x.jpg.part"), "x.jpg", srcs[0]),
+                 (alias(srcs[1][0], "x.jpg"), "x", srcs[1])]
+        u = alias(srcs[2][0], "x")
+        cases.append((u, "x-" + C.url_hash(u), srcs[2]))
+        for i in range(24):
+            cases.append((alias(srcs[i % len(srcs)][0], "spare-%d" % i), "spare-%d" % i, srcs[i % len(srcs)]))
+        urls = [srv.url("photos/milky_way_4000x6000.jpg")] + [c[0] for c in cases]
+        rc, out, err = wd.run_urls(urls, timeout=120)
+        t.eq((rc, wd.failed()), (0, []), "shared names: exit status 0, nothing failed (stderr %r)" % err[-300:])
+        for url, stem, (src, fmt, W, H) in cases:
+            C.check_thumbs(t, wd, stem, fmt, W, H, what="shared names: %s (%s)" % (stem, src))
+        t.eq(len(wd.thumbs()), 3 * len(urls), "shared names: three thumbnails per URL, no others")
+        t.eq(wd.incoming_files(), [], "shared names: incoming/ empty afterwards")

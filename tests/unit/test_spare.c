@@ -61,8 +61,8 @@ main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	snprintf(sp0, sizeof sp0, NAME_OWN_PREFIX "spare-0");
-	snprintf(sp1, sizeof sp1, NAME_OWN_PREFIX "spare-1");
+	snprintf(sp0, sizeof sp0, NAME_SPARE_PREFIX "0");
+	snprintf(sp1, sizeof sp1, NAME_SPARE_PREFIX "1");
 
 	s = spares_new(dir, 2);
 	CHECK(s != NULL);

@@ -417,6 +417,8 @@ main(void)
 	put("in", ".thumbd.half.jpg.part", "x");
 	put("in", ".thumbd.stale.png", "x");    /* downloaded, never resized */
 	put("in", ".thumbd.spare-3", "");       /* a recycled download file */
+	put("in", ".thumbd-part.half2", "x");   /* the same in today's names (name.h) */
+	put("in", ".thumbd-spare-4", "");
 	put("in", ".gitkeep", "");              /* someone else's dot-file */
 	put("in", "foreign.jpg", "x");          /* put there by another program */
 	put("logs", "failed.tsv",
@@ -447,6 +449,8 @@ main(void)
 	CHECK_INT(exists("out", ".half_64.png.tmp"), 0);
 	CHECK_INT(exists("in", ".thumbd.stale.png"), 0);
 	CHECK_INT(exists("in", ".thumbd.spare-3"), 0);
+	CHECK_INT(exists("in", ".thumbd-part.half2"), 0);
+	CHECK_INT(exists("in", ".thumbd-spare-4"), 0);
 	CHECK_INT(exists("in", ".gitkeep"), 1);
 	CHECK_INT(exists("in", "foreign.jpg"), 1);
 	CHECK_INT(exists("out", "half_32.png"), 1);
