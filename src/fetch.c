@@ -1686,12 +1686,23 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 			log_msg(LOG_INFO, "%s: Retry-After %lld s, holding host %s for %lld ms", x->url,
 			        (long long)retry_after, h->name, wait);
 		}
+		if (!last && atomic_load(&f->stop)) {
+			/* stopping: it had retries left, so no outcome yet;
+			 * abandoned like the transfers in flight (abandon_all),
+			 * the next run does it */
+			log_msg(LOG_INFO, "%s: %s; stopping, left for the next run", x->url, reason);
+			STAT_ADD(f->st, abandoned, 1);
+			unlink(x->part);
+			host_forget_if_idle(f, h);
+			xfer_free(x);
+			return;
+		}
 		if (!last && host_cooling(h)) {
 			/* it had retries left: not an outcome of its own */
 			fail_paused(f, x);
 			return;
 		}
-		if (!last && !atomic_load(&f->stop)) {
+		if (!last) {
 			x->not_before = now + backoff_ms(f, x->attempts);
 			log_msg(LOG_INFO, "retry %d of %d for %s in %lld ms: %s", x->attempts,
 			        f->c->retries, x->url, x->not_before - now, reason);

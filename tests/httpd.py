@@ -80,6 +80,9 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
                                   every 0.1 s)
     /partial/N/PATH               206 with the first N bytes and their Content-Range, whatever
                                   the request asked (a Range or none)
+    /hold/CODE/PATH               waits until the test calls srv.release_held() (at most 60 s),
+                                  then answers status CODE (the file for 200); srv.held() counts
+                                  the requests waiting now, release_held(N) waits for N answers
 
 Every request is recorded (srv.log(): method, target, monotonic and wall time,
 headers, connection), so tests can count retries, measure their spacing and
@@ -814,6 +817,26 @@ def _route_serial(h, rest):
             srv.serial_cv.notify_all()
 
 
+def _route_hold(h, rest):
+    code, path = _int_and_rest(h, rest, "status")
+    if code is None:
+        return
+    srv = h.server
+    with srv.hold_cv:
+        srv.holding += 1
+        srv.hold_cv.notify_all()
+        srv.hold_cv.wait_for(lambda: srv.hold_open, 60)
+        srv.holding -= 1
+    try:
+        if code == 200:
+            return _route_file(h, path)
+        h.send_text(code, "status %d after a hold\n" % code)
+    finally:
+        with srv.hold_cv:
+            srv.hold_answered += 1
+            srv.hold_cv.notify_all()
+
+
 def _route_later(h, rest):
     _after_delay(lambda h, r: route(h, "/" + r))(h, rest)
 
@@ -864,6 +887,7 @@ ROUTES = [
     ("/manyheaders/", _route_manyheaders),
     ("/partial/", _route_partial),
     ("/trickle/", _route_trickle),
+    ("/hold/", _route_hold),
 ]
 
 
@@ -896,9 +920,27 @@ class Server(http.server.ThreadingHTTPServer):
         self._busy = 0
         self.serial_cv = threading.Condition()
         self.serial_next = [0, 0]   # next ticket to give, ticket being served
+        self.hold_cv = threading.Condition()
+        self.hold_open = False      # /hold/: released
+        self.holding = 0            # /hold/: requests waiting now
+        self.hold_answered = 0      # /hold/: answers sent
         self._tls_errors = []
         self._thread = None
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def held(self):
+        """Requests of /hold/ waiting for release_held()."""
+        with self.hold_cv:
+            return self.holding
+
+    def release_held(self, wait_for=0, timeout=30):
+        """Let every /hold/ request, now and later, answer; then wait (at most
+        timeout seconds) until wait_for of them have been answered.  -> answers sent."""
+        with self.hold_cv:
+            self.hold_open = True
+            self.hold_cv.notify_all()
+            self.hold_cv.wait_for(lambda: self.hold_answered >= wait_for, timeout)
+            return self.hold_answered
 
     @property
     def port(self):
