@@ -88,9 +88,11 @@
  *
  * Stalls.  low_speed_limit/low_speed_time is checked here (check_stalls),
  * not by curl: curl's check counts the wait for the first byte too, and
- * that wait is download.timeout's.  Junk where a status line belongs, on a
- * connection kept alive from an earlier transfer, is taken for what that
- * transfer left behind: the request goes again on a new connection.
+ * that wait is download.timeout's, after a redirect too (the window
+ * starts at the final answer's status line, not the 302's).  Junk where
+ * a status line belongs, on a connection kept alive from an earlier
+ * transfer, is taken for what that transfer left behind: the request goes
+ * again on a new connection.
  *
  * Daemon mode (a watch instead of lists).  The loop never runs dry: it
  * waits on the inotify descriptor together with curl's sockets.  Each entry
@@ -203,6 +205,7 @@ typedef struct xfer {
 	int status;             /* status code of the last status line (each response has one) */
 	int unasked_206;        /* a 206 to a request without Range: its body was refused */
 	int answered;           /* a response has begun: the low-speed check applies */
+	int hop;                /* this response is a redirect curl follows, or a 1xx: not the answer */
 	int stalled;            /* cut by check_stalls */
 	int fresh;              /* next attempt on a new connection (junk on a reused one) */
 	uint64_t rx;            /* bytes received this attempt, headers and body */
@@ -996,11 +999,21 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 		x->hdr_clen = -1;
 		sp = memchr(line, ' ', len);
 		x->status = sp ? (int)strtol(sp + 1, NULL, 10) : 0;
+		x->hop = x->status >= 100 && x->status < 200;
 		if (!x->answered) {     /* the low-speed window starts here (check_stalls) */
 			x->answered = 1;
 			x->ls_at = mono_ms();
 			x->ls_rx = x->rx;
 		}
+	} else if (len <= 2 && (line[0] == '\r' || line[0] == '\n')) {
+		/* the end of a response's headers: after a redirect (or a 1xx)
+		 * the answer is still to come, and its wait is the timeout's
+		 * alone, as the first one's was: the window starts again at the
+		 * next status line */
+		if (x->hop)
+			x->answered = 0;
+	} else if (x->status >= 300 && x->status < 400 && header_value(line, len, "Location", v, sizeof v)) {
+		x->hop = 1;     /* followed: CURLOPT_FOLLOWLOCATION */
 	} else if (header_value(line, len, "Content-Range", x->crange, sizeof x->crange)) {
 		/* kept for the message of an unasked 206 */
 	} else if (header_value(line, len, "Content-Length", v, sizeof v)) {

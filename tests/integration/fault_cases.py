@@ -244,6 +244,9 @@ CASES = [
     dict(id="stall_batch_ok", batch="stall", route="{file}", thumbs=JH, requests=1, within=5),
     # low_speed_* is for the body: 4 s to the first byte is the timeout's business (20 s)
     dict(id="slow_first_byte", batch="stall", route="slowhead/4/{file}", thumbs=JH, requests=1, within=8),
+    # ... also after a redirect: the window starts at the final answer's first byte, not the 302's
+    dict(id="slow_first_byte_after_redirect", batch="stall", route="redirect/1/slowhead/4/{file}", thumbs=JH,
+         requests=1, within=8),
 
     # -- timeouts (batch "timeout": timeout 3, connect_timeout 2, retries 1) ----------
     dict(id="no_answer", batch="timeout", route="slowhead/60/{file}",
