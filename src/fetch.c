@@ -1021,7 +1021,8 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 		long long n = strtoll(v, &end, 10);
 		x->hdr_clen = end != v && *end == 0 && n >= 0 ? n : -1;
 	} else if (header_value(line, len, "Accept-Ranges", v, sizeof v)) {
-		x->can_resume = strcasecmp(v, "bytes") == 0 ? 1 : 0;
+		if (x->can_resume != -1)        /* a Content-Encoding before it rules */
+			x->can_resume = strcasecmp(v, "bytes") == 0 ? 1 : 0;
 	} else if (header_value(line, len, "Content-Encoding", v, sizeof v)) {
 		if (strcasecmp(v, "identity") != 0)
 			x->can_resume = -1;     /* ranges would count encoded bytes */

@@ -54,6 +54,8 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
                                   honour Range: bytes=X- (with If-Range) as 206, else 200
     /norange/PATH                 1st request like /resumable/; later ones ignore Range (200, full)
     /gzipresumable/PATH           like /norange/, gzip-encoded (a resume must not be tried)
+    /gzipranges/PATH              the same with Content-Encoding before Accept-Ranges, and later
+                                  requests' Range honoured on the encoded bytes (206)
     /alias/ENC/NAME               the file at the percent-decoded ENC (e.g. photos%2Fx.jpg), any NAME
     /slowalias/SECS/ENC/NAME      the same after SECS
     /relative/PATH                302 with a relative Location ("../../PATH") that resolves to /PATH
@@ -639,6 +641,27 @@ def _route_gzipresumable(h, rest):
     h.send_bytes(z, content_type(full), 200, hdrs)
 
 
+def _route_gzipranges(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    z = gzip.compress(data, mtime=0)
+    etag, lm = _validators(full, z)
+    # Content-Encoding before Accept-Ranges (the order /gzipresumable/ does not test)
+    hdrs = [("Content-Encoding", "gzip"), ("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)]
+    if h.nth == 1:
+        h.send_head(200, content_type(full), len(z), hdrs, close=True)
+        if h.command != "HEAD":
+            h.write_quietly(z[:len(z) // 2])
+        return h.hang_up()
+    rng = h.headers.get("Range", "")
+    if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit() and int(rng[6:-1]) < len(z):
+        m = int(rng[6:-1])
+        return h.send_bytes(z[m:], content_type(full), 206,
+                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(z) - 1, len(z)))])
+    h.send_bytes(z, content_type(full), 200, hdrs)
+
+
 def _route_alias(h, rest):
     enc, _, name = rest.partition("/")
     _route_file(h, enc)
@@ -869,6 +892,7 @@ ROUTES = [
     ("/resumable/", _route_resumable),
     ("/norange/", _route_norange),
     ("/gzipresumable/", _route_gzipresumable),
+    ("/gzipranges/", _route_gzipranges),
     ("/alias/", _route_alias),
     ("/slowalias/", _route_slowalias),
     ("/relative/", _route_relative),

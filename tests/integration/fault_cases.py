@@ -172,6 +172,7 @@ CASES = [
     # drops it and asks again without Range: both "start over"
     dict(id="norange_png", route="norange/{file}", file=P, thumbs=PP, requests=(2, 3), range2="bytes={half}-"),
     dict(id="gzip_noresume", route="gzipresumable/{file}", file=P, thumbs=PP, requests=2, range2=None),
+    dict(id="gzip_noresume_ce_first", route="gzipranges/{file}", file=P, thumbs=PP, requests=2, range2=None),
 
     # -- content ------------------------------------------------------------------
     dict(id="html_as_jpg", route="html/{name}", reason_re=r"not an image.*", requests=1),
