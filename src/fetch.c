@@ -52,7 +52,8 @@
  * which Retry-After, the backoff and the window give it (counted, 60 URLs
  * answered 429 once each paused the host after ten and failed all 60).
  * An answer that ends a URL, a success or a 404, shows the host up and
- * clears the count.  A pause lasts max_retry_wait (at least a second);
+ * clears the count.  A failure at a host a redirect led to is that host's:
+ * it counts neither way for the list URL's host, which answered.  A pause lasts max_retry_wait (at least a second);
  * then one request at a time probes the host: a success lifts the pause,
  * a counted failure starts another cool-down.  So the daemon gets over an
  * outage by itself, and a reload (SIGHUP) lifts every pause at once.
@@ -1588,7 +1589,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 	outcome oc;
 	double dt;
 	job *j;
-	int absorbed = 0;
+	int absorbed = 0, elsewhere = 0;
 
 	curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
 	curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ctype);
@@ -1628,12 +1629,21 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		}
 	}
 	oc = classify(x, rc, code);
+	if (oc != OUTCOME_OK) {
+		/* failed at a host a redirect led to: that one's failure says
+		 * nothing of h, which answered (see the top: only a host that
+		 * answers nothing is paused) */
+		char tname[256];
+		long tport;
+		tried_host(x, tname, sizeof tname, &tport);
+		elsewhere = tport != h->port || strcasecmp(tname, h->name) != 0;
+	}
 	/* a burst of "busy" answers to one window is one event: only its first
 	 * counts towards pausing the host (host_max_failures), or a host that
 	 * answers 503 to what exceeds its capacity would be taken for dead.
 	 * Only a failure that may pass is a sign of load: one classify calls
 	 * permanent (headers too large, bad chunking) is the answer itself */
-	if (oc == OUTCOME_TRANSIENT && overload_sign(rc, code))
+	if (oc == OUTCOME_TRANSIENT && overload_sign(rc, code) && !elsewhere)
 		absorbed = host_overloaded(f, h, x) && rc == CURLE_HTTP_RETURNED_ERROR;
 	else if (code > 0)
 		host_answered(f, h, x->easy);
@@ -1689,7 +1699,7 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 		/* no status line: the host may be down, each attempt counts; an
 		 * answer counts only once retries could not get past it (see
 		 * the top: a storm of busy answers is not a dead host) */
-		if (code == 0 || (last && !absorbed))
+		if (!elsewhere && (code == 0 || (last && !absorbed)))
 			host_failed(f, h, reason);
 		if (retry_after > 0) {
 			long long wait = (long long)retry_after * 1000;
@@ -1724,7 +1734,8 @@ xfer_done(fetch *f, xfer *x, CURLcode rc)
 			goto again;
 		}
 	} else if (rc == CURLE_COULDNT_RESOLVE_HOST) {
-		host_failed(f, h, reason);      /* no such host, maybe for now */
+		if (!elsewhere)
+			host_failed(f, h, reason);      /* no such host, maybe for now */
 	} else if (!x->write_errno) {
 		host_up(h, "answers again");    /* it answered; it is the URL that is bad */
 	}

@@ -58,6 +58,33 @@ def test_busy_storm_does_not_pause(t):
                 "429 + Retry-After storm: the host is not paused")
 
 
+def test_dead_redirect_target_does_not_pause(t):
+    """A healthy host whose URLs redirect to a dead one (a name that does not
+    resolve, a port nobody listens on) is not paused: those failures are the
+    target's, and the image after them, on the healthy host, is made.  Before,
+    they were charged to the list URL's host, paused after host_max_failures
+    (10), and the image failed with 'host ... paused'."""
+    cdir = C.corpus(t)
+    if cdir is None:
+        return
+    dead = "a" * 64 + ".invalid"          # refused by the resolver itself: no query leaves
+    cfg = {"download.per_host_start": "1", "download.per_host": "1", "download.retries": "0",
+           "download.retry_delay": "0.05"}
+    with C.serve(cdir) as srv, C.Workdir(cfg) as wd:
+        refused = C.free_port()
+        urls = [srv.url("location/http%%3A%%2F%%2F%s%%2Fimg%d.jpg" % (dead, i)) for i in range(6)]
+        urls += [srv.url("location/http%%3A%%2F%%2F127.0.0.1%%3A%d%%2Fimg%d.jpg" % (refused, i)) for i in range(6)]
+        img = srv.url(IMG)
+        rc, out, err = wd.run_urls(urls + [img], timeout=60)
+        t.eq(wd.failures_for(img), [], "dead redirect target: the image on the healthy host is not failed")
+        C.check_thumbs(t, wd, "rocket_640x427", "JPEG", 640, 427, what="dead redirect target")
+        reasons = [r for (_, u, r) in wd.failed()]
+        t.eq(len(reasons), 12, "dead redirect target: the 12 redirected URLs fail (%r)" % reasons[-2:])
+        t.check(all(r.startswith(("cannot resolve host " + dead, "cannot connect to 127.0.0.1 port %d" % refused))
+                    for r in reasons), "dead redirect target: each with its target's reason (%r)" % reasons[:2])
+        t.check("paused" not in "\n".join(wd.log_lines() or []), "dead redirect target: no host paused")
+
+
 def test_pause_per_port_not_final(t):
     """A dead service (connection refused) on 127.0.0.1:DEAD is paused after
     host_max_failures attempts; a healthy one on 127.0.0.1:other is not.  The
