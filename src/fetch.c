@@ -1465,8 +1465,9 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		if (x->stalled)
 			snprintf(out, outlen, "stalled: under %ld bytes/s for %ld s",
 			         c->low_speed_limit, c->low_speed_time);
-		else if (pretransfer <= 0)
-			snprintf(out, outlen, "connect timeout after %ld s", c->connect_timeout);
+		else if (pretransfer <= 0)      /* curl cuts a connect at the smaller of the two */
+			snprintf(out, outlen, "connect timeout after %ld s",
+			         c->timeout > 0 && c->timeout < c->connect_timeout ? c->timeout : c->connect_timeout);
 		else if (!x->answered)
 			snprintf(out, outlen, "no response in %ld s", c->timeout);
 		else
@@ -1507,6 +1508,9 @@ describe_failure(const xfer *x, CURLcode rc, long code, char *out, size_t outlen
 		if (clen < 0)
 			snprintf(out, outlen, "truncated body: connection closed after %llu bytes",
 			         (unsigned long long)x->bytes);
+		else if (x->can_resume < 0)     /* decoded bytes are no measure of the wire's length */
+			snprintf(out, outlen, "truncated body: connection closed before the %lld bytes of its "
+			         "Content-Length (content-encoded)", (long long)clen);
 		else
 			snprintf(out, outlen, "truncated body: got %llu of %lld bytes",
 			         (unsigned long long)x->bytes, (long long)(clen + (curl_off_t)x->resume_from));

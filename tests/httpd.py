@@ -56,6 +56,8 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
     /gzipresumable/PATH           like /norange/, gzip-encoded (a resume must not be tried)
     /gzipranges/PATH              the same with Content-Encoding before Accept-Ranges, and later
                                   requests' Range honoured on the encoded bytes (206)
+    /gzipshort/PATH               gzip-encoded, the encoded Content-Length, half the encoded body,
+                                  close (every time)
     /alias/ENC/NAME               the file at the percent-decoded ENC (e.g. photos%2Fx.jpg), any NAME
     /slowalias/SECS/ENC/NAME      the same after SECS
     /relative/PATH                302 with a relative Location ("../../PATH") that resolves to /PATH
@@ -662,6 +664,17 @@ def _route_gzipranges(h, rest):
     h.send_bytes(z, content_type(full), 200, hdrs)
 
 
+def _route_gzipshort(h, rest):
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    z = gzip.compress(data, mtime=0)
+    h.send_head(200, content_type(full), len(z), [("Content-Encoding", "gzip")], close=True)
+    if h.command != "HEAD":
+        h.write_quietly(z[:len(z) // 2])
+    h.hang_up()
+
+
 def _route_alias(h, rest):
     enc, _, name = rest.partition("/")
     _route_file(h, enc)
@@ -893,6 +906,7 @@ ROUTES = [
     ("/norange/", _route_norange),
     ("/gzipresumable/", _route_gzipresumable),
     ("/gzipranges/", _route_gzipranges),
+    ("/gzipshort/", _route_gzipshort),
     ("/alias/", _route_alias),
     ("/slowalias/", _route_slowalias),
     ("/relative/", _route_relative),

@@ -87,6 +87,9 @@ BATCHES = {
     # total and connect timeouts: low_speed_time out of the way
     "timeout": dict(FAST, **{"download.retries": "1", "download.timeout": "3",
                              "download.connect_timeout": "2", "download.low_speed_time": "30"}),
+    # the whole-transfer timeout under connect_timeout: it is what cuts a connect
+    "conntotal": dict(FAST, **{"download.retries": "0", "download.timeout": "2",
+                               "download.connect_timeout": "10", "download.low_speed_time": "30"}),
     # Retry-After (seconds, HTTP date, capped by max_retry_wait); backoff alone would be ~0.1 s
     "retryafter": dict(FAST, **{"download.retry_delay": "0.1", "download.max_retry_wait": "3"}),
     # Retry-After holds back the whole host: per_host 1 so only that can delay the second URL
@@ -151,6 +154,10 @@ CASES = [
     dict(id="chunked_short", route="chunkedshort/{file}", file=F,
          reason="truncated body: connection closed after {half} bytes (after 4 attempts)", requests=4,
          gaps=BACKOFF3),
+    # content-encoded: the decoded bytes and the wire's Content-Length are not to be compared
+    dict(id="gzip_short", route="gzipshort/{file}", file=P,
+         reason_re=r"truncated body: connection closed before the \d+ bytes of its Content-Length "
+                   r"\(content-encoded\)" + AFTER4, requests=4, gaps=BACKOFF3),
     dict(id="refused", url="http://127.0.0.1:{refused}/{name}",
          reason_re=r"cannot connect to 127\.0\.0\.1 port \d+: Connection refused" + AFTER4, within=6),
     # A name the resolver refuses on its own (a 64-byte label is over DNS's 63),
@@ -258,6 +265,8 @@ CASES = [
     dict(id="connect_never", batch="timeout", url="http://{blackhole}/{name}",
          reason="connect timeout after 2 s (after 2 attempts)", within=12),
     dict(id="slow_but_in_time", batch="timeout", route="slowhead/1/{file}", thumbs=JH, requests=1),
+    dict(id="connect_never_total", batch="conntotal", url="http://{blackhole}/{name}",
+         reason="connect timeout after 2 s", within=6),
 
     # -- Retry-After (batch "retryafter": retry_delay 0.1, max_retry_wait 3) ------------
     dict(id="ra_seconds", batch="retryafter", route="retryafter/1/503/2/{file}", thumbs=JH,
