@@ -21,9 +21,13 @@
  * the warning is noted and the verdict comes after the decode
  * (jdec_complete): a Huffman decoder that ran out of bits in mid-scan
  * says so with a second warning (JWRN_HIT_MARKER), and a progressive
- * file must have had every coefficient refined to its last bit
- * (coef_bits all 0).  Arithmetic-coded and multi-scan sequential files
- * leave no such trace, so for them running dry stays an error.
+ * file must have had every coefficient its output reads refined to the
+ * last bit (coef_bits 0).  Neither needs the source to run dry: a file
+ * cut short and closed with an EOI (or any marker in mid-scan) leaves the
+ * same grey gap, so both are checked for every file.  Arithmetic-coded
+ * and multi-scan sequential files leave no such trace (hitting a marker
+ * is legal in arithmetic coding), so for them running dry stays an error,
+ * and a cut one closed with an EOI cannot be told from a whole one.
  * CMYK/YCCK are converted to RGB here, because nothing downstream knows
  * about four-channel ink: through the file's CMYK ICC profile with lcms2
  * when it has a usable one (icc.c, a transform cached per thread; the
@@ -129,7 +133,9 @@ static void jerr_emit(j_common_ptr cinfo, int level)
 	/* level < 0 is a warning.  The two that can mean invented pixels are
 	 * noted for jdec_complete.  Other warnings (extraneous bytes, odd
 	 * markers) are common in camera files and harmless, so they are
-	 * ignored, and trace messages are never wanted. */
+	 * ignored, and trace messages are never wanted.  JWRN_HIT_MARKER comes
+	 * from the Huffman decoders alone (an arithmetic decoder that meets a
+	 * marker is within the standard and says nothing). */
 	if (level >= 0)
 		return;
 	if (cinfo->err->msg_code == JWRN_JPEG_EOF)
@@ -138,8 +144,8 @@ static void jerr_emit(j_common_ptr cinfo, int level)
 		e->hit_marker = 1;
 	cinfo->err->num_warnings++;
 	/* already known to be truncated: stop decoding grey */
-	if (e->ran_dry && cinfo->is_decompressor &&
-	    (e->hit_marker || ((j_decompress_ptr)cinfo)->arith_code))
+	if (cinfo->is_decompressor &&
+	    (e->hit_marker || (e->ran_dry && ((j_decompress_ptr)cinfo)->arith_code)))
 		longjmp(e->jb, 1);
 }
 
@@ -158,7 +164,7 @@ static void jerr_init(struct jerr *e)
 
 static void jerr_describe(const struct jerr *e, const char *verb, char *err, size_t errlen)
 {
-	if (e->ran_dry)         /* whatever libjpeg made of its made-up EOI */
+	if (e->ran_dry || e->hit_marker)    /* whatever libjpeg made of the early end */
 		snprintf(err, errlen, "truncated JPEG");
 	else if (e->too_many_scans)
 		snprintf(err, errlen, "corrupt JPEG: more than %d scans", JPEG_MAX_SCANS);
@@ -550,24 +556,31 @@ static uint64_t jdec_footprint(struct jdec *d, int channels)
 }
 
 /*
- * Were all the pixels in the file, should its source have run dry?  Only
- * the EOI marker may be missing (see the file comment).  Asked before
+ * Were all the pixels in the file?  A progressive file must have refined
+ * to its last bit every coefficient the output reads: only the DC of a
+ * component whose IDCT is 1x1 (the DC-scans copy has no more, on purpose),
+ * all of them otherwise, whether or not its source ran dry, since an early
+ * EOI leaves the same gap.  A source that ran dry may only have lacked the
+ * EOI marker (see the file comment), which nothing but a Huffman decoder's
+ * JWRN_HIT_MARKER or those coefficients can vouch for.  Asked before
  * jpeg_finish_decompress, which frees coef_bits; a JWRN_HIT_MARKER is
  * checked after it.
  */
-static int jdec_complete(j_decompress_ptr ci)
+static int jdec_complete(j_decompress_ptr ci, int ran_dry)
 {
-	if (ci->arith_code)
-		return 0;
-	if (!ci->progressive_mode)
-		return !jpeg_has_multiple_scans(ci);
-	if (ci->coef_bits == NULL)
-		return 0;
-	for (int c = 0; c < ci->num_components; c++)
-		for (int k = 0; k < DCTSIZE2; k++)
-			if (ci->coef_bits[c][k] != 0)
-				return 0;
-	return 1;
+	if (ci->progressive_mode) {
+		if (ci->coef_bits == NULL)
+			return 0;
+		for (int c = 0; c < ci->num_components; c++) {
+			int need = ci->comp_info[c].DCT_scaled_size == 1 ? 1 : DCTSIZE2;
+			for (int k = 0; k < need; k++)
+				if (ci->coef_bits[c][k] != 0)
+					return 0;
+		}
+	}
+	if (!ran_dry)
+		return 1;
+	return !ci->arith_code && (ci->progressive_mode || !jpeg_has_multiple_scans(ci));
 }
 
 static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
@@ -699,9 +712,9 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		else if (cmyk)
 			cmyk_to_rgb(d->row, dst, ci->output_width, ci->saw_Adobe_marker);
 	}
-	complete = jdec_complete(ci);
+	complete = jdec_complete(ci, d->je.ran_dry);
 	jpeg_finish_decompress(ci);
-	if (d->je.ran_dry && (d->je.hit_marker || !complete)) {
+	if (d->je.hit_marker || !complete) {
 		snprintf(err, errlen, "truncated JPEG");
 		return -1;
 	}

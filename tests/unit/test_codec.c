@@ -1758,6 +1758,111 @@ static void test_jpeg_missing_eoi(void)
 	free(buf);
 }
 
+/* Offsets in buf of every marker 0xFF m (lo <= m <= hi), at most max. */
+static size_t find_markers(const uint8_t *buf, size_t len, int lo, int hi, size_t *at, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 2; i + 1 < len && n < max; i++)
+		if (buf[i] == 0xff && buf[i + 1] >= lo && buf[i + 1] <= hi)
+			at[n++] = i;
+	return n;
+}
+
+/*
+ * A JPEG cut short and then closed with an EOI marker (as a cut upload
+ * that something "repaired" is) lacks pixels as much as one without: libjpeg
+ * fills the rest grey all the same, only its source never runs dry.  Each
+ * cut of buf in `cuts` (plus `samples` more spread over it) gets an EOI:
+ * it must fail as truncated, or, where the scale leaves the missing data
+ * unused (an AC scan of a component decoded from its DC alone), decode to
+ * exactly the whole file's pixels (returned: how many did).  A cut in a
+ * marker segment may fail for another reason ("Bogus marker length"), but
+ * those in entropy-coded data are "truncated JPEG" (some must be).
+ */
+static int check_eoi_closed(const char *what, const uint8_t *buf, size_t len, int min_width,
+                            const size_t *cuts, size_t ncuts, size_t samples)
+{
+	img_decode_opts o = { .max_pixels = 50000000u, .min_width = min_width };
+	img ref;
+	img_meta meta;
+	char err[IMG_ERRLEN];
+	uint8_t *h = malloc(len + 2);
+	int whole = 0, bad = 0, failed = 0;
+
+	CHECK_INT(img_decode(buf, len, &o, &ref, &meta, err, sizeof err), 0);
+	img_meta_release(&meta);
+	for (size_t k = 0; h != NULL && k < ncuts + samples; k++) {
+		size_t cut = k < ncuts ? cuts[k] : 5 + (len - 8) * (k - ncuts) / samples;
+		img im;
+		int rc;
+
+		if (cut < 5 || cut > len - 3)
+			continue;
+		memcpy(h, buf, cut);
+		h[cut] = 0xff;
+		h[cut + 1] = 0xd9;
+		rc = img_decode(h, cut + 2, &o, &im, &meta, err, sizeof err);
+		if (rc == 0 && same_pixels(&ref, &im))
+			whole++;
+		else if (rc != 0)
+			failed += strcmp(err, "truncated JPEG") == 0;
+		else if (bad++ < 3)
+			fprintf(stderr, "  %s cut at %zu of %zu, then EOI: accepted, other pixels\n",
+			        what, cut, len);
+		img_meta_release(&meta);
+		img_release(&im);
+	}
+	CHECK(h != NULL);
+	CHECK(failed > 0);
+	CHECK_INT(bad, 0);
+	free(h);
+	img_release(&ref);
+	return whole;
+}
+
+static void test_jpeg_closed_early(void)
+{
+	img_encode_opts eo = { .jpeg_quality = 85 };
+	img src;
+	uint8_t *buf = NULL;
+	size_t len = 0, at[64], n;
+	char err[IMG_ERRLEN];
+
+	/* baseline, our own encoder's: every cut */
+	CHECK_INT(img_alloc(&src, 61, 43, 3), 0);
+	for (int y = 0; y < src.h; y++)
+		for (int x = 0; x < src.w * 3; x++)
+			src.px[(size_t)y * src.stride + x] = (uint8_t)(x * 7 + y * 13 + (x * y) % 31);
+	CHECK_INT(img_encode(&src, IMG_JPEG, &eo, &buf, &len, err, sizeof err), 0);
+	if (buf != NULL)
+		CHECK_INT(check_eoi_closed("encoded 61x43", buf, len, 0, NULL, 0, len), 0);
+	free(buf);
+	img_release(&src);
+
+	/* restart markers: cut mid-interval and right before an RSTn */
+	if ((buf = slurp("edge/jpeg_restart_markers_1024x631.jpg", &len)) != NULL) {
+		n = find_markers(buf, len, 0xd0, 0xd7, at, NELEM(at));
+		CHECK(n > 4);
+		CHECK_INT(check_eoi_closed("restart markers", buf, len, 200, at, n, 12), 0);
+	}
+	free(buf);
+	if ((buf = slurp("edge/jpeg_1x1_progressive.jpg", &len)) != NULL)
+		CHECK_INT(check_eoi_closed("1x1 progressive", buf, len, 0, NULL, 0, len), 0);
+	free(buf);
+
+	/* progressive, cut inside scans and between them (at a DHT or SOS):
+	 * at 1/2 every scan counts; at 1/8 the luma's AC scans do not */
+	if ((buf = slurp("edge/jpeg_progressive_2268x1512.jpg", &len)) != NULL) {
+		n = find_markers(buf, len, 0xc4, 0xc4, at, NELEM(at));
+		n += find_markers(buf, len, 0xda, 0xda, at + n, NELEM(at) - n);
+		CHECK(n > 8);
+		CHECK_INT(check_eoi_closed("progressive at 1/2", buf, len, 1000, at, n, 8), 0);
+		CHECK(check_eoi_closed("progressive at 1/8", buf, len, 200, at, n, 8) > 0);
+	}
+	free(buf);
+}
+
 /*
  * A WebP that lacks only the pad byte after its odd-sized last chunk has
  * every byte of its picture: it decodes, to the padded file's pixels.  Two
@@ -1894,6 +1999,7 @@ int main(void)
 		test_orient_corpus();
 		test_truncations();
 		test_jpeg_missing_eoi();
+		test_jpeg_closed_early();
 		test_jpeg_metadata();
 		test_png_missing_iend();
 		test_webp_missing_pad();

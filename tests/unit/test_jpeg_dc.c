@@ -9,7 +9,9 @@
  *    at the same scale, bit for bit, for every sampling (with 4:2:0 the
  *    chroma AC scans stay: libjpeg scales chroma up with a 2x2 IDCT), gray,
  *    restart markers, corpus files;
- *  - a truncated progressive file still fails as "truncated JPEG";
+ *  - a truncated progressive file still fails as "truncated JPEG", and so
+ *    does one closed early by an EOI, unless the scans it lacks are the
+ *    very ones the copy drops;
  *  - a component decoded from DC scans alone is held in a 64th of its full
  *    coefficient array (the decode's reserved footprint says so), its
  *    pixels still the full decode's, for pictures of several row groups,
@@ -361,6 +363,67 @@ test_dc_footprint(void)
 	}
 }
 
+/* A progressive file cut at the start of a scan and closed with an EOI
+ * lacks the coefficients of its later scans without ever running dry:
+ * it must fail as truncated at full size (every coefficient counts), and
+ * at 1/8 either fail so or give the whole file's pixels (the missing scans
+ * were AC scans the copy drops anyway); both happen.  Arithmetic coding
+ * too, whose decoder meets a marker without a word. */
+static void
+test_early_eoi(void)
+{
+	static const struct { int hs, vs, prog; const char *name; } kinds[] = {
+		{ 1, 1, 1, "4:4:4" }, { 2, 2, 1, "4:2:0" },
+		{ 1, 1, 2, "4:4:4 arithmetic" }, { 2, 2, 2, "4:2:0 arithmetic" },
+	};
+
+	for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+		unsigned long plen = 0;
+		uint8_t *prog = make_jpeg(203, 117, 3, kinds[k].hs, kinds[k].vs, kinds[k].prog, 0, &plen);
+		uint8_t *cut = malloc(plen + 2);
+		img ref = { 0 };
+		int scans = 0, full_bad = 0, whole = 0, failed = 0, wrong = 0;
+
+		CHECK(prog != NULL && cut != NULL);
+		CHECK(prog != NULL && plain_decode(prog, plen, 8, &ref) == 0);
+		for (size_t i = 4; prog && cut && i + 1 < plen; i++) {
+			if (prog[i] != 0xFF || prog[i + 1] != 0xDA || scans++ == 0)
+				continue;       /* from the second scan on */
+			img im = { 0 };
+			img_meta m;
+			char err[IMG_ERRLEN];
+			img_decode_opts full = { .min_width = 0 }, eighth = { .min_width = 1 };
+
+			memcpy(cut, prog, i);
+			cut[i] = 0xFF;
+			cut[i + 1] = 0xD9;
+			if (img_decode(cut, i + 2, &full, &im, &m, err, sizeof err) == 0
+			    || strcmp(err, "truncated JPEG") != 0)
+				full_bad++;
+			img_meta_release(&m);
+			img_release(&im);
+			if (img_decode(cut, i + 2, &eighth, &im, &m, err, sizeof err) != 0)
+				*(strcmp(err, "truncated JPEG") == 0 ? &failed : &wrong) += 1;
+			else
+				*(same_pixels(&im, &ref) ? &whole : &wrong) += 1;
+			img_meta_release(&m);
+			img_release(&im);
+		}
+		if (full_bad || wrong || !whole || !failed)
+			fprintf(stderr, "%s cut before a scan, then EOI: %d of %d wrong at full size; "
+			        "at 1/8 %d whole, %d truncated, %d wrong\n", kinds[k].name, full_bad,
+			        scans - 1, whole, failed, wrong);
+		CHECK(scans > 5);
+		CHECK_INT(full_bad, 0);
+		CHECK_INT(wrong, 0);
+		CHECK(whole > 0);
+		CHECK(failed > 0);
+		img_release(&ref);
+		free(cut);
+		free(prog);
+	}
+}
+
 static void
 test_garbage(void)
 {
@@ -439,6 +502,7 @@ main(void)
 {
 	test_synthetic();
 	test_dc_footprint();
+	test_early_eoi();
 	test_garbage();
 	test_corpus();
 	return CHECK_DONE();
