@@ -20,7 +20,10 @@
  * way), which bounds every chunk buffer by the input's own size.  Image
  * data is bounded by the declared size, except that libpng would inflate
  * whatever IDAT data follows the last row to its end: pdec_read refuses
- * more than the last row and PNG_IDAT_TAIL of it.  CRC
+ * more than the last row and PNG_IDAT_TAIL of it, counting the IDAT
+ * chunks' data alone (libpng says what it reads: png_get_io_state), so
+ * that the 12 bytes around each chunk's cannot make a valid file of tiny
+ * IDAT chunks look long (one of 1-byte chunks is 13 times its data).  CRC
  * errors in critical chunks stay errors (libpng's default): a damaged IDAT
  * is a damaged picture.
  *
@@ -120,16 +123,22 @@ struct pdec {
 	size_t len, pos;                /* pos may run past len into the IEND */
 	size_t iend_missing;            /* bytes of IEND the file lacks (pdec_scan) */
 	int has_exif;                   /* pdec_scan met an eXIf chunk */
-	size_t idat_end;                /* pdec_scan: offset past the last IDAT */
 	uint64_t rows_total, rows_read; /* rows libpng reads, all passes; read so far */
-	size_t last_row;                /* pos when the last row began, 0 before */
-	size_t tail_max;                /* input the last row and the tail may take */
+	uint64_t idat_read;             /* bytes of IDAT chunk data read so far */
+	int in_last_row;                /* the last row has begun ... */
+	uint64_t last_row;              /* ... when idat_read was this */
+	size_t tail_max;                /* IDAT data the last row and the tail may take */
 	png_bytep *rows;                /* whole decode: row pointers into out */
 	png_bytep row;                  /* shrinking decode: one source row */
 	uint32_t *col;                  /* ... and its column sums over a box row */
 };
 
 static const uint8_t png_iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
+
+#ifndef PNG_IO_STATE_SUPPORTED
+#error "pngio.c needs libpng's png_get_io_state"
+#endif
+#define PNG_TYPE_IDAT ((png_uint_32)'I' << 24 | (png_uint_32)'D' << 16 | 'A' << 8 | 'T')
 
 static void pdec_read(png_structp png, png_bytep data, size_t n)
 {
@@ -143,8 +152,12 @@ static void pdec_read(png_structp png, png_bytep data, size_t n)
 	/* libpng inflates whatever image data follows the last row, to its
 	 * end and for nothing, inside that row's png_read_row: a 1 MB file
 	 * kept a worker busy for 3 s, and max_bytes of it would for minutes */
-	if (d->last_row && d->pos < d->idat_end && d->pos + n - d->last_row > d->tail_max)
-		png_error(png, "image data goes on after the last row");
+	if ((png_get_io_state(png) & PNG_IO_MASK_LOC) == PNG_IO_CHUNK_DATA
+	    && png_get_io_chunk_type(png) == PNG_TYPE_IDAT) {
+		if (d->in_last_row && d->idat_read + n - d->last_row > d->tail_max)
+			png_error(png, "image data goes on after the last row");
+		d->idat_read += n;
+	}
 	from_buf = d->pos < d->len ? (n < d->len - d->pos ? n : d->len - d->pos) : 0;
 	if (from_buf > 0)
 		memcpy(data, d->buf + d->pos, from_buf);
@@ -162,16 +175,14 @@ static uint32_t be32(const uint8_t *p)
 /* 0, or -1 when a chunk before IEND runs past the end of the input (see
  * the file comment).  Sets *iend_missing to the bytes of IEND missing
  * when the input ends at a chunk boundary or inside IEND (12: all of it),
- * *has_exif when an eXIf chunk comes before IEND, and *idat_end to the
- * offset past the last IDAT chunk (0: none). */
+ * and *has_exif when an eXIf chunk comes before IEND. */
 static int pdec_scan(const uint8_t *buf, size_t len, size_t *iend_missing, int *has_exif,
-                     size_t *idat_end, char *err, size_t errlen)
+                     char *err, size_t errlen)
 {
 	size_t pos = 8;         /* after the signature, which img_sniff checked */
 
 	*iend_missing = 0;
 	*has_exif = 0;
-	*idat_end = 0;
 	for (;;) {
 		if (len - pos < sizeof png_iend && memcmp(buf + pos, png_iend, len - pos) == 0) {
 			*iend_missing = sizeof png_iend - (len - pos);
@@ -192,8 +203,6 @@ static int pdec_scan(const uint8_t *buf, size_t len, size_t *iend_missing, int *
 			break;
 		if (memcmp(buf + pos + 4, "eXIf", 4) == 0)
 			*has_exif = 1;
-		if (memcmp(buf + pos + 4, "IDAT", 4) == 0)
-			*idat_end = pos + (size_t)n + 12;
 		pos += (size_t)n + 12;
 	}
 	return 0;
@@ -356,8 +365,10 @@ static void pdec_row_done(png_structp png, png_uint_32 row, int pass)
 
 	(void)row;
 	(void)pass;
-	if (++d->rows_read + 1 == d->rows_total)
-		d->last_row = d->pos;
+	if (++d->rows_read + 1 == d->rows_total) {
+		d->in_last_row = 1;
+		d->last_row = d->idat_read;
+	}
 }
 
 /* The iCCP profile into meta->icc, or a note why not; after png_read_info
@@ -443,8 +454,10 @@ static int pdec_run(struct pdec *d, const img_decode_opts *o, img *out,
 				d->rows_total += PNG_PASS_ROWS(h, p);
 	}
 	png_set_read_status_fn(png, pdec_row_done);
-	if (d->rows_total <= 1)
-		d->last_row = d->pos;
+	if (d->rows_total <= 1) {
+		d->in_last_row = 1;
+		d->last_row = d->idat_read;
+	}
 
 	ow = (w + k - 1) / k;
 	meta->shrink = (int)k;
@@ -520,7 +533,7 @@ int pngio_decode(const uint8_t *buf, size_t len, const img_decode_opts *o,
 	meta->icc_note = NULL;
 	d.buf = buf;
 	d.len = len;
-	if (pdec_scan(buf, len, &d.iend_missing, &d.has_exif, &d.idat_end, err, errlen) != 0)
+	if (pdec_scan(buf, len, &d.iend_missing, &d.has_exif, err, errlen) != 0)
 		goto out;
 
 	d.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d.e, perr_error, perr_warning);

@@ -1043,9 +1043,10 @@ out:
 
 /* A w x h 8-bit gray PNG (interlace 0 or 1) whose zlib stream, written as
  * stored blocks, holds the rows (filter 0, value 7) and then extra zero
- * bytes: data libpng would inflate to its end after the last row. */
+ * bytes: data libpng would inflate to its end after the last row.  The
+ * stream goes in IDAT chunks of split bytes each (0: one chunk). */
 static uint8_t *png_extra_idat(uint32_t w, uint32_t h, int interlace, size_t extra,
-                               size_t *outlen)
+                               size_t split, size_t *outlen)
 {
 	static const uint8_t sig[8] = { 0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n' };
 	static const int x0[7] = { 0, 4, 0, 2, 0, 1, 0 }, y0[7] = { 0, 0, 4, 0, 2, 0, 1 };
@@ -1074,7 +1075,9 @@ static uint8_t *png_extra_idat(uint32_t w, uint32_t h, int interlace, size_t ext
 		b = (b + a) % 65521;
 	}
 	nz = 2 + nraw + 5 * (nraw / 65535 + 1) + 4;
-	out = malloc(8 + 25 + 12 + nz + 12);
+	if (split == 0 || split > nz)
+		split = nz;
+	out = malloc(8 + 25 + 12 * ((nz + split - 1) / split) + nz + nz + 12);
 	if (out == NULL) {
 		free(raw);
 		return NULL;
@@ -1108,9 +1111,20 @@ static uint8_t *png_extra_idat(uint32_t w, uint32_t h, int interlace, size_t ext
 	}
 	put_be32(out + z, b << 16 | a);
 	z += 4;
-	put_be32(out + idat, (uint32_t)(z - idat - 8));
-	put_be32(out + z, crc32_png(out + idat + 4, z - idat - 4));
-	n = z + 4;
+	/* the stream, written at idat + 8 and sl bytes long, goes in chunks:
+	 * moved up by the room their headers and CRCs take, then down again
+	 * chunk by chunk (each lands before what is still to be moved) */
+	size_t sl = z - idat - 8, nch = (sl + split - 1) / split, from = idat + 12 * nch;
+	memmove(out + from, out + idat + 8, sl);
+	n = idat;
+	for (size_t k = 0; k < nch; k++) {
+		size_t cl = k + 1 < nch ? split : sl - k * split;
+		put_be32(out + n, (uint32_t)cl);
+		memcpy(out + n + 4, "IDAT", 4);
+		memmove(out + n + 8, out + from + k * split, cl);
+		put_be32(out + n + 8 + cl, crc32_png(out + n + 4, cl + 4));
+		n += cl + 12;
+	}
 	put_be32(out + n, 0);
 	memcpy(out + n + 4, "IEND", 4);
 	put_be32(out + n + 8, crc32_png(out + n + 4, 4));
@@ -1123,10 +1137,15 @@ static void test_png_extra_idat(void)
 {
 	/* a few bytes past the rows are tolerated (as libpng does); a stream
 	 * that goes on for long is refused, as a PNG of either layout */
-	static const struct { uint32_t w, h; int interlace; size_t extra; int rc; } cases[] = {
-		{ 4, 4, 0, 0, 0 }, { 4, 4, 0, 1000, 0 }, { 4, 4, 0, 300000, -1 },
-		{ 4, 1, 0, 300000, -1 }, { 9, 9, 1, 0, 0 }, { 9, 9, 1, 300000, -1 },
-		{ 1, 1, 1, 300000, -1 },
+	/* the same in IDAT chunks of one byte each, which are as valid:
+	 * the limit counts image data, not the 12 bytes around each chunk's */
+	static const struct { uint32_t w, h; int interlace; size_t extra, split; int rc; } cases[] = {
+		{ 4, 4, 0, 0, 0, 0 }, { 4, 4, 0, 1000, 0, 0 }, { 4, 4, 0, 300000, 0, -1 },
+		{ 4, 1, 0, 300000, 0, -1 }, { 9, 9, 1, 0, 0, 0 }, { 9, 9, 1, 300000, 0, -1 },
+		{ 1, 1, 1, 300000, 0, -1 },
+		{ 15000, 4, 0, 0, 1, 0 }, { 15000, 4, 0, 1000, 1, 0 }, { 15000, 4, 0, 300000, 1, -1 },
+		{ 15000, 1, 0, 0, 1, 0 }, { 4, 4, 0, 300000, 1, -1 }, { 3000, 9, 1, 0, 1, 0 },
+		{ 3000, 9, 1, 300000, 1, -1 }, { 15000, 4, 0, 0, 7, 0 },
 	};
 	img_decode_opts o = { .max_pixels = 1000000 };
 	char err[IMG_ERRLEN];
@@ -1135,12 +1154,17 @@ static void test_png_extra_idat(void)
 		img im = { 0 };
 		img_meta meta;
 		size_t len;
-		uint8_t *png = png_extra_idat(cases[c].w, cases[c].h, cases[c].interlace, cases[c].extra, &len);
+		uint8_t *png = png_extra_idat(cases[c].w, cases[c].h, cases[c].interlace, cases[c].extra,
+		                              cases[c].split, &len);
 
 		CHECK(png != NULL);
 		if (png == NULL)
 			continue;
-		CHECK_INT(img_decode(png, len, &o, &im, &meta, err, sizeof err), cases[c].rc);
+		if (img_decode(png, len, &o, &im, &meta, err, sizeof err) != cases[c].rc)
+			fprintf(stderr, "  %ux%u interlace %d, %zu bytes past the rows, IDAT split %zu: %s\n",
+			        cases[c].w, cases[c].h, cases[c].interlace, cases[c].extra, cases[c].split,
+			        cases[c].rc == 0 ? err : "accepted");
+		CHECK_INT(im.px != NULL ? 0 : -1, cases[c].rc);
 		if (cases[c].rc == 0)
 			CHECK(im.px != NULL && im.w == (int)cases[c].w && im.px[0] == 7);
 		else
