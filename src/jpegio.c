@@ -13,6 +13,13 @@
  * Decoding checks the declared size against max_pixels straight after the
  * header, before libjpeg allocates anything large, then uses libjpeg's DCT
  * scaling (1/2, 1/4, 1/8) to shrink on load: the cheapest possible resize.
+ * The scale is picked so that the luma keeps min_width samples across the
+ * displayed width, and every other component at least half that, across
+ * and down (jdec_scale): chroma subsampled 2x, as in 4:2:0 and 4:2:2,
+ * always does (libjpeg even decodes 4:2:0 chroma with a 2x2 IDCT at 1/8),
+ * but 4:1:1 or 1x4 chroma decoded at the luma's scale kept a quarter, less
+ * than the thumbnail's own width (stripes of colour came out violet), and
+ * there the decode is larger.
  * A truncated file is an error, not a grey-filled picture: libjpeg only
  * warns when its source runs dry, then feeds itself a made-up EOI and
  * fills what is missing with grey.  Running dry is not enough to refuse a
@@ -511,6 +518,39 @@ fail:
 	return NULL;
 }
 
+/*
+ * The scale denominator: the largest of 8, 4, 2 that leaves the luma
+ * min_width samples across the displayed width (orient 5..8 swap the axes)
+ * and every component half that across and half the matching height down
+ * (see the file comment); 1 when none does.  Leaves ci at that scale.
+ */
+static unsigned jdec_scale(j_decompress_ptr ci, int orient, int min_width)
+{
+	int swap = orient >= 5;
+	uint64_t shown = swap ? ci->image_height : ci->image_width;
+	uint64_t other = swap ? ci->image_width : ci->image_height;
+	uint64_t want = (uint64_t)min_width;     /* > 0 */
+	unsigned denom;
+
+	for (denom = 8; denom > 1; denom /= 2) {
+		int ok = (shown + denom - 1) / denom >= want;
+		ci->scale_num = 1;
+		ci->scale_denom = denom;
+		jpeg_calc_output_dimensions(ci);
+		for (int i = 0; ok && i < ci->num_components; i++) {
+			jpeg_component_info *c = &ci->comp_info[i];
+			uint64_t across = swap ? c->downsampled_height : c->downsampled_width;
+			uint64_t down = swap ? c->downsampled_width : c->downsampled_height;
+			ok = 2 * across >= want && 2 * down * shown >= want * other;
+		}
+		if (ok)
+			break;
+	}
+	ci->scale_num = 1;
+	ci->scale_denom = denom;
+	return denom;
+}
+
 /* After jpeg_read_header and the scale: 1 when some component's output
  * comes from its DC coefficients alone (see the file comment); need_ac
  * then marks, by component id, those that still need their AC scans. */
@@ -644,16 +684,8 @@ static int jdec_run(struct jdec *d, const uint8_t *buf, size_t len,
 		break;
 	}
 
-	if (o->min_width > 0) {
-		/* Width as displayed: orientations 5..8 swap the axes. */
-		JDIMENSION shown = orient >= 5 ? ci->image_height : ci->image_width;
-		unsigned cand;
-		for (cand = 8; cand > 1; cand /= 2)
-			if ((shown + cand - 1) / cand >= (JDIMENSION)o->min_width) {
-				denom = cand;
-				break;
-			}
-	}
+	if (o->min_width > 0)
+		denom = jdec_scale(ci, orient, o->min_width);
 	ci->scale_num = 1;
 	ci->scale_denom = denom;
 	meta->shrink = (int)denom;

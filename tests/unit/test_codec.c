@@ -14,8 +14,10 @@
  */
 #include "check.h"
 #include "img.h"
+#include "resample.h"
 
 #include <dirent.h>
+#include <setjmp.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1039,6 +1041,121 @@ out:
 	img_release(&src);
 }
 
+/* ---- JPEG chroma subsampled 4x: DCT scaling must leave it enough ---- */
+
+struct enc_fail {
+	struct jpeg_error_mgr pub;
+	jmp_buf jb;
+};
+
+static void enc_fail_exit(j_common_ptr ci)
+{
+	longjmp(((struct enc_fail *)ci->err)->jb, 1);
+}
+
+/* rgb (3 channels) as a YCbCr JPEG, quality 95, the luma sampled hs x vs
+ * (chroma 1x1); a malloc'd buffer, NULL on failure.  volatile: changed
+ * after setjmp, read after the longjmp. */
+static uint8_t *jpeg_sampled(const img *rgb, int hs, int vs, unsigned long *len)
+{
+	struct jpeg_compress_struct ci;
+	struct enc_fail e;
+	unsigned char *volatile out = NULL;
+	unsigned char *buf = NULL;
+
+	*len = 0;
+	ci.err = jpeg_std_error(&e.pub);
+	e.pub.error_exit = enc_fail_exit;
+	if (setjmp(e.jb)) {
+		jpeg_destroy_compress(&ci);
+		free(out);
+		return NULL;
+	}
+	jpeg_create_compress(&ci);
+	jpeg_mem_dest(&ci, &buf, len);
+	out = buf;
+	ci.image_width = (JDIMENSION)rgb->w;
+	ci.image_height = (JDIMENSION)rgb->h;
+	ci.input_components = 3;
+	ci.in_color_space = JCS_RGB;
+	jpeg_set_defaults(&ci);
+	jpeg_set_quality(&ci, 95, TRUE);
+	ci.comp_info[0].h_samp_factor = hs;
+	ci.comp_info[0].v_samp_factor = vs;
+	jpeg_start_compress(&ci, TRUE);
+	while (ci.next_scanline < ci.image_height) {
+		JSAMPROW r = rgb->px + (size_t)ci.next_scanline * rgb->stride;
+		jpeg_write_scanlines(&ci, &r, 1);
+	}
+	jpeg_finish_compress(&ci);
+	out = buf;
+	jpeg_destroy_compress(&ci);
+	return out;
+}
+
+/*
+ * Red and blue stripes 48 px wide (across when hs < vs) on 1200x800, the
+ * picture of the review: in a 50-px thumbnail one period is 4 px, which the luma at
+ * 1/8 (150 px, the 3x floor) holds, but 4:1:1 chroma at 1/8 keeps only 38
+ * samples across and the stripes came out a muddle of violet (mean error
+ * 16-23 per channel at 4800 px).  The thumbnail from the scaled decode
+ * must stay close to one from the full-size decode, both made by our own
+ * resampler; 4:2:0 and 4:2:2, whose chroma libjpeg scales well enough
+ * (4:2:0 with a 2x2 IDCT), keep their 1/8 decode.
+ */
+static void test_jpeg_sparse_chroma(void)
+{
+	static const struct { int hs, vs, width_at_150; double max_err; } cases[] = {
+		{ 4, 1, 300, 3.0 }, { 1, 4, 300, 3.0 }, { 4, 2, 150, 3.0 },
+		{ 2, 2, 150, 3.0 }, { 2, 1, 150, 3.0 }, { 1, 2, 150, 3.0 },
+	};
+	char err[IMG_ERRLEN];
+
+	for (size_t c = 0; c < NELEM(cases); c++) {
+		int across = cases[c].hs < cases[c].vs;
+		img src = { 0 }, full = { 0 }, scaled = { 0 }, a = { 0 }, b = { 0 };
+		img_meta meta;
+		unsigned long len = 0;
+		uint8_t *jpg = NULL;
+		img_decode_opts o0 = { .max_pixels = 50000000u }, o150 = { .max_pixels = 50000000u, .min_width = 150 };
+
+		CHECK_INT(img_alloc(&src, 1200, 800, 3), 0);
+		for (int y = 0; y < src.h; y++)
+			for (int x = 0; x < src.w; x++) {
+				uint8_t *p = src.px + (size_t)y * src.stride + (size_t)x * 3;
+				int red = ((across ? y : x) / 48) % 2 == 0;
+				p[0] = red ? 200 : 40;
+				p[1] = 40;
+				p[2] = red ? 40 : 200;
+			}
+		jpg = jpeg_sampled(&src, cases[c].hs, cases[c].vs, &len);
+		CHECK(jpg != NULL);
+		if (jpg != NULL) {
+			CHECK_INT(img_decode(jpg, len, &o0, &full, &meta, err, sizeof err), 0);
+			img_meta_release(&meta);
+			CHECK_INT(img_decode(jpg, len, &o150, &scaled, &meta, err, sizeof err), 0);
+			img_meta_release(&meta);
+			CHECK_INT(scaled.w, cases[c].width_at_150);
+		}
+		if (full.px != NULL && scaled.px != NULL
+		    && resample_resize(&full, &a, 50, 33) == 0 && resample_resize(&scaled, &b, 50, 33) == 0) {
+			double d = mean_abs_diff(&a, &b);
+			if (d > cases[c].max_err)
+				fprintf(stderr, "  %dx%d stripes: thumbnail of the %d-px decode %.2f from the full one's\n",
+				        cases[c].hs, cases[c].vs, scaled.w, d);
+			CHECK(d <= cases[c].max_err);
+		} else {
+			CHECK(0);
+		}
+		free(jpg);
+		img_release(&src);
+		img_release(&full);
+		img_release(&scaled);
+		img_release(&a);
+		img_release(&b);
+	}
+}
+
 /* ---- PNG image data past the last row ---- */
 
 /* A w x h 8-bit gray PNG (interlace 0 or 1) whose zlib stream, written as
@@ -2012,6 +2129,7 @@ int main(void)
 	test_png_exif();
 	test_png_extra_idat();
 	test_jpeg_unsupported_sof();
+	test_jpeg_sparse_chroma();
 	test_png_box();
 	if (test_corpus_present()) {
 		test_table_complete();
