@@ -53,7 +53,8 @@
  * answered 429 once each paused the host after ten and failed all 60).
  * An answer that ends a URL, a success or a 404, shows the host up and
  * clears the count.  A failure at a host a redirect led to is that host's:
- * it counts neither way for the list URL's host, which answered.  A pause lasts max_retry_wait (at least a second);
+ * it counts neither way for the list URL's host, which answered.  A pause
+ * lasts max_retry_wait (at least a second);
  * then one request at a time probes the host: a success lifts the pause,
  * a counted failure starts another cool-down.  So the daemon gets over an
  * outage by itself, and a reload (SIGHUP) lifts every pause at once.
