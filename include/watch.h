@@ -14,8 +14,11 @@
  *     A file that does not exist yet is waited for (its directory must);
  *   - a directory: list files "*.urls" / "*.txt" (not dot-files) there at
  *     start (in name order) or arriving later (renamed in, or written in
- *     place and closed).  Such a list is complete when it arrives; once
- *     every entry of it is read and ended it is moved to <dir>/done/.
+ *     place and closed).  Such a list is complete when it arrives; a list
+ *     written to again after it was read to its end (appended to and
+ *     closed again while entries of it are out) is read on; once every
+ *     entry of it is read and ended, and it holds no byte not read, it is
+ *     moved to <dir>/done/.
  * and the hand-off directory (incoming, may be NULL) reports image files
  * other programs move or write into it (not dot-files, not *.part / *.tmp,
  * regular files only), including those already there at start.

@@ -1181,6 +1181,14 @@ dir_finish(watch *w, source *s)
 		source_free(w, s);
 		return;
 	}
+	if (sb.st_size > s->boff) {
+		/* written to since it was read to its end (a writer that appends
+		 * in steps, closing each time): moving it would lose the rest */
+		log_msg(LOG_INFO, "watch: %s grew after it was read (%lld bytes, %lld read); reading on",
+		        s->path, (long long)sb.st_size, (long long)s->boff);
+		dir_enqueue(s->dw, s->name);
+		return;
+	}
 	if ((mkdir(ddir, 0755) < 0 && errno != EEXIST) || done_move(s->path, dst, sizeof dst) < 0) {
 		log_msg(LOG_ERROR, "watch: cannot move %s to %s: %s; it stays until the next start",
 		        s->path, dst, strerror(errno));
@@ -1190,6 +1198,24 @@ dir_finish(watch *w, source *s)
 	log_msg(LOG_INFO, "watch: %s done (%ld line%s), moved to %s", s->path, s->lineno,
 	        s->lineno == 1 ? "" : "s", dst);
 	source_free(w, s);
+}
+
+/* Read s, a directory list read to its end whose entries are still out,
+ * on from where it stopped, through fd.  0, or -1 (out of memory). */
+static int
+dir_reopen(source *s, int fd)
+{
+	if (!(s->rbuf = malloc(READ_CHUNK)) || !(s->line = malloc(URLLIST_LINE_MAX + 1))) {
+		free(s->rbuf);
+		s->rbuf = NULL;
+		return -1;
+	}
+	s->fd = fd;
+	s->rpos = s->rlen = s->llen = 0;
+	memset(&s->rest, 0, sizeof s->rest);
+	s->eof = 0;
+	s->unread = 1;
+	return 0;
 }
 
 /* Open the next queued list of d as d->cur.  1 when there is one. */
@@ -1217,6 +1243,12 @@ dir_open_next(watch *w, dirw *d)
 		if (!(d->qhead = q->next))
 			d->qtail = NULL;
 		d->nq--;
+		/* one that dir_finish found grown and queued again: if the name
+		 * no longer holds it, it is finished now (nothing else would) */
+		for (s = w->sources; s; s = s->next)
+			if (s->kind == SRC_DIRLIST && s->dw == d && s->eof && !s->nout && !s->stuck
+			    && strcmp(s->name, q->name) == 0)
+				break;
 		path = join(d->path, q->name);
 		free(q);
 		if (!path)
@@ -1224,17 +1256,35 @@ dir_open_next(watch *w, dirw *d)
 		if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0) {
 			if (errno != ENOENT)
 				log_msg(LOG_ERROR, "watch: cannot open %s: %s", path, strerror(errno));
+			else if (s)
+				dir_finish(w, s);
 			free(path);
 			continue;
 		}
-		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode))
-			for (s = w->sources; s && !busy; s = s->next)
-				busy = s->kind == SRC_DIRLIST && s->dw == d && s->dev == sb.st_dev
-				       && s->ino == sb.st_ino;
-		else
+		if (s && (fstat(fd, &sb) < 0 || sb.st_dev != s->dev || sb.st_ino != s->ino))
+			dir_finish(w, s);
+		if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+			for (s = w->sources; s; s = s->next)
+				if (s->kind == SRC_DIRLIST && s->dw == d && s->dev == sb.st_dev
+				    && s->ino == sb.st_ino)
+					break;
+			busy = s != NULL;
+		} else {
 			busy = 1;
+			s = NULL;
+		}
+		if (s && s->eof && !s->stuck && sb.st_size > s->boff && dir_reopen(s, fd) == 0) {
+			/* the same file written again (appended to, closed again)
+			 * after it was read to its end: its entries are still out,
+			 * so it is not a new list, but what was added is read on */
+			log_msg(LOG_INFO, "watch: %s was written to again; reading on from byte %lld",
+			        path, (long long)s->boff);
+			free(path);
+			d->cur = s;
+			return 1;
+		}
 		if (busy || !(s = source_new(w, SRC_DIRLIST, path, fd, &sb))) {
-			close(fd);      /* the same file again (a second close-write): taken already */
+			close(fd);      /* the same file again, nothing added (a second close-write) */
 			free(path);
 			continue;
 		}

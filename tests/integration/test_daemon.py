@@ -1183,3 +1183,32 @@ def _done_names(t, wd, cp, d1, queue, src):
          "done names: the lists in done/ before are untouched")
     if d1.alive(t, "done names: at the end"):
         d1.stop(t, "done names")
+
+
+def test_daemon_list_appended(t):
+    """A list written in place in the watched directory by two appends (two
+    close-writes), its first URL slow to answer: the second part is read
+    too, and the list moves to done/ only once both lines have ended."""
+    _two_daemons(t, lambda e: _list_appended(e.t, e.wd, e.cp, e.srv, e.d1, e.queue))
+
+
+def _list_appended(t, wd, cp, srv, d1, queue):
+    if not d1.start(t, "list appended"):
+        return
+    a = cp.alias("photos/rocket_640x427.jpg", "app1", delay=2)
+    b = cp.alias("photos/hopper_128x128.jpg", "app2")
+    lst = os.path.join(queue, "a.urls")
+    _append(lst, a.url)
+    # its download started: the list was read to its end, its entry is out
+    t.check(_wait(lambda: srv.log(a.target(), "GET"), 5, d1.proc),
+            "list appended: the first line's slow download started")
+    _append(lst, b.url)
+    done = os.path.join(queue, "done", "a.urls")
+    t.check(_wait(lambda: os.path.isfile(done), 10, d1.proc),
+            "list appended: the list moves to done/ within 10 s")
+    t.check(a.done(wd) and b.done(wd),
+            "list appended: both lines are done when the list moves (first %s, second %s; log %r)"
+            % (a.done(wd), b.done(wd), [l for l in wd.log_lines() or [] if "watch:" in l][-4:]))
+    t.eq(wd.failed(), [], "list appended: nothing failed")
+    if d1.alive(t, "list appended: at the end"):
+        d1.stop(t, "list appended")

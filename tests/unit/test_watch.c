@@ -875,6 +875,43 @@ test_restart_dir(void)
 	watch_free(w);
 }
 
+/* A list written in place in steps: lines added after it was read to its
+ * end are read on, with a close-write or without one (a writer that has
+ * not closed yet), and it moves to done/ only once every byte is read. */
+static void
+test_dir_grows(void)
+{
+	watch_ticket t1, t2;
+	watch *w;
+	int fd;
+
+	CHECK_INT(mkdir(P("dg"), 0755), 0);
+	if (!(w = open_one(P("dg"), P("dg-state"))))
+		return;
+	append(P("dg/a.urls"), "http://g/1\n");
+	t1 = expect(w, WATCH_URL, "http://g/1", NULL);
+	expect_none(w);
+	append(P("dg/a.urls"), "http://g/2\n");
+	t2 = expect(w, WATCH_URL, "http://g/2", NULL);
+	expect_none(w);
+	fd = open(P("dg/a.urls"), O_WRONLY | O_APPEND);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "http://g/3\n", 11) == 11);
+	watch_done(w, t1);
+	watch_done(w, t2);
+	CHECK(!exists(P("dg/done/a.urls")));
+	CHECK(log_has("a.urls grew after it was read (33 bytes, 22 read); reading on"));
+	t1 = expect(w, WATCH_URL, "http://g/3", NULL);
+	close(fd);
+	expect_none(w);
+	CHECK(exists(P("dg/a.urls")));
+	watch_done(w, t1);
+	CHECK(exists(P("dg/done/a.urls")));
+	CHECK_INT(outstanding(w), 0);
+	expect_none(w);
+	watch_free(w);
+}
+
 /* --- lost events ---------------------------------------------------------- */
 
 static void
@@ -1232,6 +1269,7 @@ main(void)
 	test_incoming();
 	test_restart();
 	test_restart_dir();
+	test_dir_grows();
 	test_overflow();
 	test_retry_kept();
 	test_retry_kept_dir();
