@@ -5,7 +5,9 @@
  *
  * Inputs.  Each [daemon] watch path is either
  *   - a URL list file, followed like `tail -F`: a line counts once it ends
- *     with '\n'; truncation reads it again from the start; when the name is
+ *     with '\n'; truncation or a rewrite in place (the bytes before where
+ *     it was read to are not those read there) reads it again from the
+ *     start; when the name is
  *     renamed away, the old file is still followed until a new file appears
  *     under the name and for a grace period (1 s) after that, since writers
  *     append to it until they reopen (a deleted one is not waited for);
@@ -28,8 +30,12 @@
  * through watch_done() when that entry has ended (thumbnails made, failure
  * recorded, or skipped).  Per list, everything before the first entry not
  * yet ended is committed; watch_save() writes the committed offsets to the
- * state file ("dev ino offset path" per line, temp file + rename), and
- * watch_new() resumes a list whose path and inode match a saved line there
+ * state file ("dev ino offset:fingerprint path" per line, the fingerprint
+ * a 64-bit FNV-1a of the up to 256 bytes before the offset, in hex; temp
+ * file + rename), and watch_new() resumes a list whose path and inode
+ * match a saved line there and whose bytes before the offset still have
+ * that fingerprint (a line without one, from an older version, is not
+ * checked)
  * (a followed name's file rotated away with entries not ended is saved too,
  * and looked for by its inode in the name's directory).
  * Entries handed out but not ended at a stop come again after a restart:

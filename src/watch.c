@@ -28,6 +28,16 @@
  * last line read when none is out: every line before it has ended or held
  * no entry.  Memory is proportional to the entries out, not to lines read.
  *
+ * Fingerprints.  An offset alone cannot tell a file rewritten in place
+ * ("cmd > file" refilled past it before we read, or the same inode and
+ * size at a restart) from one appended to.  So a source keeps the up to
+ * FP_BYTES bytes before where it has read to (tail), and each line end and
+ * entry the FNV-1a of the bytes before it (fp_here), which the state file
+ * saves with the committed offset.  Reading on after an end of file
+ * re-reads tail first (one small pread), and a resume hashes the bytes
+ * before the saved offset; either differing starts the file over, the
+ * URLs done already being skipped by the caller.
+ *
  * Retries.  A kept entry stays among its source's entries out (so the
  * offset stays before it, and a drain or a finished directory list stays
  * with it); its text waits in w->rq, a min-heap on due time, so
@@ -100,6 +110,8 @@
 #define DONE_RACES_MAX  100     /* done/<name>.N taken under done_move's feet, in a row */
 #define FOLLOW_GRACE_MS 1000    /* a replaced file is still read this long (follow_check) */
 #define RETRY_BYTES_MAX ((size_t)64 << 20)      /* text of the kept entries waiting for a retry */
+#define FP_BYTES        256     /* bytes before an offset that its fingerprint covers */
+#define FNV_BASIS       14695981039346656037ULL
 
 #define FOLLOW_DIR_MASK  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 #define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
@@ -115,6 +127,7 @@ typedef struct pend {
 	uint8_t kept;           /* kept, its retry waiting in watch.rq (watch_keep) */
 	uint8_t tries;          /* retries scheduled so far: the next delay doubles */
 	off_t start;            /* where its line starts */
+	uint64_t fp;            /* fingerprint of the bytes before start (fp_here) */
 	uint64_t key;           /* hash_str of its URL (watch_busy); 0 for a bad line or a kept entry */
 } pend;
 
@@ -155,6 +168,10 @@ typedef struct source {
 	size_t llen;
 	urllist_rest rest;              /* the line past URLLIST_LINE_MAX */
 	off_t coff;                     /* end of the last whole line taken */
+	uint64_t cfp;                   /* fingerprint of the bytes before coff (fp_here) */
+	char tail[FP_BYTES];            /* the file's last bytes before boff, up to FP_BYTES */
+	size_t tlen;
+	int verify;                     /* read to its end: check tail before reading on */
 	long lineno;                    /* lines taken */
 	pend *out;                      /* entries out, seq ascending, from ohead */
 	size_t ohead, olen, ocap, nout;
@@ -205,6 +222,8 @@ typedef struct saved {
 	struct saved *next;
 	uintmax_t dev, ino;
 	off_t off;
+	uint64_t fp;            /* of the bytes before off, when has_fp (older lines lack it) */
+	int has_fp;
 	char path[];
 } saved;
 
@@ -341,6 +360,77 @@ committed(const source *s)
 	return s->nout ? s->out[s->ohead].start : s->coff;
 }
 
+static uint64_t
+committed_fp(const source *s)
+{
+	return s->nout ? s->out[s->ohead].fp : s->cfp;
+}
+
+static uint64_t
+fnv(uint64_t h, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* The fingerprint of the offset boff + rpos (FNV-1a of the up to FP_BYTES
+ * bytes before it), from tail and rbuf: no read. */
+static uint64_t
+fp_here(const source *s)
+{
+	size_t b = s->rpos < FP_BYTES ? s->rpos : FP_BYTES, a = FP_BYTES - b;
+
+	if (a > s->tlen)
+		a = s->tlen;
+	return fnv(fnv(FNV_BASIS, s->tail + s->tlen - a, a), s->rbuf + s->rpos - b, b);
+}
+
+/* The n bytes p at boff are passed: keep the last FP_BYTES before the new boff. */
+static void
+tail_push(source *s, const char *p, size_t n)
+{
+	size_t keep = s->tlen;
+
+	if (n >= FP_BYTES) {
+		memcpy(s->tail, p + n - FP_BYTES, FP_BYTES);
+		s->tlen = FP_BYTES;
+		return;
+	}
+	if (keep + n > FP_BYTES)
+		keep = FP_BYTES - n;
+	memmove(s->tail, s->tail + s->tlen - keep, keep);
+	memcpy(s->tail + keep, p, n);
+	s->tlen = keep + n;
+}
+
+/* tail read again from the file, after boff moved back (none if it cannot be). */
+static void
+tail_load(source *s)
+{
+	size_t want = s->boff < FP_BYTES ? (size_t)s->boff : FP_BYTES;
+	ssize_t n;
+
+	while ((n = pread(s->fd, s->tail, want, s->boff - (off_t)want)) < 0 && errno == EINTR)
+		;
+	s->tlen = n == (ssize_t)want ? want : 0;
+}
+
+/* 1 when the bytes before boff are no longer those read there: the file
+ * was truncated or rewritten, maybe refilled past boff already. */
+static int
+tail_changed(source *s)
+{
+	char buf[FP_BYTES];
+	ssize_t n;
+
+	if (!s->tlen)
+		return 0;
+	while ((n = pread(s->fd, buf, s->tlen, s->boff - (off_t)s->tlen)) < 0 && errno == EINTR)
+		;
+	return n >= 0 && ((size_t)n != s->tlen || memcmp(buf, s->tail, s->tlen) != 0);
+}
+
 static void
 note_commit(watch *w, const source *s)
 {
@@ -361,7 +451,7 @@ pend_compact(source *s)
 }
 
 static int
-pend_push(source *s, off_t start, uint32_t seq, uint64_t key)
+pend_push(source *s, off_t start, uint64_t fp, uint32_t seq, uint64_t key)
 {
 	if (s->olen == s->ocap) {
 		pend_compact(s);
@@ -374,7 +464,7 @@ pend_push(source *s, off_t start, uint32_t seq, uint64_t key)
 			s->ocap = cap;
 		}
 	}
-	s->out[s->olen++] = (pend){ .seq = seq, .live = 1, .start = start, .key = key };
+	s->out[s->olen++] = (pend){ .seq = seq, .live = 1, .start = start, .fp = fp, .key = key };
 	s->nout++;
 	return 0;
 }
@@ -482,6 +572,7 @@ source_new(watch *w, int kind, const char *path, int fd, const struct stat *sb)
 	s->ino = sb->st_ino;
 	s->unread = 1;
 	s->saved = -1;
+	s->cfp = FNV_BASIS;
 	s->next = w->sources;
 	if (w->sources)
 		w->sources->prev = s;
@@ -588,6 +679,8 @@ source_resume(watch *w, source *s, const struct stat *sb)
 	off_t off, pos = 0;
 	long lines = 0;
 	char last = '\n';
+	uint64_t fp;
+	int has_fp;
 
 	for (pp = &w->saved; *pp; pp = &(*pp)->next) {
 		if (strcmp((*pp)->path, s->path) != 0)
@@ -612,6 +705,8 @@ source_resume(watch *w, source *s, const struct stat *sb)
 	e = *pp;
 	*pp = e->next;
 	off = e->off;
+	fp = e->fp;
+	has_fp = e->has_fp;
 	w->dirty = 1;
 	free(e);
 	if (off > sb->st_size) {
@@ -627,23 +722,36 @@ source_resume(watch *w, source *s, const struct stat *sb)
 		if (n <= 0) {
 			log_msg(LOG_WARNING, "watch: %s: cannot read up to the saved offset; "
 			        "reading it from the start", s->path);
-			return;
+			goto from_start;
 		}
 		for (char *p = s->rbuf, *end = s->rbuf + n; (p = memchr(p, '\n', end - p)); p++)
 			lines++;
 		last = s->rbuf[n - 1];
+		tail_push(s, s->rbuf, (size_t)n);
 		pos += n;
 	}
 	if (last != '\n' && off != sb->st_size) {
 		log_msg(LOG_WARNING, "watch: %s: the saved offset %lld is not at a line end; "
 		        "reading it from the start", s->path, (long long)off);
-		return;
+		goto from_start;
 	}
+	/* same path, device and inode, long enough: still maybe another file
+	 * (an inode number reused) or this one rewritten in place */
+	if (has_fp && fnv(FNV_BASIS, s->tail, s->tlen) != fp) {
+		log_msg(LOG_WARNING, "watch: %s: the bytes before the saved offset %lld are not those "
+		        "read before the stop (rewritten, or another file); reading it from the start",
+		        s->path, (long long)off);
+		goto from_start;
+	}
+	s->cfp = fnv(FNV_BASIS, s->tail, s->tlen);
 	s->boff = s->coff = s->saved = off;
 	s->lineno = lines + (last != '\n');
 	if (off > 0)
 		log_msg(LOG_INFO, "watch: %s: resuming after line %ld (byte %lld)", s->path,
 		        s->lineno, (long long)off);
+	return;
+from_start:
+	s->tlen = 0;
 }
 
 /* --- reading lines -------------------------------------------------------- */
@@ -656,6 +764,9 @@ source_restart(watch *w, source *s)
 	s->rpos = s->rlen = s->llen = 0;
 	memset(&s->rest, 0, sizeof s->rest);
 	s->lineno = 0;
+	s->tlen = 0;
+	s->cfp = FNV_BASIS;
+	s->verify = 0;
 }
 
 /* The next physical line of s into s->line, ending at *end.  1: a line;
@@ -684,8 +795,22 @@ read_line(watch *w, source *s, off_t *end)
 			*end = s->boff + (off_t)s->rpos;
 			return 1;
 		}
+		if (s->rlen)
+			tail_push(s, s->rbuf, s->rlen);
 		s->boff += (off_t)s->rlen;
 		s->rpos = s->rlen = 0;
+		/* read to its end before: a file rewritten since ("cmd > file")
+		 * may be longer than boff already, so its size cannot tell */
+		if (s->verify) {
+			s->verify = 0;
+			if (!s->complete && tail_changed(s)) {
+				log_msg(LOG_WARNING, "watch: %s was truncated or rewritten (the bytes before "
+				        "byte %lld changed); reading it again from the start", s->path,
+				        (long long)s->boff);
+				source_restart(w, s);
+				continue;
+			}
+		}
 		n = pread(s->fd, s->rbuf, READ_CHUNK, s->boff);
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -706,6 +831,7 @@ read_line(watch *w, source *s, off_t *end)
 			continue;
 		}
 		s->unread = 0;
+		s->verify = 1;
 		if (!s->complete)
 			return 0;
 		s->eof = 1;
@@ -726,6 +852,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 		urllist_kind k;
 		uint64_t key;
 		off_t end, start;
+		uint64_t sfp;
 		int r;
 
 		if (s->next_seq == UINT32_MAX)
@@ -736,7 +863,9 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			return WATCH_NONE;
 		}
 		start = s->coff;
+		sfp = s->cfp;
 		s->coff = end;
+		s->cfp = fp_here(s);
 		s->lineno++;
 		/* start 0: the file's first line, which may follow a BOM */
 		k = urllist_line(s->line, s->llen, start == 0, s->rest.len ? &s->rest : NULL, &line, &why);
@@ -747,10 +876,12 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			continue;
 		}
 		key = k == URLLIST_URL ? hash_str(line) : 0;
-		if (pend_push(s, start, s->next_seq, key) < 0) {
+		if (pend_push(s, start, sfp, s->next_seq, key) < 0) {
 			log_msg(LOG_ERROR, "watch: out of memory");
 			s->coff = s->boff = start;      /* read it again next time */
+			s->cfp = sfp;
 			s->rpos = s->rlen = 0;
+			tail_load(s);
 			s->lineno--;
 			s->eof = 0;
 			return WATCH_NONE;
@@ -1976,6 +2107,8 @@ state_load(watch *w, char *err, size_t errlen)
 		size_t len = strlen(line);
 		uintmax_t dev, ino;
 		long long off;
+		uint64_t sum = 0;
+		int has_sum = 0;
 		char *p = line, *e;
 		saved *s;
 
@@ -1997,7 +2130,15 @@ state_load(watch *w, char *err, size_t errlen)
 		if (e == p || *e != ' ')
 			goto bad;
 		off = strtoll(p = e + 1, &e, 10);
-		if (e == p || *e != ' ' || off < 0 || !e[1] || errno)
+		if (e == p || off < 0 || errno)
+			goto bad;
+		if (*e == ':') {        /* the fingerprint; lines of older versions lack it */
+			sum = strtoull(p = e + 1, &e, 16);
+			if (e == p || errno)
+				goto bad;
+			has_sum = 1;
+		}
+		if (*e != ' ' || !e[1])
 			goto bad;
 		if (++n > STATE_LINES_MAX) {
 			log_msg(LOG_WARNING, "watch: %s: more than %d lines; the rest is ignored",
@@ -2012,12 +2153,14 @@ state_load(watch *w, char *err, size_t errlen)
 		s->dev = dev;
 		s->ino = ino;
 		s->off = (off_t)off;
+		s->fp = sum;
+		s->has_fp = has_sum;
 		strcpy(s->path, e + 1);
 		s->next = w->saved;
 		w->saved = s;
 		continue;
 bad:
-		log_msg(LOG_WARNING, "watch: %s:%ld: not \"dev ino offset path\", ignored",
+		log_msg(LOG_WARNING, "watch: %s:%ld: not \"dev ino offset[:fingerprint] path\", ignored",
 		        w->statefile, lineno);
 	}
 	if (!rc && ferror(fp)) {
@@ -2072,10 +2215,14 @@ watch_save(watch *w, char *err, size_t errlen)
 	 * a rotated-away file keeps it, so that follow_recover finds the file */
 	for (source *s = w->sources; s; s = s->next)
 		if (s->path && !strchr(s->path, '\n'))
-			fprintf(m, "%ju %ju %lld %s\n", (uintmax_t)s->dev, (uintmax_t)s->ino,
-			        (long long)committed(s), s->path);
+			fprintf(m, "%ju %ju %lld:%016" PRIx64 " %s\n", (uintmax_t)s->dev, (uintmax_t)s->ino,
+			        (long long)committed(s), committed_fp(s), s->path);
 	for (saved *s = w->saved; s; s = s->next)
-		fprintf(m, "%ju %ju %lld %s\n", s->dev, s->ino, (long long)s->off, s->path);
+		if (s->has_fp)
+			fprintf(m, "%ju %ju %lld:%016" PRIx64 " %s\n", s->dev, s->ino, (long long)s->off,
+			        s->fp, s->path);
+		else
+			fprintf(m, "%ju %ju %lld %s\n", s->dev, s->ino, (long long)s->off, s->path);
 	if (fclose(m) != 0 || !buf) {
 		free(buf);
 		snprintf(err, errlen, "out of memory");

@@ -1212,3 +1212,56 @@ def _list_appended(t, wd, cp, srv, d1, queue):
     t.eq(wd.failed(), [], "list appended: nothing failed")
     if d1.alive(t, "list appended: at the end"):
         d1.stop(t, "list appended")
+
+
+def test_daemon_follow_rewritten(t):
+    """A followed file rewritten in place is read again from the start, not
+    on from the old offset: overwritten by a longer batch ("cmd > file":
+    truncate, then write) or without truncation while followed, and
+    rewritten to the same length (same inode, same size) while no daemon
+    runs, which only the fingerprint of the bytes before the saved offset
+    can tell."""
+    _two_daemons(t, lambda e: _follow_rewritten(e.t, e.wd, e.cp, e.d1, e.d2, e.follow))
+
+
+def _follow_rewritten(t, wd, cp, d1, d2, follow):
+    photo = "photos/rocket_640x427.jpg"
+    first = cp.alias(photo, "ow0")
+    with open(follow, "w") as f:
+        f.write(first.url + "\n")
+    if not d1.start(t, "follow rewritten"):
+        return
+
+    def watch_log():
+        return [l for l in wd.log_lines() or [] if "watch:" in l][-4:]
+
+    t.check(_wait(lambda: first.done(wd), 10, d1.proc), "follow rewritten: the first line is done")
+    for how, mode, stems in (("overwritten (truncated, then a longer batch in one write)", "w", ("ow1", "ow2", "ow3")),
+                             ("rewritten in place, longer, without truncation", "r+", ("ow4", "ow5", "ow6", "ow7"))):
+        batch = [cp.alias(photo, s) for s in stems]
+        with open(follow, mode) as f:
+            f.write("".join(x.url + "\n" for x in batch))
+        t.check(_wait(lambda: all(x.done(wd) for x in batch), 10, d1.proc),
+                "follow rewritten: every line of a followed file %s is done (%r; log %r)"
+                % (how, [x.stem for x in batch if not x.done(wd)], watch_log()))
+    t.eq(wd.failed(), [], "follow rewritten: nothing failed (no line read from its middle)")
+    if not d1.stop(t, "follow rewritten: first run"):
+        return
+
+    # same inode, same size, other URLs: the saved offset is at the end of
+    # the old text, a line end of the new one too
+    before = os.stat(follow)
+    batch = [cp.alias(photo, s) for s in ("rw4", "rw5", "rw6", "rw7")]
+    with open(follow, "r+") as f:
+        f.write("".join(x.url + "\n" for x in batch))
+    now = os.stat(follow)
+    t.check((now.st_ino, now.st_size) == (before.st_ino, before.st_size),
+            "follow rewritten: rewritten while stopped to the same inode and size")
+    if not d2.start(t, "follow rewritten: restart"):
+        return
+    t.check(_wait(lambda: all(x.done(wd) for x in batch), 10, d2.proc),
+            "follow rewritten: after a restart every line of the file rewritten while stopped is done "
+            "(%r; log %r)" % ([x.stem for x in batch if not x.done(wd)], watch_log()))
+    t.eq(wd.failed(), [], "follow rewritten: nothing failed after the restart")
+    if d2.alive(t, "follow rewritten: at the end"):
+        d2.stop(t, "follow rewritten: second run")

@@ -170,7 +170,13 @@ state_line(const char *state, const char *path, long long *off)
 		uintmax_t dev, ino;
 		struct stat sb;
 		long long o;
-		if (sscanf(line, "%ju %ju %lld %1023[^\n]", &dev, &ino, &o, p) != 4)
+		int n = 0;
+		char *q;
+		/* "dev ino offset:fingerprint path" */
+		if (sscanf(line, "%ju %ju %lld%n", &dev, &ino, &o, &n) != 3 || line[n] != ':')
+			continue;
+		strtoull(line + n + 1, &q, 16);
+		if (sscanf(q, " %1023[^\n]", p) != 1)
 			continue;
 		if (strcmp(p, path) == 0 && stat(path, &sb) == 0 && (uintmax_t)sb.st_dev == dev
 		    && (uintmax_t)sb.st_ino == ino) {
@@ -912,6 +918,70 @@ test_dir_grows(void)
 	watch_free(w);
 }
 
+/* The bytes before an offset are checked, not only the inode and size: a
+ * followed file rewritten in place is read again from the start, while
+ * followed (longer than the offset already) and across a restart (the same
+ * length); a state line of an older version, without the fingerprint,
+ * still resumes. */
+static void
+test_rewritten(void)
+{
+	const char *list = P("rw/list.txt"), *state = P("rw/.state");
+	char err[512];
+	struct stat sb;
+	watch *w;
+	FILE *fp;
+	int fd;
+
+	CHECK_INT(mkdir(P("rw"), 0755), 0);
+	put(list, "http://w/1\n");
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://w/1");
+	expect_none(w);
+	fd = open(list, O_WRONLY);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "http://v/1\nhttp://v/2\n", 22) == 22);
+	close(fd);
+	expect_done(w, WATCH_URL, "http://v/1");
+	expect_done(w, WATCH_URL, "http://v/2");
+	expect_none(w);
+	CHECK(log_has("list.txt was truncated or rewritten (the bytes before byte 11 changed)"));
+	/* appended to: read on, not again */
+	append(list, "http://v/3\n");
+	expect_done(w, WATCH_URL, "http://v/3");
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_free(w);
+
+	fd = open(list, O_WRONLY);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "http://u/1\nhttp://u/2\nhttp://u/3\n", 33) == 33);
+	close(fd);
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://u/1");
+	expect_done(w, WATCH_URL, "http://u/2");
+	expect_done(w, WATCH_URL, "http://u/3");
+	expect_none(w);
+	CHECK(log_has("are not those read before the stop"));
+	watch_free(w);
+
+	/* "dev ino offset path", as older versions wrote it */
+	CHECK_INT(stat(list, &sb), 0);
+	fp = fopen(state, "w");
+	CHECK(fp != NULL);
+	if (!fp)
+		return;
+	fprintf(fp, "%ju %ju 22 %s\n", (uintmax_t)sb.st_dev, (uintmax_t)sb.st_ino, list);
+	fclose(fp);
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://u/3");
+	expect_none(w);
+	watch_free(w);
+}
+
 /* --- lost events ---------------------------------------------------------- */
 
 static void
@@ -1270,6 +1340,7 @@ main(void)
 	test_restart();
 	test_restart_dir();
 	test_dir_grows();
+	test_rewritten();
 	test_overflow();
 	test_retry_kept();
 	test_retry_kept_dir();
