@@ -81,8 +81,9 @@
  * incoming/.thumbd.<name> only after curl reports success with a 2xx status (curl
  * itself fails a body shorter than its Content-Length); unlinked on a final
  * failure.  A retry appends to the temp file with a Range request when the
- * server said it can (Accept-Ranges, no Content-Encoding), guarded by
- * If-Range so a changed file is never stitched onto an old beginning.
+ * server said it can (Accept-Ranges, no Content-Encoding) and gave a
+ * validator for If-Range (a strong ETag, else Last-Modified), so a changed
+ * file is never stitched onto an old beginning; without one it starts over.
  * Downloads are dot-files so that in incoming/, the hand-off folder of the
  * daemon, every visible file is an image some other program put there.
  * A 206 is taken only as the answer to such a Range: one to a request
@@ -1029,9 +1030,12 @@ on_header(char *line, size_t size, size_t nmemb, void *arg)
 		if (strcasecmp(v, "identity") != 0)
 			x->can_resume = -1;     /* ranges would count encoded bytes */
 	} else if (x->resume_from == 0 && header_value(line, len, "ETag", v, sizeof v)) {
-		snprintf(x->validator, sizeof x->validator, "%s", v);
+		/* a weak tag cannot guard a range (RFC 9110 13.1.5), a cut one
+		 * would never match */
+		if (strncmp(v, "W/", 2) != 0 && strlen(v) < sizeof v - 1)
+			snprintf(x->validator, sizeof x->validator, "%s", v);
 	} else if (x->resume_from == 0 && !x->validator[0]
-	           && header_value(line, len, "Last-Modified", v, sizeof v)) {
+	           && header_value(line, len, "Last-Modified", v, sizeof v) && strlen(v) < sizeof v - 1) {
 		snprintf(x->validator, sizeof x->validator, "%s", v);
 	}
 	return len;
@@ -1153,7 +1157,7 @@ xfer_start(fetch *f, xfer *x)
 	const cfg *c = f->c;
 	CURL *e;
 	char reason[REASON_LEN];
-	int resume = x->bytes > 0 && x->can_resume == 1;
+	int resume = x->bytes > 0 && x->can_resume == 1 && x->validator[0];
 
 	x->resume_from = resume ? x->bytes : 0;
 	if (!resume)
@@ -1213,12 +1217,10 @@ xfer_start(fetch *f, xfer *x)
 	if (resume) {
 		char ifrange[160];
 		curl_easy_setopt(e, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)x->resume_from);
-		if (x->validator[0]) {
-			snprintf(ifrange, sizeof ifrange, "If-Range: %s", x->validator);
-			curl_slist_free_all(x->headers);
-			x->headers = curl_slist_append(NULL, ifrange);
-			curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
-		}
+		snprintf(ifrange, sizeof ifrange, "If-Range: %s", x->validator);
+		curl_slist_free_all(x->headers);
+		x->headers = curl_slist_append(NULL, ifrange);
+		curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers);
 		log_msg(LOG_INFO, "resuming %s at byte %llu", x->url, (unsigned long long)x->resume_from);
 	}
 	if (curl_multi_add_handle(f->multi, e) != CURLM_OK) {

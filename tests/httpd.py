@@ -53,6 +53,9 @@ request target with its query string, so "?n=1" and "?n=2" count separately:
                                   the full Content-Length but half the body, close; later requests
                                   honour Range: bytes=X- (with If-Range) as 206, else 200
     /norange/PATH                 1st request like /resumable/; later ones ignore Range (200, full)
+    /rangesonly/KIND/PATH         like /resumable/ without a validator to guard a range: KIND "none"
+                                  (no ETag, no Last-Modified) or "weak" (only a weak ETag); later
+                                  requests' Range honoured as 206 whatever If-Range says
     /gzipresumable/PATH           like /norange/, gzip-encoded (a resume must not be tried)
     /gzipranges/PATH              the same with Content-Encoding before Accept-Ranges, and later
                                   requests' Range honoured on the encoded bytes (206)
@@ -616,6 +619,27 @@ def _route_resumable(h, rest):
     h.send_bytes(data, content_type(full), 200, hdrs)
 
 
+def _route_rangesonly(h, rest):
+    kind, _, rest = rest.partition("/")
+    full, data = h.read_file(rest)
+    if data is None:
+        return
+    hdrs = [("Accept-Ranges", "bytes")]
+    if kind == "weak":
+        hdrs.append(("ETag", 'W/"%s"' % hashlib.sha256(data).hexdigest()[:16]))
+    if h.nth == 1:
+        h.send_head(200, content_type(full), len(data), hdrs, close=True)
+        if h.command != "HEAD":
+            h.write_quietly(data[:len(data) // 2])
+        return h.hang_up()
+    rng = h.headers.get("Range", "")
+    if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit() and int(rng[6:-1]) < len(data):
+        m = int(rng[6:-1])
+        return h.send_bytes(data[m:], content_type(full), 206,
+                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(data) - 1, len(data)))])
+    h.send_bytes(data, content_type(full), 200, hdrs)
+
+
 def _route_norange(h, rest):
     full, data = h.read_file(rest)
     if data is None:
@@ -904,6 +928,7 @@ ROUTES = [
     ("/gzipbomb/", _route_gzipbomb),
     ("/resumable/", _route_resumable),
     ("/norange/", _route_norange),
+    ("/rangesonly/", _route_rangesonly),
     ("/gzipresumable/", _route_gzipresumable),
     ("/gzipranges/", _route_gzipranges),
     ("/gzipshort/", _route_gzipshort),

@@ -179,6 +179,10 @@ CASES = [
     # drops it and asks again without Range: both "start over"
     dict(id="norange_png", route="norange/{file}", file=P, thumbs=PP, requests=(2, 3), range2="bytes={half}-"),
     dict(id="gzip_noresume", route="gzipresumable/{file}", file=P, thumbs=PP, requests=2, range2=None),
+    # nothing to put in If-Range (no validator, or only a weak ETag): a changed file could be
+    # stitched onto the old beginning, so the retry starts over
+    dict(id="noresume_no_validator", route="rangesonly/none/{file}", file=P, thumbs=PP, requests=2, range2=None),
+    dict(id="noresume_weak_etag", route="rangesonly/weak/{file}", file=F, thumbs=JF, requests=2, range2=None),
     dict(id="gzip_noresume_ce_first", route="gzipranges/{file}", file=P, thumbs=PP, requests=2, range2=None),
 
     # -- content ------------------------------------------------------------------

@@ -134,7 +134,7 @@ def _check_case(t, c, r):
         if t.check(len(log) >= 2, "%s: a second request was made (%d)" % (what, len(log))):
             first, second = log[0], log[1]
             if c["range2"] is None:
-                t.eq(second["headers"].get("range"), None, "%s: no Range on a content-encoded retry" % what)
+                t.eq(second["headers"].get("range"), None, "%s: no Range on the retry (it starts over)" % what)
             else:
                 t.eq(second["headers"].get("range"), _tokens(c["range2"], c, srv),
                      "%s: the retry asks for the rest with Range" % what)
