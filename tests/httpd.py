@@ -586,15 +586,30 @@ def _validators(full, data):
     return etag, lm
 
 
-def _cut_first(h, full, data):
-    """The first answer of /resumable/ and /norange/: everything says the
-    whole body is coming and resumable, half of it comes, the connection closes."""
-    etag, lm = _validators(full, data)
-    h.send_head(200, content_type(full), len(data),
-                [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)], close=True)
+def _send_cut(h, full, body, hdrs):
+    """The first answer of the resume routes: the headers say the whole body
+    is coming, half of it comes, the connection closes."""
+    h.send_head(200, content_type(full), len(body), hdrs, close=True)
     if h.command != "HEAD":
-        h.write_quietly(data[:len(data) // 2])
+        h.write_quietly(body[:len(body) // 2])
     h.hang_up()
+
+
+def _send_range(h, full, body, hdrs):
+    """A later answer that honours "Range: bytes=X-" (206, whatever If-Range
+    says), else the whole body."""
+    rng = h.headers.get("Range", "")
+    if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit() and int(rng[6:-1]) < len(body):
+        m = int(rng[6:-1])
+        return h.send_bytes(body[m:], content_type(full), 206,
+                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(body) - 1, len(body)))])
+    h.send_bytes(body, content_type(full), 200, hdrs)
+
+
+def _cut_first(h, full, data):
+    """The first answer of /resumable/ and /norange/, with both validators."""
+    etag, lm = _validators(full, data)
+    _send_cut(h, full, data, [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)])
 
 
 def _route_resumable(h, rest):
@@ -628,16 +643,8 @@ def _route_rangesonly(h, rest):
     if kind == "weak":
         hdrs.append(("ETag", 'W/"%s"' % hashlib.sha256(data).hexdigest()[:16]))
     if h.nth == 1:
-        h.send_head(200, content_type(full), len(data), hdrs, close=True)
-        if h.command != "HEAD":
-            h.write_quietly(data[:len(data) // 2])
-        return h.hang_up()
-    rng = h.headers.get("Range", "")
-    if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit() and int(rng[6:-1]) < len(data):
-        m = int(rng[6:-1])
-        return h.send_bytes(data[m:], content_type(full), 206,
-                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(data) - 1, len(data)))])
-    h.send_bytes(data, content_type(full), 200, hdrs)
+        return _send_cut(h, full, data, hdrs)
+    _send_range(h, full, data, hdrs)
 
 
 def _route_norange(h, rest):
@@ -660,10 +667,7 @@ def _route_gzipresumable(h, rest):
     hdrs = [("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm),
             ("Content-Encoding", "gzip")]
     if h.nth == 1:
-        h.send_head(200, content_type(full), len(z), hdrs, close=True)
-        if h.command != "HEAD":
-            h.write_quietly(z[:len(z) // 2])
-        return h.hang_up()
+        return _send_cut(h, full, z, hdrs)
     h.send_bytes(z, content_type(full), 200, hdrs)
 
 
@@ -676,16 +680,8 @@ def _route_gzipranges(h, rest):
     # Content-Encoding before Accept-Ranges (the order /gzipresumable/ does not test)
     hdrs = [("Content-Encoding", "gzip"), ("Accept-Ranges", "bytes"), ("ETag", etag), ("Last-Modified", lm)]
     if h.nth == 1:
-        h.send_head(200, content_type(full), len(z), hdrs, close=True)
-        if h.command != "HEAD":
-            h.write_quietly(z[:len(z) // 2])
-        return h.hang_up()
-    rng = h.headers.get("Range", "")
-    if rng.startswith("bytes=") and rng.endswith("-") and rng[6:-1].isdigit() and int(rng[6:-1]) < len(z):
-        m = int(rng[6:-1])
-        return h.send_bytes(z[m:], content_type(full), 206,
-                            hdrs + [("Content-Range", "bytes %d-%d/%d" % (m, len(z) - 1, len(z)))])
-    h.send_bytes(z, content_type(full), 200, hdrs)
+        return _send_cut(h, full, z, hdrs)
+    _send_range(h, full, z, hdrs)
 
 
 def _route_gzipshort(h, rest):

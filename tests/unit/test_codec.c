@@ -13,6 +13,7 @@
  * cases and make one CHECK, so the pass count stays readable.
  */
 #include "check.h"
+#include "imgcheck.h"
 #include "img.h"
 #include "resample.h"
 
@@ -1696,18 +1697,6 @@ static void test_truncations(void)
 		CHECK_INT(accepted, whole);
 		free(buf);
 	}
-}
-
-/* Equal size, channels and samples (strides may differ). */
-static int same_pixels(const img *a, const img *b)
-{
-	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
-		return 0;
-	for (int y = 0; y < a->h; y++)
-		if (memcmp(a->px + (size_t)y * a->stride, b->px + (size_t)y * b->stride,
-		           (size_t)a->w * a->channels) != 0)
-			return 0;
-	return 1;
 }
 
 /*

@@ -20,6 +20,7 @@
  * scans carry real data), plus the progressive files of the shared corpus.
  */
 #include "check.h"
+#include "imgcheck.h"
 #include "codec.h"
 #include "img.h"
 
@@ -159,18 +160,6 @@ plain_decode(const uint8_t *buf, size_t len, int denom, img *out)
 	jpeg_finish_decompress(&ci);
 	jpeg_destroy_decompress(&ci);
 	return 0;
-}
-
-static int
-same_pixels(const img *a, const img *b)
-{
-	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
-		return 0;
-	for (int y = 0; y < a->h; y++)
-		if (memcmp(a->px + (size_t)y * a->stride, b->px + (size_t)y * b->stride,
-		           (size_t)a->w * (size_t)a->channels) != 0)
-			return 0;
-	return 1;
 }
 
 /* SOS segments: DC ones (Ss = 0), AC ones, and AC ones holding component id. */

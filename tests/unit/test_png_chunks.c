@@ -13,6 +13,7 @@
  */
 #define _GNU_SOURCE     /* RTLD_NEXT */
 #include "check.h"
+#include "imgcheck.h"
 #include "img.h"
 
 #include <dlfcn.h>
@@ -168,17 +169,6 @@ static int count_chunks(const uint8_t *buf, size_t len, const char *name)
 		pos += c + 12;
 	}
 	return n;
-}
-
-static int same_pixels(const img *a, const img *b)
-{
-	if (a->w != b->w || a->h != b->h || a->channels != b->channels)
-		return 0;
-	for (int y = 0; y < a->h; y++)
-		if (memcmp(a->px + (size_t)y * a->stride, b->px + (size_t)y * b->stride,
-		           (size_t)a->w * (size_t)a->channels) != 0)
-			return 0;
-	return 1;
 }
 
 static void test_text_not_inflated(void)
