@@ -117,6 +117,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <fcntl.h>
@@ -1094,6 +1095,10 @@ xfer_new(fetch *f, const char *url, const watch_ticket *t, int *keep)
 		*keep = fail_line(f, url, err) < 0;
 		goto out;
 	}
+	/* DNS names are case-insensitive: EXAMPLE.com is example.com's window,
+	 * pause and Retry-After, not a host of its own */
+	for (char *p = hostname; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
 	name_from_url(url, stem, ext);
 	if (!(x = calloc(1, sizeof *x)))
 		goto oom;

@@ -85,6 +85,28 @@ def test_dead_redirect_target_does_not_pause(t):
         t.check("paused" not in "\n".join(wd.log_lines() or []), "dead redirect target: no host paused")
 
 
+def test_host_name_case(t):
+    """A host name's case does not make another host: DNS names are
+    case-insensitive, so NAME.invalid and name.invalid share one failure
+    count and pause (before, each spelling had its own, and a dead host
+    written three ways took three times host_max_failures to pause)."""
+    dead = "a" * 63 + "b.invalid"          # 64 bytes: refused by the resolver itself
+    spellings = [dead.upper(), dead, dead[:32].upper() + dead[32:]]
+    cfg = {"download.per_host_start": "1", "download.per_host": "1", "download.retries": "0",
+           "download.host_max_failures": "2"}
+    with C.Workdir(cfg) as wd:
+        urls = ["http://%s/img%d.jpg" % (h, i) for i, h in enumerate(spellings)]
+        rc, out, err = wd.run_urls(urls, timeout=60)
+        t.eq(rc, 1, "host name case: exit status 1")
+        reasons = [wd.failures_for(u) for u in urls]
+        t.eq([len(r) for r in reasons], [1, 1, 1], "host name case: one failed.tsv line each (%r)" % reasons)
+        t.check(all(r[0].startswith("cannot resolve host ") for r in reasons[:2]),
+                "host name case: the first two cannot be resolved (%r)" % reasons[:2])
+        t.check(re.fullmatch(r"host %s:80 paused after 2 consecutive failures \(last: cannot resolve host .*\)"
+                             % re.escape(dead), reasons[2][0] if reasons[2] else "") is not None,
+                "host name case: the third spelling meets the pause of the first two (%r)" % reasons[2])
+
+
 def test_pause_per_port_not_final(t):
     """A dead service (connection refused) on 127.0.0.1:DEAD is paused after
     host_max_failures attempts; a healthy one on 127.0.0.1:other is not.  The
