@@ -210,6 +210,8 @@ parse_number(const char *v, int allow_suffix, long long *out)
 	int shift = 0, overflow = 0;
 
 	errno = 0;
+	if (*v == '-' && isdigit((unsigned char)v[1]))
+		return -2;      /* a number, below every key's range */
 	if (!isdigit((unsigned char)*v))
 		return -1;
 	n = strtoll(v, &end, 10);
@@ -239,20 +241,25 @@ parse_number(const char *v, int allow_suffix, long long *out)
 	return 0;
 }
 
-/* Seconds with up to three decimals ("0.25") into milliseconds. */
+/* Seconds with up to three decimals ("0.25") into milliseconds.  -1 not
+ * a number, -2 a number outside every key's range (negative, or past
+ * 10^8 s). */
 static int
 parse_seconds(const char *v, long long *ms)
 {
 	long long whole = 0, frac = 0;
-	int digits = 0;
+	int digits = 0, big = 0;
 	const char *p = v;
 
+	if (*p == '-' && (isdigit((unsigned char)p[1]) || p[1] == '.'))
+		big = 1, p++;
 	if (!isdigit((unsigned char)*p))
 		return -1;
 	for (; isdigit((unsigned char)*p); p++) {
-		whole = whole * 10 + (*p - '0');
+		if (whole <= 100000000)
+			whole = whole * 10 + (*p - '0');
 		if (whole > 100000000)
-			return -1;
+			big = 1;
 	}
 	if (*p == '.') {
 		for (p++; isdigit((unsigned char)*p); p++)
@@ -263,6 +270,8 @@ parse_seconds(const char *v, long long *ms)
 	}
 	if (*p)
 		return -1;
+	if (big)
+		return -2;
 	while (digits++ < 3)
 		frac *= 10;
 	*ms = whole * 1000 + frac;
@@ -403,7 +412,7 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 			return msg;
 		}
 		if (n < k->min || n > k->max) {
-			snprintf(msg, msglen, "%lld is out of range (%lld..%lld)", n, k->min, k->max);
+			snprintf(msg, msglen, "%s is out of range (%lld..%lld)", v, k->min, k->max);
 			return msg;
 		}
 		if (k->type == T_BYTES)
@@ -414,11 +423,11 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 			*(long *)base = (long)n;
 		return NULL;
 	case T_SECS:
-		if (parse_seconds(v, &n) < 0) {
+		if ((rc = parse_seconds(v, &n)) == -1) {
 			snprintf(msg, msglen, "\"%s\" is not a number of seconds (e.g. 2 or 0.25)", v);
 			return msg;
 		}
-		if (n < k->min || n > k->max) {
+		if (rc < 0 || n < k->min || n > k->max) {
 			snprintf(msg, msglen, "%s s is out of range (%g..%g s)", v, k->min / 1000.0, k->max / 1000.0);
 			return msg;
 		}
@@ -505,6 +514,8 @@ typedef struct load_ctx {
 	int read_errno;         /* the read that failed, 0 = none (inih saw EOF) */
 	int errors;
 	int set_on[NKEYS];      /* line that set each key, 0 = not set in this file */
+	int cont;               /* this line is indented: more of the last key's value */
+	char *value;            /* the last key's value so far, for such a line */
 	char *err;
 	size_t errlen, erroff;
 } load_ctx;
@@ -584,8 +595,23 @@ read_line(char *buf, int size, void *stream)
 		buf[0] = 0;
 		return buf;
 	}
-	for (s = buf; *s == ' ' || *s == '\t'; s++)
+	s = buf;
+	if (x->line == 1 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;         /* a UTF-8 byte order mark (Notepad): inih skips it too */
+	for (; *s == ' ' || *s == '\t'; s++)
 		;
+	/* inih takes an indented line after a key for more of that key's
+	 * value.  An indented "key = value" is a key: unindented here.  Any
+	 * other indented line continues the value, which on_key allows only
+	 * for daemon.watch (a list). */
+	x->cont = 0;
+	if (s > buf && *s && *s != ';' && *s != '#' && *s != '[' && *s != '\r' && *s != '\n') {
+		if (strchr(s, '=') || strchr(s, ':'))
+			memmove(buf, s, strlen(s) + 1);
+		else
+			x->cont = 1;
+		s = buf;
+	}
 	if (*s == '[' && (e = strchr(s, ']'))) {
 		char name[64], known[128];
 		size_t len = (size_t)(e - s - 1);
@@ -622,6 +648,26 @@ on_key(void *user, const char *section, const char *name, const char *value)
 		add_error(x, "unknown key \"%s\" in [%s]", name, section);
 		return 1;
 	}
+	if (x->cont) {
+		/* inih hands the line over as the last key's value again */
+		char *more;
+		if (k->type != T_PATHS || !x->value) {
+			add_error(x, "an indented line continues the value of %s.%s, which takes one value "
+			          "(a key starts at the beginning of a line or has \"=\")", section, name);
+			return 1;
+		}
+		size_t n = strlen(x->value) + strlen(value) + 2;
+		if (!(more = malloc(n))) {
+			add_error(x, "out of memory");
+			return 1;
+		}
+		snprintf(more, n, "%s %s", x->value, value);
+		free(x->value);
+		x->value = more;
+		if ((e = set_value(x->c, k, x->value, x->base_dir, msg, sizeof msg)))
+			add_error(x, "%s.%s: %s", section, name, e);
+		return 1;
+	}
 	/* the last one would win, and the first would look in force to
 	 * whoever reads the file from the top */
 	if (x->set_on[k - keys]) {
@@ -629,6 +675,8 @@ on_key(void *user, const char *section, const char *name, const char *value)
 		return 1;
 	}
 	x->set_on[k - keys] = x->line;
+	free(x->value);
+	x->value = strdup(value);
 	if ((e = set_value(x->c, k, value, x->base_dir, msg, sizeof msg)))
 		add_error(x, "%s.%s: %s", section, name, e);
 	return 1;
@@ -695,6 +743,7 @@ out:
 	if (x.fp)
 		fclose(x.fp);
 	free(x.base_dir);
+	free(x.value);
 	return rc;
 }
 
@@ -760,6 +809,21 @@ cfg_finish(cfg *c, char *err, size_t errlen)
 		         c->file ? c->file : "config", c->incoming);
 		return -1;
 	}
+	/* logs/ beside them, not in them: the daemon takes any file in
+	 * incoming/ for a hand-off image (its own log and metrics included),
+	 * and outgoing/ is published as it is (failed.tsv names every URL) */
+	if (same_dir(c->logs, c->incoming) || same_dir(c->logs, c->outgoing)) {
+		int in = same_dir(c->logs, c->incoming);
+		snprintf(err, errlen, "%s: paths.logs and paths.%s must be different directories (both %s)",
+		         c->file ? c->file : "config", in ? "incoming" : "outgoing", c->logs);
+		return -1;
+	}
+	/* curl would fail every https URL with it, each recorded as that URL's failure */
+	if (c->ca_file && access(c->ca_file, R_OK) != 0) {
+		snprintf(err, errlen, "%s: download.ca_file: cannot read %s: %s", c->file ? c->file : "config",
+		         c->ca_file, strerror(errno));
+		return -1;
+	}
 	if (c->workers == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		c->workers = n < 1 ? 1 : n > 256 ? 256 : (int)n;
@@ -775,6 +839,21 @@ cfg_finish(cfg *c, char *err, size_t errlen)
 		snprintf(c->metrics_path, n, "%s/%s", c->metrics[0] == '/' ? "" : c->logs, c->metrics);
 		if (c->metrics[0] == '/')
 			memmove(c->metrics_path, c->metrics_path + 1, strlen(c->metrics_path));
+		char *slash = strrchr(c->metrics_path, '/'), *dir = NULL;
+		size_t dlen = slash == c->metrics_path ? 1 : (size_t)(slash - c->metrics_path);
+		int clash;
+		if (slash && !(dir = strndup(c->metrics_path, dlen))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		clash = dir && (same_dir(dir, c->incoming) || same_dir(dir, c->outgoing));
+		free(dir);
+		if (clash) {
+			snprintf(err, errlen, "%s: daemon.metrics: %s is in paths.incoming or paths.outgoing; "
+			         "it must be elsewhere (by default it is in paths.logs)",
+			         c->file ? c->file : "config", c->metrics_path);
+			return -1;
+		}
 	}
 	return 0;
 }

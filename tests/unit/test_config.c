@@ -409,6 +409,78 @@ test_edges(void)
 	CHECK_INT(chdir(cwd), 0);
 }
 
+/* The file as editors write it: a byte order mark, indented keys, a list
+ * value over several lines; and paths that would mix logs with the data. */
+static void
+test_layout_and_places(void)
+{
+	cfg *c;
+	char err[CFG_ERRLEN];
+	const char *p;
+
+	/* a BOM hides nothing: the misspelt section is still reported */
+	c = cfg_new();
+	p = write_ini("bom.ini", "\xEF\xBB\xBF[downlaod]\nconnections = 0\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "bom.ini:1: unknown section [downlaod]") != NULL);
+	cfg_free(c);
+
+	/* indented keys are keys; an indented line of a list continues it */
+	c = cfg_new();
+	p = write_ini("indent.ini", "[download]\n  connections = 8\n  per_host = 4\n"
+	              "[daemon]\n  watch = /a\n      /b /c\n  ; a comment\n      /d\n  retry_kept = 5\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
+	CHECK_INT(c->connections, 8);
+	CHECK_INT(c->per_host, 4);
+	CHECK_INT(c->nwatch, 4);
+	CHECK(c->nwatch == 4 && strcmp(c->watch[0], "/a") == 0 && strcmp(c->watch[3], "/d") == 0);
+	CHECK_INT(c->retry_kept_ms, 5000);
+	cfg_free(c);
+
+	/* ... and for a one-value key the error says what happened */
+	c = cfg_new();
+	p = write_ini("indent2.ini", "[download]\nconnections = 8\n    16\n");
+	CHECK_INT(cfg_load(c, p, err, sizeof err), -1);
+	CHECK(strstr(err, "indent2.ini:3: an indented line continues the value of download.connections") != NULL);
+	cfg_free(c);
+
+	/* logs/ neither in incoming/ (the daemon would take its files for
+	 * images) nor in outgoing/ (published); the metrics file likewise */
+	c = cfg_new();
+	CHECK_INT(cfg_set(c, "paths.incoming=/tmp/x-in", err, sizeof err), 0);
+	CHECK_INT(cfg_set(c, "paths.outgoing=/tmp/x-out", err, sizeof err), 0);
+	CHECK_INT(cfg_set(c, "paths.logs=/tmp/x-in/", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), -1);
+	CHECK(strstr(err, "paths.logs and paths.incoming must be different directories") != NULL);
+	CHECK_INT(cfg_set(c, "paths.logs=/tmp/x-out", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), -1);
+	CHECK(strstr(err, "paths.logs and paths.outgoing must be different directories") != NULL);
+	CHECK_INT(cfg_set(c, "paths.logs=/tmp/x-logs", err, sizeof err), 0);
+	CHECK_INT(cfg_set(c, "daemon.metrics=/tmp/x-in/t.prom", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), -1);
+	CHECK(strstr(err, "daemon.metrics: /tmp/x-in/t.prom is in paths.incoming or paths.outgoing") != NULL);
+	CHECK_INT(cfg_set(c, "daemon.metrics=t.prom", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), 0);
+
+	/* a CA bundle that cannot be read fails here, not every https URL */
+	CHECK_INT(cfg_set(c, "download.ca_file=/nonexistent/ca.pem", err, sizeof err), 0);
+	CHECK_INT(cfg_finish(c, err, sizeof err), -1);
+	CHECK(strstr(err, "download.ca_file: cannot read /nonexistent/ca.pem: No such file or directory") != NULL);
+	cfg_free(c);
+
+	/* numbers outside every range are said to be so, in the user's words */
+	c = cfg_new();
+	CHECK_INT(cfg_set(c, "download.retry_delay=999999999", err, sizeof err), -1);
+	CHECK(strstr(err, "999999999 s is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "download.retry_delay=-1", err, sizeof err), -1);
+	CHECK(strstr(err, "-1 s is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "download.connections=-1", err, sizeof err), -1);
+	CHECK(strstr(err, "-1 is out of range (1..1024)") != NULL);
+	CHECK_INT(cfg_set(c, "download.max_bytes=8796093022208K", err, sizeof err), -1);
+	CHECK(strstr(err, "8796093022208K is out of range") != NULL);
+	cfg_free(c);
+}
+
 int
 main(void)
 {
@@ -426,6 +498,7 @@ main(void)
 	test_set();
 	test_daemon_keys();
 	test_edges();
+	test_layout_and_places();
 	snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
 	CHECK_INT(system(cmd), 0);
 	return CHECK_DONE();
