@@ -210,6 +210,8 @@ typedef struct run {
 	atomic_int producer_done;
 	atomic_int stop_files;
 	int producer_rc;
+	int connections;        /* download.connections as configured, before raise_nofile */
+	double start_wall;      /* the start, on the wall clock (metrics) */
 } run;
 
 /* Stopping, STOP_DRAIN_MS after the signal: take the queued jobs from the
@@ -569,7 +571,10 @@ reload(run *r, workers *w)
 	KEEP_STR(incoming, "paths.incoming");
 	KEEP_STR(outgoing, "paths.outgoing");
 	KEEP_STR(logs, "paths.logs");
-	KEEP(connections, "download.connections");
+	/* against the value asked for: the running one may be lower (raise_nofile) */
+	if (n->connections != r->connections)
+		log_msg(LOG_WARNING, "reload: download.connections changed; it takes effect at the next restart");
+	n->connections = o->connections;
 	KEEP(per_host, "download.per_host");
 	KEEP(workers, "resize.workers");
 	KEEP(log_target, "daemon.log");
@@ -820,7 +825,7 @@ supervise(run *r, workers *w, pthread_t producer, int *producer_started, int dae
 {
 	int tty = isatty(STDERR_FILENO) && !daemon, interrupted = 0;
 	pulse pl = { .wd_usec = daemon ? notify_watchdog_usec() : 0, .last_beat = -1, .t0 = t0,
-	             .start_wall = (double)time(NULL) };
+	             .start_wall = r->start_wall };
 	long long stop_at = 0;
 	char err[CFG_ERRLEN];
 
@@ -974,6 +979,7 @@ main(int argc, char **argv)
 	}
 
 	catch_signals(daemon);
+	r.connections = r.c->connections;
 	raise_nofile(r.c);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "thumbd: cannot initialise libcurl\n");
@@ -982,6 +988,7 @@ main(int argc, char **argv)
 
 	status = EXIT_PARTIAL;
 	t0 = mono_s();
+	r.start_wall = (double)time(NULL);
 	log_msg(LOG_INFO, "thumbd %s starting: config %s, %d workers, %d connections, sizes %d..%d",
 	        THUMBD_VERSION, r.c->file, r.c->workers, r.c->connections, r.c->sizes[0],
 	        r.c->sizes[r.c->nsizes - 1]);
@@ -1015,6 +1022,8 @@ main(int argc, char **argv)
 		}
 		if (!(r.f = fetch_new(r.c, lists, r.w, r.reg, r.done, r.q, &r.st, err, sizeof err))) {
 			fprintf(stderr, "thumbd: %s\n", err);
+			log_msg(LOG_ERROR, "%s", err);
+			r.producer_rc = -1;     /* nothing done: not a success (exit 1) */
 			goto drain;
 		}
 		jobq_on_pop(r.q, fetch_wakeup, r.f);
@@ -1028,6 +1037,8 @@ main(int argc, char **argv)
 	}
 	if (!producer_started) {
 		fprintf(stderr, "thumbd: cannot start the %s thread\n", files_mode ? "files" : "fetch");
+		log_msg(LOG_ERROR, "cannot start the %s thread", files_mode ? "files" : "fetch");
+		r.producer_rc = -1;
 		goto drain;
 	}
 
@@ -1048,7 +1059,7 @@ drain:
 			log_msg(LOG_ERROR, "%s", err);
 	}
 	if (daemon && r.q && status == EXIT_PARTIAL) {
-		write_metrics(&r, NULL, t0, 0);
+		write_metrics(&r, NULL, t0, r.start_wall);
 		log_msg(LOG_INFO, "daemon stopped: %ld done, %ld failed, %ld left for the next start",
 		        (long)STAT_GET(&r.st, images), (long)STAT_GET(&r.st, failed),
 		        (long)STAT_GET(&r.st, abandoned));

@@ -114,8 +114,8 @@ class Daemon:
     a Type=notify service with WatchdogSec=2.  stdout and stderr go to files
     next to the notify socket (outside the work directory)."""
 
-    def __init__(self, wd, nt, n=1):
-        self.wd, self.nt, self.n = wd, nt, n
+    def __init__(self, wd, nt, n=1, prefix=()):
+        self.wd, self.nt, self.n, self.prefix = wd, nt, n, list(prefix)
         self.proc = None
         self.t_ready = None
         self.err_path = os.path.join(nt.dir, "daemon%d.err" % n)
@@ -129,7 +129,7 @@ class Daemon:
         env["WATCHDOG_USEC"] = str(WATCHDOG_USEC)
         since = self.nt.mark()
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen([C.thumbd_path(), "--daemon", "-c", self.wd.config],
+            self.proc = subprocess.Popen(self.prefix + [C.thumbd_path(), "--daemon", "-c", self.wd.config],
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                          cwd=self.wd.cwd, env=env)
         got = self.nt.wait("READY=1", since, 10, self.proc)
@@ -575,6 +575,9 @@ def _intake(t, wd, cp, d, nt, prom, queue, follow, src):
     t.check(len(prom.inodes) >= 3, "metrics: the file is replaced by rename every interval (%d inodes seen)"
             % len(prom.inodes))
     t.check(os.path.isfile(prom_path), "metrics: %s still there after the stop" % PROM)
+    start = (_read_prom(prom_path) or {}).get("thumbd_start_time_seconds", 0)
+    t.check(abs(start - time.time()) < 600,
+            "metrics: the file left after the stop still says when the daemon started (%r)" % start)
     t.eq(_leftovers(wd), [], "intake: after the stop no .tmp/.part files, incoming/ holds only .thumbd-* files")
 
 
@@ -692,6 +695,34 @@ def _two_daemons(t, body, extra=None):
         finally:
             d1.kill()
             d2.kill()
+
+
+def test_daemon_reload_low_nofile(t):
+    """Under an open-files limit that lowered the connections at start, a
+    SIGHUP with the same config warns of nothing: the config's value did
+    not change (before, every reload said download.connections changed)."""
+    prlimit = shutil.which("prlimit")
+    if not t.check(prlimit is not None, "prlimit is installed (util-linux)"):
+        return
+    with C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        wd.write_config(_daemon_config(queue, follow))
+        d = Daemon(wd, nt, prefix=[prlimit, "--nofile=200:200"])
+        try:
+            if not d.start(t, "reload, low nofile"):
+                return
+            t.check("connections instead of 128" in d.stderr(),
+                    "reload, low nofile: the start lowered the connections (%r)" % d.stderr()[-300:])
+            since = nt.mark()
+            d.signal(signal.SIGHUP)
+            t.check(nt.wait("READY=1", since, 10, d.proc) is not None, "reload, low nofile: reloaded")
+            t.check(_wait(lambda: any("reloaded " in l for l in wd.log_lines() or []), 5, d.proc),
+                    "reload, low nofile: the log says it reloaded")
+            t.eq([l for l in wd.log_lines() or [] if "reload: " in l and "changed" in l], [],
+                 "reload, low nofile: no key is said to have changed")
+            d.stop(t, "reload, low nofile")
+        finally:
+            d.kill()
 
 
 def test_daemon_drain_restart(t):

@@ -188,6 +188,20 @@ def test_open_files_limit(t):
         t.eq(len(wd.outgoing_files()), 3 * n, "ulimit -n 120: 3 thumbnails for each of the %d URLs" % n)
 
 
+def test_loop_cannot_start(t):
+    """So few open files that the download loop cannot be set up: nothing
+    was done, so the exit status is 1, not 0 (which says every URL made its
+    thumbnails), and stderr says why."""
+    prlimit = shutil.which("prlimit")
+    if not t.check(prlimit is not None, "prlimit is installed (util-linux)"):
+        return
+    with C.Workdir() as wd:
+        rc, out, err = wd.run(wd.write_list(["http://127.0.0.1:1/x.jpg"]), timeout=60,
+                              prefix=[prlimit, "--nofile=13:13"])
+        t.eq(rc, 1, "ulimit -n 13: exit status 1 (stderr %r)" % err[-400:])
+        t.check("Too many open files" in err, "ulimit -n 13: stderr says why (%r)" % err[-400:])
+
+
 CAR = ("photos/car_interior_2164x1626.jpg", 1010466)
 WRITE_PIECE = 128 * 1024        # fetch.c FETCH_WRITE_BUFFER
 READ_TURN = 16                  # fetch.c READ_TURN
