@@ -39,7 +39,11 @@
  * (a followed name's file rotated away with entries not ended is saved too,
  * and looked for by its inode in the name's directory).
  * Entries handed out but not ended at a stop come again after a restart:
- * the caller skips URLs already done.  Images are not in the state file:
+ * the caller skips URLs already done.  Those of a followed file truncated
+ * or deleted after they were read (its lines are gone) are saved by their
+ * URLs ("url " and the URL, bytes below 0x20, DEL and backslash as \xHH; an
+ * older version logs such a line and ignores it) and come first after a
+ * restart, until they end.  Images are not in the state file:
  * the files themselves are the record, so the caller removes (or moves) an
  * image before it calls watch_done() for it.
  *

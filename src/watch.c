@@ -10,7 +10,11 @@
  * a "drain" source (no file, only the outstanding entries), freed when the
  * last one ends; the reading goes on under a new id.  So an offset always
  * belongs to one file and a late watch_done never moves another file's
- * offset.
+ * offset.  A drain of a truncated or deleted file has no path: no file
+ * will hold its lines again, so each entry keeps its URL's text
+ * (pend.text) and watch_save writes those of such drains as "url" lines;
+ * the next start hands them out first from one such drain (w->carry),
+ * and they leave the state file as they end.
  *
  * Events only mark.  watch_handle() reads inotify events and only marks:
  * a source "unread" (IN_MODIFY), a follow "check" (its name changed in the
@@ -105,6 +109,7 @@
 #define DIR_QUEUE_MAX   4096
 #define IMG_QUEUE_MAX   65536
 #define STATE_LINES_MAX 65536
+#define STATE_LINE_CAP  (4 * URLLIST_LINE_MAX + 16)     /* "url " + a URL, each byte maybe \xHH */
 #define EVENT_READS_MAX 64
 #define DIR_SCAN_MAX    100000  /* entries looked at for a rotated-away file */
 #define DONE_RACES_MAX  100     /* done/<name>.N taken under done_move's feet, in a row */
@@ -129,6 +134,7 @@ typedef struct pend {
 	off_t start;            /* where its line starts */
 	uint64_t fp;            /* fingerprint of the bytes before start (fp_here) */
 	uint64_t key;           /* hash_str of its URL (watch_busy); 0 for a bad line or a kept entry */
+	char *text;             /* its URL (NULL: a bad line), saved when no file holds it (watch_save) */
 } pend;
 
 /* A kept entry's retry (watch_keep), in watch.rq: a min-heap on due. */
@@ -142,6 +148,11 @@ typedef struct retry {
 
 struct follow;
 struct dirw;
+
+typedef struct qname {
+	struct qname *next;
+	char name[];
+} qname;
 
 typedef struct source {
 	struct source *prev, *next;     /* watch.sources */
@@ -177,6 +188,7 @@ typedef struct source {
 	size_t ohead, olen, ocap, nout;
 	uint32_t next_seq;
 	off_t saved;                    /* committed offset at the last save; -1 never saved */
+	qname *chead, *ctail;           /* w->carry: URLs of the state file not handed out yet */
 } source;
 
 typedef struct follow {
@@ -187,11 +199,6 @@ typedef struct follow {
 	long long switch_at;            /* ms (monotonic): cur was replaced; read it to its end from then */
 	int check;                      /* the name may now be another file: stat it */
 } follow;
-
-typedef struct qname {
-	struct qname *next;
-	char name[];
-} qname;
 
 typedef struct dirw {
 	char *path;
@@ -243,6 +250,7 @@ struct watch {
 	wref *refs;
 	size_t nref, refcap;
 	source *sources;
+	source *carry;                  /* a drain of the URLs the state file carried over (carry_next) */
 	uint32_t next_id;
 	saved *saved;
 	char *statefile, *statedir;
@@ -450,21 +458,29 @@ pend_compact(source *s)
 	s->olen = n;
 }
 
+/* text: the entry's URL, copied (NULL: a bad line).  0 / -1 (out of memory). */
 static int
-pend_push(source *s, off_t start, uint64_t fp, uint32_t seq, uint64_t key)
+pend_push(source *s, off_t start, uint64_t fp, uint32_t seq, uint64_t key, const char *text)
 {
+	char *copy = NULL;
+
+	if (text && !(copy = strdup(text)))
+		return -1;
 	if (s->olen == s->ocap) {
 		pend_compact(s);
 		if (s->olen * 2 > s->ocap || s->ocap == 0) {
 			size_t cap = s->ocap ? s->ocap * 2 : 16;
 			pend *p = realloc(s->out, cap * sizeof *p);
-			if (!p)
+			if (!p) {
+				free(copy);
 				return -1;
+			}
 			s->out = p;
 			s->ocap = cap;
 		}
 	}
-	s->out[s->olen++] = (pend){ .seq = seq, .live = 1, .start = start, .fp = fp, .key = key };
+	s->out[s->olen++] = (pend){ .seq = seq, .live = 1, .start = start, .fp = fp, .key = key,
+	                            .text = copy };
 	s->nout++;
 	return 0;
 }
@@ -496,6 +512,8 @@ pend_remove(source *s, uint32_t seq)
 	if (!p)
 		return 0;
 	p->live = 0;
+	free(p->text);
+	p->text = NULL;
 	s->nout--;
 	while (s->ohead < s->olen && !s->out[s->ohead].live)
 		s->ohead++;
@@ -606,11 +624,42 @@ source_free(watch *w, source *s)
 		w->sources = s->next;
 	if (s->next)
 		s->next->prev = s->prev;
-	if (s->saved >= 0 || s->kind != SRC_DRAIN)
+	/* a drain without a path may have had its URLs in the state file */
+	if (s->saved >= 0 || s->kind != SRC_DRAIN || !s->path)
 		w->dirty = 1;
+	for (size_t i = s->ohead; i < s->olen; i++)
+		if (s->out[i].live)
+			free(s->out[i].text);
+	while (s->chead) {
+		qname *q = s->chead;
+		s->chead = q->next;
+		free(q);
+	}
+	if (w->carry == s)
+		w->carry = NULL;
 	free(s->out);
 	free(s->path);
 	free(s);
+}
+
+/* A drain under id (no file, no path: entries out only), in w->sources;
+ * NULL when out of memory. */
+static source *
+drain_new(watch *w, uint32_t id)
+{
+	source *d = calloc(1, sizeof *d);
+
+	if (!d)
+		return NULL;
+	d->id = id;
+	d->kind = SRC_DRAIN;
+	d->fd = d->wd = -1;
+	d->saved = -1;
+	d->next = w->sources;
+	if (w->sources)
+		w->sources->prev = d;
+	w->sources = d;
+	return d;
 }
 
 /* The entries out of s keep its id in a drain; s goes on under a new id.
@@ -620,20 +669,12 @@ source_renew(watch *w, source *s)
 {
 	source *d;
 
-	if (s->nout && (d = calloc(1, sizeof *d))) {
-		d->id = s->id;
-		d->kind = SRC_DRAIN;
-		d->fd = d->wd = -1;
-		d->saved = -1;
+	if (s->nout && (d = drain_new(w, s->id))) {
 		d->out = s->out;
 		d->ohead = s->ohead;
 		d->olen = s->olen;
 		d->ocap = s->ocap;
 		d->nout = s->nout;
-		d->next = w->sources;
-		if (w->sources)
-			w->sources->prev = d;
-		w->sources = d;
 		s->out = NULL;
 		s->ohead = s->olen = s->ocap = s->nout = 0;
 		s->id = new_id(w);
@@ -650,6 +691,14 @@ source_renew(watch *w, source *s)
 static void
 source_retire(watch *w, source *s)
 {
+	struct stat sb;
+
+	/* deleted: no name holds it after a restart, so its entries out are
+	 * saved by their URLs (watch_save), like those of a truncated file */
+	if (s->nout && s->fd >= 0 && fstat(s->fd, &sb) == 0 && sb.st_nlink == 0) {
+		free(s->path);
+		s->path = NULL;
+	}
 	source_close(w, s);
 	if (!s->nout) {
 		source_free(w, s);
@@ -876,7 +925,7 @@ source_next(watch *w, source *s, const char **text, const char **reason, watch_t
 			continue;
 		}
 		key = k == URLLIST_URL ? hash_str(line) : 0;
-		if (pend_push(s, start, sfp, s->next_seq, key) < 0) {
+		if (pend_push(s, start, sfp, s->next_seq, key, k == URLLIST_URL ? line : NULL) < 0) {
 			log_msg(LOG_ERROR, "watch: out of memory");
 			s->coff = s->boff = start;      /* read it again next time */
 			s->cfp = sfp;
@@ -1909,6 +1958,82 @@ retry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	return WATCH_NONE;
 }
 
+/* --- URLs carried over by the state file --------------------------------- */
+
+static int
+hexval(char c)
+{
+	return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A "url TEXT" line of the state file (save_url): TEXT, unescaped in
+ * place, joins the URLs w->carry hands out.  0; 1 when it is not an
+ * http(s) URL escaped that way; -1 out of memory. */
+static int
+carry_add(watch *w, char *text)
+{
+	char *o = text;
+	size_t len;
+	qname *q;
+
+	for (const char *p = text; *p; p++) {
+		int hi, lo;
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return 1;
+		if (*p != '\\') {
+			*o++ = *p;
+			continue;
+		}
+		if (p[1] != 'x' || (hi = hexval(p[2])) < 0 || (lo = hexval(p[3])) < 0 || !(hi | lo))
+			return 1;
+		*o++ = (char)(hi << 4 | lo);
+		p += 3;
+	}
+	*o = 0;
+	if ((len = (size_t)(o - text)) > URLLIST_LINE_MAX || !urllist_is_http(text))
+		return 1;
+	if ((!w->carry && !(w->carry = drain_new(w, new_id(w)))) || !(q = malloc(sizeof *q + len + 1)))
+		return -1;
+	memcpy(q->name, text, len + 1);
+	q->next = NULL;
+	if (w->carry->ctail)
+		w->carry->ctail->next = q;
+	else
+		w->carry->chead = q;
+	w->carry->ctail = q;
+	return 0;
+}
+
+/* The next URL the state file carried over (entries out at the last stop
+ * of a file truncated or deleted since), handed out like a line just read:
+ * as an entry of w->carry, whose state file lines go as they end. */
+static watch_kind
+carry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
+{
+	source *s = w->carry;
+	qname *q = s ? s->chead : NULL;
+	uint64_t key;
+
+	if (!q)
+		return WATCH_NONE;
+	key = hash_str(q->name);
+	if (pend_push(s, 0, FNV_BASIS, s->next_seq, key, q->name) < 0) {
+		log_msg(LOG_ERROR, "watch: out of memory");
+		return WATCH_NONE;      /* tried again at the next call */
+	}
+	if (!(s->chead = q->next))
+		s->ctail = NULL;
+	busy_add(w, key);
+	t->src = s->id;
+	t->seq = s->next_seq++;
+	snprintf(w->text, sizeof w->text, "%s", q->name);
+	free(q);
+	*text = w->text;
+	*reason = NULL;
+	return WATCH_URL;
+}
+
 /* --- the API -------------------------------------------------------------- */
 
 watch_kind
@@ -1917,8 +2042,10 @@ watch_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	int n = w->nfol + w->ndir + 1;
 	watch_kind k;
 
-	/* due retries first: there are few, and each has waited already */
-	if ((k = retry_next(w, text, reason, t)) != WATCH_NONE)
+	/* due retries first: there are few, and each has waited already; then
+	 * what was in flight at the last stop */
+	if ((k = retry_next(w, text, reason, t)) != WATCH_NONE
+	    || (k = carry_next(w, text, reason, t)) != WATCH_NONE)
 		return k;
 	follow_tick(w);
 	for (int i = 0; i < n; i++) {
@@ -1993,7 +2120,9 @@ watch_done(watch *w, watch_ticket t)
 		return;
 	}
 	note_commit(w, s);
-	if (s->nout)
+	if (!s->path)
+		w->dirty = 1;   /* its URL was, or would be, saved (save_urls) */
+	if (s->nout || s->chead)
 		return;
 	if (s->kind == SRC_DRAIN)
 		source_free(w, s);
@@ -2093,8 +2222,8 @@ static int
 state_load(watch *w, char *err, size_t errlen)
 {
 	FILE *fp = fopen(w->statefile, "r");
-	char line[PATH_CAP + 96];
-	long lineno = 0, n = 0;
+	char line[STATE_LINE_CAP];
+	long lineno = 0, n = 0, urls = 0;
 	int rc = 0;
 
 	if (!fp) {
@@ -2122,6 +2251,24 @@ state_load(watch *w, char *err, size_t errlen)
 		}
 		if (len && line[len - 1] == '\n')
 			line[--len] = 0;
+		if (strncmp(line, "url ", 4) == 0) {
+			int r;
+			if (++n > STATE_LINES_MAX) {
+				log_msg(LOG_WARNING, "watch: %s: more than %d lines; the rest is ignored",
+				        w->statefile, STATE_LINES_MAX);
+				break;
+			}
+			if ((r = carry_add(w, line + 4)) < 0) {
+				snprintf(err, errlen, "out of memory");
+				rc = -1;
+				break;
+			}
+			if (r > 0)
+				log_msg(LOG_WARNING, "watch: %s:%ld: not \"url\" and an escaped http(s) URL, "
+				        "ignored", w->statefile, lineno);
+			urls += r == 0;
+			continue;
+		}
 		errno = 0;
 		dev = strtoumax(p, &e, 10);
 		if (e == p || *e != ' ')
@@ -2168,6 +2315,9 @@ bad:
 		rc = -1;
 	}
 	fclose(fp);
+	if (!rc && urls)
+		log_msg(LOG_INFO, "watch: %ld URL%s in flight at the last stop, of a followed file "
+		        "truncated or deleted since, done first", urls, urls == 1 ? "" : "s");
 	return rc;
 }
 
@@ -2197,6 +2347,33 @@ state_prune(watch *w)
 	}
 }
 
+/* One "url TEXT" line: bytes below 0x20, DEL and backslash as \xHH, so that a
+ * line holds one URL whatever it contains.  An older thumbd logs such a
+ * line as not "dev ino offset path" and ignores it. */
+static void
+save_url(FILE *m, const char *url)
+{
+	fputs("url ", m);
+	for (const unsigned char *p = (const unsigned char *)url; *p; p++)
+		if (*p < 0x20 || *p == 0x7f || *p == '\\')
+			fprintf(m, "\\x%02x", *p);
+		else
+			putc(*p, m);
+	putc('\n', m);
+}
+
+/* The URLs of a drain without a file: its entries out (kept ones too),
+ * and, for w->carry, those not handed out yet. */
+static void
+save_urls(FILE *m, const source *s)
+{
+	for (size_t i = s->ohead; i < s->olen; i++)
+		if (s->out[i].live && s->out[i].text)
+			save_url(m, s->out[i].text);
+	for (const qname *q = s->chead; q; q = q->next)
+		save_url(m, q->name);
+}
+
 int
 watch_save(watch *w, char *err, size_t errlen)
 {
@@ -2211,12 +2388,16 @@ watch_save(watch *w, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	/* a drain of a truncated file has no path (its lines are gone); one of
-	 * a rotated-away file keeps it, so that follow_recover finds the file */
+	/* a drain of a truncated or deleted file has no path (its lines are
+	 * gone): its entries out are saved by their URLs, which the next start
+	 * hands out again; one of a rotated-away file keeps its path, so that
+	 * follow_recover finds the file */
 	for (source *s = w->sources; s; s = s->next)
 		if (s->path && !strchr(s->path, '\n'))
 			fprintf(m, "%ju %ju %lld:%016" PRIx64 " %s\n", (uintmax_t)s->dev, (uintmax_t)s->ino,
 			        (long long)committed(s), committed_fp(s), s->path);
+		else if (!s->path)
+			save_urls(m, s);
 	for (saved *s = w->saved; s; s = s->next)
 		if (s->has_fp)
 			fprintf(m, "%ju %ju %lld:%016" PRIx64 " %s\n", s->dev, s->ino, (long long)s->off,

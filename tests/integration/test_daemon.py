@@ -910,6 +910,52 @@ def _rotation(t, wd, cp, srv, d1, d2, follow):
         d2.stop(t, "rotation: second run")
 
 
+def test_daemon_truncated_stop(t):
+    """logrotate's copytruncate on a followed file while a URL of it is in
+    flight, then a stop: the file's lines are gone, so the state file keeps
+    that URL by its text, the restart does it, and once it has ended the
+    state file no longer holds it."""
+    _two_daemons(t, lambda e: _truncated_stop(e.t, e.wd, e.cp, e.srv, e.d1, e.d2, e.follow))
+
+
+def _truncated_stop(t, wd, cp, srv, d1, d2, follow):
+    state = os.path.join(wd.incoming, ".thumbd-follow")
+
+    def saved(url):
+        try:
+            with open(state, encoding="utf-8", errors="replace") as f:
+                return "url " + url in f.read().splitlines()
+        except OSError:
+            return False
+
+    open(follow, "w").close()
+    if not d1.start(t, "truncated stop"):
+        return
+    # answered after 5 s: still in flight at the stop, which waits at most 3 s
+    # for a save (at most once a second) to show the URL
+    slow = cp.alias("photos/rocket_640x427.jpg", "tstop", delay=5)
+    _append(follow, slow.url)
+    t.check(_wait(lambda: srv.log(slow.target(), "GET"), 5, d1.proc), "truncated stop: the slow URL is in flight")
+    shutil.copy(follow, follow + ".1")      # copytruncate
+    open(follow, "w").close()
+    t.check(_wait(lambda: saved(slow.url), 3, d1.proc),
+            "truncated stop: the state file keeps the URL in flight of the truncated file (%r)"
+            % [l for l in wd.log_lines() or [] if "watch:" in l][-3:])
+    t.check(not slow.done(wd), "truncated stop: the stop comes while the URL is in flight")
+    if not d1.stop(t, "truncated stop: first run"):
+        return
+    if not d2.start(t, "truncated stop: restart"):
+        return
+    t.check(_wait(lambda: slow.done(wd), 15, d2.proc),
+            "truncated stop: the URL in flight at the stop is done after the restart (log %r)"
+            % [l for l in wd.log_lines() or [] if "watch:" in l][-3:])
+    t.check(_wait(lambda: not saved(slow.url), 5, d2.proc),
+            "truncated stop: once it is done the state file no longer holds it")
+    t.eq(wd.failed(), [], "truncated stop: nothing failed")
+    t.eq(len(srv.log(slow.target(), "GET")), 2, "truncated stop: downloaded again once, after the restart")
+    if d2.alive(t, "truncated stop: after the restart"):
+        d2.stop(t, "truncated stop: second run")
+
 def test_daemon_local_failure(t):
     """A failure of this machine (outgoing/ unusable) in the daemon is not an
     outcome: the list stays where it is (not moved to done/) and, with

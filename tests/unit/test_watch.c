@@ -838,6 +838,101 @@ test_restart(void)
 	CHECK(log_has("is another file than at the last stop"));
 }
 
+/* 1 when the file at path has the line want (without its '\n'). */
+static int
+has_line(const char *path, const char *want)
+{
+	char line[1024];
+	FILE *fp = fopen(path, "r");
+	int found = 0;
+
+	if (!fp)
+		return 0;
+	while (!found && fgets(line, sizeof line, fp))
+		found = strcspn(line, "\n") == strlen(want) && strncmp(line, want, strlen(want)) == 0;
+	fclose(fp);
+	return found;
+}
+
+/* A stop while entries of a followed file truncated (logrotate's
+ * copytruncate) or deleted are out, one of them kept: the state file keeps
+ * their URLs (escaped), the next start hands them out first, and their
+ * lines go once they have ended. */
+static void
+test_restart_truncated(void)
+{
+	const char *list = P("rt/feed.txt"), *state = P("rt/.state");
+	const char *odd = "http://rt/3\\q\001r", *odd_saved = "url http://rt/3\\x5cq\\x01r";
+	char err[512];
+	watch_ticket t[4];
+	watch *w;
+	FILE *fp;
+
+	CHECK_INT(mkdir(P("rt"), 0755), 0);
+	put(list, "http://rt/1\nhttp://rt/2\nhttp://rt/3\\q\001r\n");
+	if (!(w = open_one(list, state)))
+		return;
+	t[0] = expect(w, WATCH_URL, "http://rt/1", NULL);
+	t[1] = expect(w, WATCH_URL, "http://rt/2", NULL);
+	t[2] = expect(w, WATCH_URL, odd, NULL);
+	watch_done(w, t[0]);
+	CHECK_INT(watch_keep(w, t[2], odd, NULL, 0), -1);       /* for the next start */
+	CHECK_INT(truncate(list, 0), 0);
+	append(list, "http://rt/4\n");
+	expect_done(w, WATCH_URL, "http://rt/4");
+	CHECK_INT(outstanding(w), 2);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(!has_line(state, "url http://rt/1"));
+	CHECK(has_line(state, "url http://rt/2"));
+	CHECK(has_line(state, odd_saved));
+	watch_free(w);
+
+	/* lines it cannot take are logged and ignored */
+	if ((fp = fopen(state, "a"))) {
+		fputs("url ftp://rt/5\nurl http://rt/6\\x0\nurl http://rt/7\\x00\n", fp);
+		fclose(fp);
+	}
+	CHECK(fp != NULL);
+	if (!(w = open_one(list, state)))
+		return;
+	CHECK(log_has("2 URLs in flight at the last stop"));
+	CHECK(log_has("not \"url\" and an escaped http(s) URL, ignored"));
+	t[1] = expect(w, WATCH_URL, "http://rt/2", NULL);
+	t[2] = expect(w, WATCH_URL, odd, NULL);
+	expect_none(w);                 /* rt/4 was done */
+	CHECK_INT(watch_busy(w, "http://rt/2", t[2]), 1);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_done(w, t[1]);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(!has_line(state, "url http://rt/2"));
+	CHECK(has_line(state, odd_saved));      /* still out */
+	watch_done(w, t[2]);
+	CHECK_INT(outstanding(w), 0);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(!has_line(state, odd_saved));
+	watch_free(w);
+
+	/* deleted with an entry out, then a new file: the same by its URL */
+	if (!(w = open_one(list, state)))
+		return;
+	expect_none(w);
+	append(list, "http://rt/8\n");
+	t[3] = expect(w, WATCH_URL, "http://rt/8", NULL);
+	CHECK_INT(unlink(list), 0);
+	put(list, "http://rt/9\n");
+	expect_done(w, WATCH_URL, "http://rt/9");
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(has_line(state, "url http://rt/8"));
+	watch_free(w);
+	if (!(w = open_one(list, state)))
+		return;
+	expect_done(w, WATCH_URL, "http://rt/8");
+	expect_none(w);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	CHECK(!has_line(state, "url http://rt/8"));
+	watch_free(w);
+}
+
 static void
 test_restart_dir(void)
 {
@@ -1338,6 +1433,7 @@ main(void)
 	test_dir();
 	test_incoming();
 	test_restart();
+	test_restart_truncated();
 	test_restart_dir();
 	test_dir_grows();
 	test_rewritten();
