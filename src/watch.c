@@ -1116,6 +1116,24 @@ follow_next(watch *w, follow *f, const char **text, const char **reason, watch_t
  * file under it now are files rotated away before the stop with lines not
  * read or not ended.  Look for each in f's directory (by device and inode)
  * and read it on from where it was, to its end; say so when it is gone. */
+/* 1 when fd's bytes before e's offset are those read there before the
+ * stop (or e, an older state line, has no fingerprint to tell). */
+static int
+saved_matches(int fd, const saved *e, const struct stat *sb)
+{
+	char buf[FP_BYTES];
+	size_t want = e->off < FP_BYTES ? (size_t)e->off : FP_BYTES;
+	ssize_t n;
+
+	if (!e->has_fp)
+		return 1;
+	if (e->off > sb->st_size)
+		return 0;
+	while ((n = pread(fd, buf, want, e->off - (off_t)want)) < 0 && errno == EINTR)
+		;
+	return n == (ssize_t)want && fnv(FNV_BASIS, buf, want) == e->fp;
+}
+
 static void
 follow_recover(watch *w, follow *f)
 {
@@ -1149,7 +1167,9 @@ follow_recover(watch *w, follow *f)
 		}
 		if (found)
 			fd = open(found, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-		if (fd < 0 || fstat(fd, &sb) < 0 || (uintmax_t)sb.st_ino != e->ino
+		/* the inode number alone may be a later file's (even our own
+		 * state file's): its bytes before the offset must be the old ones */
+		if (fd < 0 || fstat(fd, &sb) < 0 || (uintmax_t)sb.st_ino != e->ino || !saved_matches(fd, e, &sb)
 		    || !(s = source_new(w, SRC_FOLLOW, f->path, fd, &sb))) {
 			log_msg(LOG_WARNING, "watch: %s is another file than at the last stop, and the old "
 			        "one (device %ju, inode %ju) is no longer in %s: its lines after byte %lld "

@@ -430,6 +430,54 @@ test_restart_rotated(void)
 	watch_free(w);
 }
 
+/* The rotated-away file's inode number, found again at a restart, may be
+ * another file's by then (ext4 reuses freed ones; once it was our own
+ * state file's): the bytes before the saved offset tell, and a stranger is
+ * "no longer there", not read from its start as a list. */
+static void
+test_restart_rotated_reused(void)
+{
+	char *paths[1], err[512];
+	const char *list = P("ru/feed.txt"), *old = P("ru/feed.txt.1"), *state = P("ru/.state");
+	watch_ticket t[3];
+	watch *w;
+	int fd;
+
+	CHECK_INT(mkdir(P("ru"), 0755), 0);
+	put(list, "http://ru/1\nhttp://ru/2\n");
+	paths[0] = (char *)list;
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	t[0] = expect(w, WATCH_URL, "http://ru/1", NULL);
+	t[1] = expect(w, WATCH_URL, "http://ru/2", NULL);
+	watch_done(w, t[0]);
+	CHECK_INT(rename(list, old), 0);
+	put(list, "http://ru/new1\n");
+	t[2] = expect(w, WATCH_URL, "http://ru/new1", NULL);
+	watch_done(w, t[2]);
+	CHECK_INT(watch_save(w, err, sizeof err), 0);   /* ru/2 of the old file out */
+	watch_free(w);
+
+	/* the same inode, other bytes: what a reused inode looks like */
+	fd = open(old, O_WRONLY | O_TRUNC);
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		static const char other[] = "http://xx/a\nhttp://xx/b\nhttp://xx/c\n";
+		CHECK_INT(write(fd, other, sizeof other - 1), (long)(sizeof other - 1));
+		close(fd);
+	}
+	if (!(w = watch_new(paths, 1, NULL, state, err, sizeof err))) {
+		CHECK(w != NULL);
+		return;
+	}
+	CHECK(log_has("is another file than at the last stop, and the old one"));
+	expect_none(w);         /* none of xx/: that file is not the list */
+	CHECK_INT(watch_save(w, err, sizeof err), 0);
+	watch_free(w);
+}
+
 /* watch_busy: a URL is a duplicate while another entry of it is out */
 static void
 test_busy(void)
@@ -1426,6 +1474,7 @@ main(void)
 	test_follow_late_done();
 	test_follow_rotate_create();
 	test_restart_rotated();
+	test_restart_rotated_reused();
 	test_busy();
 	test_check();
 	test_follow_created_later();
