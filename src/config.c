@@ -601,12 +601,12 @@ read_line(char *buf, int size, void *stream)
 	for (; *s == ' ' || *s == '\t'; s++)
 		;
 	/* inih takes an indented line after a key for more of that key's
-	 * value.  An indented "key = value" is a key: unindented here.  Any
-	 * other indented line continues the value, which on_key allows only
-	 * for daemon.watch (a list). */
+	 * value.  An indented "key = value" or [section] is what it looks
+	 * like: unindented here.  Any other indented line continues the value,
+	 * which on_key allows only for daemon.watch (a list). */
 	x->cont = 0;
-	if (s > buf && *s && *s != ';' && *s != '#' && *s != '[' && *s != '\r' && *s != '\n') {
-		if (strchr(s, '=') || strchr(s, ':'))
+	if (s > buf && *s && *s != ';' && *s != '#' && *s != '\r' && *s != '\n') {
+		if (*s == '[' || strchr(s, '=') || strchr(s, ':'))
 			memmove(buf, s, strlen(s) + 1);
 		else
 			x->cont = 1;

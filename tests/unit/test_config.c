@@ -428,7 +428,7 @@ test_layout_and_places(void)
 	/* indented keys are keys; an indented line of a list continues it */
 	c = cfg_new();
 	p = write_ini("indent.ini", "[download]\n  connections = 8\n  per_host = 4\n"
-	              "[daemon]\n  watch = /a\n      /b /c\n  ; a comment\n      /d\n  retry_kept = 5\n");
+	              "  [daemon]\n  watch = /a\n      /b /c\n  ; a comment\n      /d\n  retry_kept = 5\n");
 	CHECK_INT(cfg_load(c, p, err, sizeof err), 0);
 	CHECK_INT(c->connections, 8);
 	CHECK_INT(c->per_host, 4);
