@@ -448,6 +448,11 @@ set_value(cfg *c, const key_def *k, const char *v, const char *base_dir,
 				memcpy(item, p, len);
 				item[len] = 0;
 			}
+			if (len >= sizeof item && strspn(p, "0123456789") >= len) {
+				snprintf(msg, msglen, "width %.*s is out of range (%lld..%lld)", (int)len, p,
+				         k->min, k->max);
+				return msg;
+			}
 			rc = len > 0 && len < sizeof item ? parse_number(item, 0, &n) : -1;
 			if (rc == -2) {
 				snprintf(msg, msglen, "width %s is out of range (%lld..%lld)", item, k->min, k->max);

@@ -478,6 +478,10 @@ test_layout_and_places(void)
 	CHECK(strstr(err, "-1 is out of range (1..1024)") != NULL);
 	CHECK_INT(cfg_set(c, "download.max_bytes=8796093022208K", err, sizeof err), -1);
 	CHECK(strstr(err, "8796093022208K is out of range") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=64, 1111111111111111111111111111111111111111", err, sizeof err), -1);
+	CHECK(strstr(err, "width 1111111111111111111111111111111111111111 is out of range (1..8192)") != NULL);
+	CHECK_INT(cfg_set(c, "thumbnails.sizes=-5", err, sizeof err), -1);
+	CHECK(strstr(err, "width -5 is out of range (1..8192)") != NULL);
 	cfg_free(c);
 }
 
