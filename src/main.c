@@ -589,6 +589,15 @@ reload(run *r, workers *w)
 		cfg_free(n);
 		goto out;
 	}
+	/* a metrics file no longer written would be scraped with its last
+	 * values for ever: it goes (only this thread writes it) */
+	if (o->metrics_path && (!n->metrics_path || strcmp(o->metrics_path, n->metrics_path) != 0)) {
+		if (unlink(o->metrics_path) == 0)
+			log_msg(LOG_INFO, "reload: %s removed (daemon.metrics %s)", o->metrics_path,
+			        n->metrics_path ? "moved" : "turned off");
+		else if (errno != ENOENT)
+			log_msg(LOG_WARNING, "reload: cannot remove %s: %s", o->metrics_path, strerror(errno));
+	}
 	fetch_set_config(r->f, n);
 	workers_set_config(w, n);
 	r->retired[r->nretired++] = o;

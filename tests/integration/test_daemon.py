@@ -725,6 +725,41 @@ def test_daemon_reload_low_nofile(t):
             d.kill()
 
 
+def test_daemon_reload_metrics_off(t):
+    """A reload that turns the metrics file off (or moves it) removes the
+    old one: left behind, a scraper would export its last values for ever."""
+    with C.Workdir() as wd, Notify() as nt:
+        queue, follow, src = _layout(wd)
+        cfg = _daemon_config(queue, follow)
+        wd.write_config(cfg)
+        prom = os.path.join(wd.logs, PROM)
+        d = Daemon(wd, nt)
+        try:
+            if not d.start(t, "metrics off"):
+                return
+            t.check(_wait(lambda: os.path.isfile(prom), 5, d.proc), "metrics off: %s written" % PROM)
+            cfg = dict(cfg, **{"daemon.metrics": "other.prom"})
+            wd.write_config(cfg)
+            since = nt.mark()
+            d.signal(signal.SIGHUP)
+            t.check(nt.wait("READY=1", since, 10, d.proc) is not None, "metrics moved: reloaded")
+            t.check(_wait(lambda: os.path.isfile(os.path.join(wd.logs, "other.prom")), 5, d.proc),
+                    "metrics moved: the new file is written")
+            t.check(not os.path.exists(prom), "metrics moved: the old file is gone")
+            cfg = dict(cfg, **{"daemon.metrics": ""})
+            wd.write_config(cfg)
+            since = nt.mark()
+            d.signal(signal.SIGHUP)
+            t.check(nt.wait("READY=1", since, 10, d.proc) is not None, "metrics off: reloaded")
+            t.check(not os.path.exists(os.path.join(wd.logs, "other.prom")), "metrics off: the file is gone")
+            time.sleep(1.5)         # past a metrics interval (1 s): nothing writes it again
+            t.check(not os.path.exists(os.path.join(wd.logs, "other.prom")) and not os.path.exists(prom),
+                    "metrics off: no metrics file written after the reload")
+            d.stop(t, "metrics off")
+        finally:
+            d.kill()
+
+
 def test_daemon_drain_restart(t):
     """SIGTERM with transfers in flight: STOPPING=1, exit 0; a restart on the
     same state ends every URL exactly once under its first name."""
