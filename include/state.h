@@ -72,4 +72,12 @@ long state_compact_names(const state *s, const cfg *c, names *reg, long long min
  * tries it again. */
 int state_reason_is_final(const char *reason);
 
+/* Record url's failure in failed.tsv (log_failure), except the retry of a
+ * daemon entry kept for this machine's failure (again) failing for this
+ * machine once more: its first try's line is enough, a line a try would
+ * grow failed.tsv for as long as a host is down; that one is only logged.
+ * 0 recorded, 1 not recorded on purpose (that retry), -1 could not be
+ * recorded. */
+int state_record_failure(const char *url, const char *reason, int again);
+
 #endif

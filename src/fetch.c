@@ -895,16 +895,8 @@ xfer_fail(fetch *f, xfer *x, const char *reason)
 
 	if (x->part)
 		unlink(x->part);
-	/* a kept entry's retries would add a line per try (up to 24 a day
-	 * each, for as long as a host is down): a failure that is not the
-	 * URL's outcome goes into failed.tsv once, from the first try, and
-	 * the entry stays kept either way */
-	if (x->again && !state_reason_is_final(reason)) {
-		log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", x->url, reason);
-		unrecorded = 0;
-	} else {
-		unrecorded = log_failure(x->url, reason) < 0;
-	}
+	/* a kept entry stays kept either way (state_record_failure) */
+	unrecorded = state_record_failure(x->url, reason, x->again) < 0;
 	stats_fail(f->st, reason);
 	if (x->has_ticket && f->w)
 		ticket_end(f, ticket_unpack(x->ticket), unrecorded || !state_reason_is_final(reason), x->url,
@@ -1850,10 +1842,7 @@ handoff(fetch *f, const char *path, watch_ticket t)
 	}
 	job_free(j);
 	stats_fail(f->st, err);
-	if (watch_tries(f->w, t) > 0 && !state_reason_is_final(err))
-		log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", path, err);
-	else
-		rc = log_failure(path, err);
+	rc = state_record_failure(path, err, watch_tries(f->w, t) > 0);
 	if (rc < 0 || !state_reason_is_final(err)) {
 		ticket_end(f, t, 1, path, NULL);        /* the image stays */
 		return;

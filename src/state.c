@@ -68,6 +68,16 @@ state_reason_is_final(const char *reason)
 	return 1;
 }
 
+int
+state_record_failure(const char *url, const char *reason, int again)
+{
+	if (again && !state_reason_is_final(reason)) {
+		log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", url, reason);
+		return 1;
+	}
+	return log_failure(url, reason) < 0 ? -1 : 0;
+}
+
 /* 1 when c[0..19] is a time as log_failure writes it: YYYY-MM-DDTHH:MM:SSZ. */
 static int
 is_record_time(const char *c)

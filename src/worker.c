@@ -168,17 +168,10 @@ worker_main(void *arg)
 			/* not recorded in failed.tsv, or this machine's fault (a
 			 * write error, a full disk): the daemon keeps the entry (and
 			 * a hand-off image its file) for a retry or the next start */
-			if (j->again && !state_reason_is_final(err)) {
-				/* a kept entry's retry: its first try's line is enough */
-				log_msg(LOG_ERROR, "failed %s: %s (tried again; not recorded again)", j->url, err);
-				local = 1;
-			} else if (log_failure(j->url, err) < 0) {
-				local = 1;
-				if (j->on_end)
-					j->owned = 0;
-			} else {
-				local = !state_reason_is_final(err);
-			}
+			int r = state_record_failure(j->url, err, j->again);
+			local = r != 0 || !state_reason_is_final(err);
+			if (r < 0 && j->on_end)
+				j->owned = 0;
 		}
 		if (n != THUMB_DEFERRED) {
 			/* a hand-off is its own only copy: it stays for the retry
