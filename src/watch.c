@@ -412,16 +412,25 @@ tail_push(source *s, const char *p, size_t n)
 	s->tlen = keep + n;
 }
 
+/* The want (<= FP_BYTES, <= off) bytes of fd before off into buf: how
+ * many were read (fewer: the file is shorter now), -1 on a read error. */
+static ssize_t
+read_before(int fd, off_t off, size_t want, char *buf)
+{
+	ssize_t n;
+
+	while ((n = pread(fd, buf, want, off - (off_t)want)) < 0 && errno == EINTR)
+		;
+	return n;
+}
+
 /* tail read again from the file, after boff moved back (none if it cannot be). */
 static void
 tail_load(source *s)
 {
 	size_t want = s->boff < FP_BYTES ? (size_t)s->boff : FP_BYTES;
-	ssize_t n;
 
-	while ((n = pread(s->fd, s->tail, want, s->boff - (off_t)want)) < 0 && errno == EINTR)
-		;
-	s->tlen = n == (ssize_t)want ? want : 0;
+	s->tlen = read_before(s->fd, s->boff, want, s->tail) == (ssize_t)want ? want : 0;
 }
 
 /* 1 when the bytes before boff are no longer those read there: the file
@@ -434,8 +443,7 @@ tail_changed(source *s)
 
 	if (!s->tlen)
 		return 0;
-	while ((n = pread(s->fd, buf, s->tlen, s->boff - (off_t)s->tlen)) < 0 && errno == EINTR)
-		;
+	n = read_before(s->fd, s->boff, s->tlen, buf);
 	return n >= 0 && ((size_t)n != s->tlen || memcmp(buf, s->tail, s->tlen) != 0);
 }
 
@@ -1123,15 +1131,12 @@ saved_matches(int fd, const saved *e, const struct stat *sb)
 {
 	char buf[FP_BYTES];
 	size_t want = e->off < FP_BYTES ? (size_t)e->off : FP_BYTES;
-	ssize_t n;
 
 	if (!e->has_fp)
 		return 1;
 	if (e->off > sb->st_size)
 		return 0;
-	while ((n = pread(fd, buf, want, e->off - (off_t)want)) < 0 && errno == EINTR)
-		;
-	return n == (ssize_t)want && fnv(FNV_BASIS, buf, want) == e->fp;
+	return read_before(fd, e->off, want, buf) == (ssize_t)want && fnv(FNV_BASIS, buf, want) == e->fp;
 }
 
 static void
