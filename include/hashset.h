@@ -17,8 +17,21 @@ typedef struct hashset {
 	size_t nsegs, cap, used;
 } hashset;
 
-/* FNV-1a of a string, never 0. */
+/* FNV-1a of a string, mixed for a table index, never 0. */
 uint64_t hash_str(const char *s);
+
+/* Plain 64-bit FNV-1a of n bytes, going on from h (HASH_FNV_BASIS to
+ * start): for fingerprints and keys that only need to differ. */
+#define HASH_FNV_BASIS 0xcbf29ce484222325ULL
+static inline uint64_t
+hash_fnv(uint64_t h, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
 
 /* A zeroed hashset is empty.  val must not be 0.  0 / -1 (out of memory). */
 int hashset_put(hashset *t, uint64_t key, uint32_t val);

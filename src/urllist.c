@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "hashset.h"
 #include "img.h"
 
 /* What Windows Notepad and other editors put before the first line of a
@@ -235,8 +236,6 @@ is_blank(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == 0;
 }
 
-#define FNV_BASIS 0xcbf29ce484222325ULL
-#define FNV_PRIME 0x100000001b3ULL
 
 void
 urllist_rest_add(urllist_rest *r, const void *p, size_t n)
@@ -249,9 +248,9 @@ urllist_rest_add(urllist_rest *r, const void *p, size_t n)
 		if (!r->end) {
 			r->start = r->len;
 			r->first = b[i];
-			r->hash = FNV_BASIS;
+			r->hash = HASH_FNV_BASIS;
 		}
-		r->hash = (r->hash ^ b[i]) * FNV_PRIME;
+		r->hash = hash_fnv(r->hash, &b[i], 1);
 		r->end = r->len + 1;
 	}
 }
@@ -269,7 +268,7 @@ static urllist_kind
 long_line(char *buf, size_t len, char *s, char *e, const urllist_rest *rest, const char **line,
           const char **reason)
 {
-	unsigned long long h = FNV_BASIS, n;
+	unsigned long long h = HASH_FNV_BASIS, n;
 	size_t plen;
 
 	while (s < e && is_blank((unsigned char)*s))
@@ -279,9 +278,11 @@ long_line(char *buf, size_t len, char *s, char *e, const urllist_rest *rest, con
 	n = s < e ? (unsigned long long)(e - s) + rest->end : rest->end - rest->start;
 	for (char *p = s; p < e; p++)
 		if (!is_blank((unsigned char)*p))
-			h = (h ^ (unsigned char)*p) * FNV_PRIME;
-	for (int i = 0; i < 8; i++)
-		h = (h ^ ((rest->hash >> (8 * i)) & 0xff)) * FNV_PRIME;
+			h = hash_fnv(h, p, 1);
+	for (int i = 0; i < 8; i++) {
+		unsigned char byte = (unsigned char)(rest->hash >> (8 * i));
+		h = hash_fnv(h, &byte, 1);
+	}
 	plen = (size_t)(e - s) < 80 ? (size_t)(e - s) : 80;
 	if (plen + 64 > len + 1)
 		plen = len + 1 > 64 ? len + 1 - 64 : 0;

@@ -116,7 +116,6 @@
 #define FOLLOW_GRACE_MS 1000    /* a replaced file is still read this long (follow_check) */
 #define RETRY_BYTES_MAX ((size_t)64 << 20)      /* text of the kept entries waiting for a retry */
 #define FP_BYTES        256     /* bytes before an offset that its fingerprint covers */
-#define FNV_BASIS       14695981039346656037ULL
 
 #define FOLLOW_DIR_MASK  (IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE)
 #define FOLLOW_FILE_MASK (IN_MODIFY | IN_MOVE_SELF | IN_DELETE_SELF | IN_ATTRIB)
@@ -374,14 +373,6 @@ committed_fp(const source *s)
 	return s->nout ? s->out[s->ohead].fp : s->cfp;
 }
 
-static uint64_t
-fnv(uint64_t h, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
-	return h;
-}
-
 /* The fingerprint of the offset boff + rpos (FNV-1a of the up to FP_BYTES
  * bytes before it), from tail and rbuf: no read. */
 static uint64_t
@@ -391,7 +382,7 @@ fp_here(const source *s)
 
 	if (a > s->tlen)
 		a = s->tlen;
-	return fnv(fnv(FNV_BASIS, s->tail + s->tlen - a, a), s->rbuf + s->rpos - b, b);
+	return hash_fnv(hash_fnv(HASH_FNV_BASIS, s->tail + s->tlen - a, a), s->rbuf + s->rpos - b, b);
 }
 
 /* The n bytes p at boff are passed: keep the last FP_BYTES before the new boff. */
@@ -598,7 +589,7 @@ source_new(watch *w, int kind, const char *path, int fd, const struct stat *sb)
 	s->ino = sb->st_ino;
 	s->unread = 1;
 	s->saved = -1;
-	s->cfp = FNV_BASIS;
+	s->cfp = HASH_FNV_BASIS;
 	s->next = w->sources;
 	if (w->sources)
 		w->sources->prev = s;
@@ -794,13 +785,13 @@ source_resume(watch *w, source *s, const struct stat *sb)
 	}
 	/* same path, device and inode, long enough: still maybe another file
 	 * (an inode number reused) or this one rewritten in place */
-	if (has_fp && fnv(FNV_BASIS, s->tail, s->tlen) != fp) {
+	if (has_fp && hash_fnv(HASH_FNV_BASIS, s->tail, s->tlen) != fp) {
 		log_msg(LOG_WARNING, "watch: %s: the bytes before the saved offset %lld are not those "
 		        "read before the stop (rewritten, or another file); reading it from the start",
 		        s->path, (long long)off);
 		goto from_start;
 	}
-	s->cfp = fnv(FNV_BASIS, s->tail, s->tlen);
+	s->cfp = hash_fnv(HASH_FNV_BASIS, s->tail, s->tlen);
 	s->boff = s->coff = s->saved = off;
 	s->lineno = lines + (last != '\n');
 	if (off > 0)
@@ -822,7 +813,7 @@ source_restart(watch *w, source *s)
 	memset(&s->rest, 0, sizeof s->rest);
 	s->lineno = 0;
 	s->tlen = 0;
-	s->cfp = FNV_BASIS;
+	s->cfp = HASH_FNV_BASIS;
 	s->verify = 0;
 }
 
@@ -1136,7 +1127,8 @@ saved_matches(int fd, const saved *e, const struct stat *sb)
 		return 1;
 	if (e->off > sb->st_size)
 		return 0;
-	return read_before(fd, e->off, want, buf) == (ssize_t)want && fnv(FNV_BASIS, buf, want) == e->fp;
+	return read_before(fd, e->off, want, buf) == (ssize_t)want
+	       && hash_fnv(HASH_FNV_BASIS, buf, want) == e->fp;
 }
 
 static void
@@ -2043,7 +2035,7 @@ carry_next(watch *w, const char **text, const char **reason, watch_ticket *t)
 	if (!q)
 		return WATCH_NONE;
 	key = hash_str(q->name);
-	if (pend_push(s, 0, FNV_BASIS, s->next_seq, key, q->name) < 0) {
+	if (pend_push(s, 0, HASH_FNV_BASIS, s->next_seq, key, q->name) < 0) {
 		log_msg(LOG_ERROR, "watch: out of memory");
 		return WATCH_NONE;      /* tried again at the next call */
 	}
