@@ -800,9 +800,18 @@ same_dir(const char *a, const char *b)
 	return same;
 }
 
+/* "incoming" or "outgoing" when dir is that directory of c, else NULL. */
+static const char *
+data_dir(const cfg *c, const char *dir)
+{
+	return same_dir(dir, c->incoming) ? "incoming" : same_dir(dir, c->outgoing) ? "outgoing" : NULL;
+}
+
 int
 cfg_finish(cfg *c, char *err, size_t errlen)
 {
+	const char *clash;
+
 	if (default_paths(c, NULL) < 0) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -817,10 +826,9 @@ cfg_finish(cfg *c, char *err, size_t errlen)
 	/* logs/ beside them, not in them: the daemon takes any file in
 	 * incoming/ for a hand-off image (its own log and metrics included),
 	 * and outgoing/ is published as it is (failed.tsv names every URL) */
-	if (same_dir(c->logs, c->incoming) || same_dir(c->logs, c->outgoing)) {
-		int in = same_dir(c->logs, c->incoming);
+	if ((clash = data_dir(c, c->logs))) {
 		snprintf(err, errlen, "%s: paths.logs and paths.%s must be different directories (both %s)",
-		         c->file ? c->file : "config", in ? "incoming" : "outgoing", c->logs);
+		         c->file ? c->file : "config", clash, c->logs);
 		return -1;
 	}
 	/* curl would fail every https URL with it, each recorded as that URL's failure */
@@ -846,12 +854,11 @@ cfg_finish(cfg *c, char *err, size_t errlen)
 			memmove(c->metrics_path, c->metrics_path + 1, strlen(c->metrics_path));
 		char *slash = strrchr(c->metrics_path, '/'), *dir = NULL;
 		size_t dlen = slash == c->metrics_path ? 1 : (size_t)(slash - c->metrics_path);
-		int clash;
 		if (slash && !(dir = strndup(c->metrics_path, dlen))) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		clash = dir && (same_dir(dir, c->incoming) || same_dir(dir, c->outgoing));
+		clash = dir ? data_dir(c, dir) : NULL;
 		free(dir);
 		if (clash) {
 			snprintf(err, errlen, "%s: daemon.metrics: %s is in paths.incoming or paths.outgoing; "
